@@ -1,0 +1,51 @@
+"""F2, the competition's metric: F-beta with beta = 2, per image, averaged over images.
+
+An image whose true and predicted label sets are both empty scores 1 (nothing to find,
+nothing wrongly claimed). Per-label F2/precision/recall are computed over images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+BETA = 2.0
+
+
+def fbeta_per_sample(y_true: np.ndarray, y_pred: np.ndarray, beta: float = BETA) -> np.ndarray:
+    """F-beta of each row's predicted label set against its true set."""
+    y_true = np.asarray(y_true, dtype=bool)
+    y_pred = np.asarray(y_pred, dtype=bool)
+    tp = (y_true & y_pred).sum(axis=1).astype(np.float64)
+    fp = (~y_true & y_pred).sum(axis=1)
+    fn = (y_true & ~y_pred).sum(axis=1)
+    b2 = beta * beta
+    denom = (1 + b2) * tp + b2 * fn + fp
+    return np.where(denom > 0, (1 + b2) * tp / np.maximum(denom, 1e-12), 1.0)
+
+
+def f2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Sample-averaged F2 (the Planet competition's metric)."""
+    if len(y_true) == 0:
+        return 0.0
+    return float(fbeta_per_sample(y_true, y_pred).mean())
+
+
+def per_label_scores(y_true: np.ndarray, y_pred: np.ndarray,
+                     labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    """F2, precision, recall and support of each label (over images)."""
+    y_true = np.asarray(y_true, dtype=bool)
+    y_pred = np.asarray(y_pred, dtype=bool)
+    tp = (y_true & y_pred).sum(axis=0).astype(np.float64)
+    fp = (~y_true & y_pred).sum(axis=0)
+    fn = (y_true & ~y_pred).sum(axis=0)
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
+    denom = 4 * precision + recall
+    f2 = np.divide(5 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {
+        label: {"f2": float(f2[j]), "precision": float(precision[j]),
+                "recall": float(recall[j]), "support": int(tp[j] + fn[j])}
+        for j, label in enumerate(labels)
+    }

@@ -1,0 +1,201 @@
+"""``python -m classifier train``: the whole recognition method, end to end.
+
+1. read the labels (vocabulary from the data) and decode the images at ``--size``;
+2. split 80/20, and the 20% again into a validation half (early stopping, model choice,
+   recalibration layer, thresholds) and a test half that nothing is fitted on;
+3. dehaze every image (dark channel prior);
+4. train the VGG16-BN network on the original images and another on the dehazed ones;
+5. store both networks' validation probabilities (1 and 8 TTA views);
+6. fit per-label choice -> ridge layer -> F2-optimal thresholds on them;
+7. write the model directory (``store.py``) with metrics on the validation and test splits.
+
+Re-running the same command with ``--resume`` continues from the last epoch checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from classifier import plots
+from classifier.data import load_images, read_labels, split_indices, write_labels
+from classifier.dehaze import DehazeParams, dehaze
+from classifier.losses import LossWeights
+from classifier.metrics import f2_score, per_label_scores
+from classifier.model import ModelConfig, resolve_device
+from classifier.postprocess import PostprocessConfig, fit_postprocessor
+from classifier.store import VAL_OUTPUTS_FILE, ValOutputs, save_network, write_pipeline
+from classifier.train import TrainConfig, predict_batches, train_network
+
+TTA_VIEWS = (1, 8)
+
+
+def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--labels", required=True, help="Planet-format CSV: image_name,tags")
+    parser.add_argument("--images", required=True, help="folder or .tar with <image_name>.jpg")
+    parser.add_argument("--out", required=True, help="model directory to write")
+    parser.add_argument("--size", type=int, default=32,
+                        help="image size the chips are resized to and the network input "
+                             "(a multiple of 32)")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs per network")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--patience", type=int, default=3,
+                        help="stop after this many epochs without a better validation F2")
+    parser.add_argument("--width", type=float, default=0.5,
+                        help="channel multiplier of VGG16 (1.0 = the full network)")
+    parser.add_argument("--hidden", type=int, default=512, help="units in the fully connected head")
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--loss-bce", type=float, default=1.0, help="weight of the log loss")
+    parser.add_argument("--loss-f2", type=float, default=0.5, help="weight of the soft F2 loss")
+    parser.add_argument("--loss-focal", type=float, default=1.0,
+                        help="weight of the focal (hard example) loss")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--no-dehazed-model", action="store_true",
+                        help="train only the original-image network")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--calibration", default="ridge", choices=("none", "ridge", "lasso"))
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                        help="mixed precision (auto: on for CUDA, off on CPU)")
+    parser.add_argument("--imagenet-weights", default=None,
+                        help="local torchvision vgg16_bn state dict (width 1.0 only)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    parser.add_argument("--max-epochs-this-run", type=int, default=None,
+                        help="stop after this many epochs (resume later with the same command)")
+    parser.add_argument("--name", default=None, help="model name recorded in pipeline.json")
+    return parser
+
+
+def _write_log(path: Path, histories: dict[str, list[dict[str, float]]]) -> None:
+    rows = [{"network": name, **row} for name, hist in histories.items() for row in hist]
+    if not rows:
+        return
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _split_report(y: np.ndarray, probs: dict[str, np.ndarray], post: Any,
+                  labels: list[str]) -> dict[str, Any]:
+    scores = post.scores(probs.get("original_tta8"), probs.get("dehazed_tta8"))
+    decided = post.decide(scores)
+    return {"f2": f2_score(y, decided), "n_images": int(len(y)),
+            "per_label": per_label_scores(y, decided, labels)}
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.time()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    amp = device.type == "cuda" if args.amp == "auto" else args.amp == "on"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    table = read_labels(args.labels)
+    labels = table.vocabulary()
+    data = load_images(table, args.images, args.size, labels)
+    if data.errors:
+        print(f"{len(data.errors)} images skipped, e.g. {next(iter(data.errors.items()))}")
+    if len(data.names) < 10:
+        raise SystemExit(f"only {len(data.names)} readable images; need at least 10")
+    train_idx, val_idx, test_idx = split_indices(
+        len(data.names), [args.val_fraction, args.test_fraction], args.seed)
+    for split, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
+        write_labels(out / f"{split}.csv", [data.names[i] for i in idx],
+                     [[labels[j] for j in np.flatnonzero(data.targets[i])] for i in idx])
+    print(f"{len(labels)} labels; {len(train_idx)} train / {len(val_idx)} val / "
+          f"{len(test_idx)} test images of {args.size}px on {device}")
+
+    dehaze_params = DehazeParams()
+    sets = {"original": data.images}
+    if not args.no_dehazed_model:
+        sets["dehazed"] = np.stack([dehaze(img, dehaze_params)
+                                    for img in tqdm(data.images, desc="dehaze", unit="img")])
+
+    model_config = ModelConfig(num_labels=len(labels), input_size=args.size, width=args.width,
+                               hidden=args.hidden, dropout=args.dropout)
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+        loss=LossWeights(args.loss_bce, args.loss_f2, args.loss_focal),
+        augment=not args.no_augment, seed=args.seed, amp=amp,
+        imagenet_weights=args.imagenet_weights)
+    histories: dict[str, list[dict[str, float]]] = {}
+
+    def on_epoch(name: str, history: list[dict[str, float]]) -> None:
+        histories[name] = history
+        _write_log(out / "train_log.csv", histories)
+        plots.learning_curves(histories, out / "learning_curves.png")
+
+    y = data.targets
+    val_probs: dict[str, np.ndarray] = {}
+    test_probs: dict[str, np.ndarray] = {}
+    for name, images in sets.items():
+        model, histories[name], finished = train_network(
+            name, model_config, train_config, (images[train_idx], y[train_idx]),
+            (images[val_idx], y[val_idx]), out / "checkpoints", device,
+            args.max_epochs_this_run, on_epoch)
+        on_epoch(name, histories[name])
+        if not finished:
+            print(f"[{name}] paused; run the same command again to resume")
+            return {}
+        save_network(model, out / f"{name}.pt")
+        for views in TTA_VIEWS:
+            val_probs[f"{name}_tta{views}"] = predict_batches(
+                model, images[val_idx], device, views, amp=amp, progress=True,
+                desc=f"{name} val TTA{views}")
+        test_probs[f"{name}_tta8"] = predict_batches(
+            model, images[test_idx], device, 8, amp=amp, progress=True, desc=f"{name} test TTA8")
+
+    ValOutputs([data.names[i] for i in val_idx], y[val_idx], val_probs).save(out / VAL_OUTPUTS_FILE)
+    post = fit_postprocessor(PostprocessConfig(calibration=args.calibration), y[val_idx],
+                             val_probs["original_tta8"], val_probs.get("dehazed_tta8"), args.seed)
+    metrics = {"val": _split_report(y[val_idx], val_probs, post, labels),
+               "test": _split_report(y[test_idx], test_probs, post, labels)}
+    spec = {
+        "format": 1,
+        "name": args.name or out.name,
+        "labels": labels,
+        "image_size": args.size,
+        "model": model_config.to_dict(),
+        "dehaze": asdict(dehaze_params),
+        "postprocess": post.to_dict(),
+        "metrics": {split: {"f2": m["f2"], "n_images": m["n_images"]}
+                    for split, m in metrics.items()},
+        "per_label_test": metrics["test"]["per_label"],
+        "training": {
+            "command": "python -m classifier " + shlex.join(sys.argv[1:]),
+            "train_config": train_config.to_dict(),
+            "epochs": {name: len(hist) for name, hist in histories.items()},
+            "best_val_f2_no_tta": {name: max(r["val_f2"] for r in hist)
+                                   for name, hist in histories.items()},
+            "seconds": round(time.time() - started, 1),
+            "device": str(device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "n_images": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
+            "skipped_images": len(data.errors),
+        },
+    }
+    write_pipeline(out, spec)
+    print(f"use_dehazed for: {[l for l, u in zip(labels, post.use_dehazed) if u]}")
+    print(f"validation F2 {metrics['val']['f2']:.4f}  test F2 {metrics['test']['f2']:.4f}")
+    print(json.dumps(spec["metrics"]))
+    return spec

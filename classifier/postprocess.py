@@ -1,0 +1,99 @@
+"""Everything after the networks, in the paper's order: per-label model choice ->
+recalibration layer -> thresholds (or the expected-F2 decision).
+
+A ``Postprocessor`` is fitted on the validation outputs that training stores in the model
+directory, so any ablation (no choice, Lasso instead of ridge, a fixed threshold, ...)
+can be refitted exactly the way the full pipeline was, on the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from classifier.calibration import Calibrator, cross_fitted_scores, fit_calibrator
+from classifier.choice import choose_dehazed, combine
+from classifier.thresholds import apply_thresholds, expected_f2_decision, fit_thresholds
+
+DEHAZE_MODES = ("per-label", "original", "dehazed")
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Which stages run. ``thresholds`` is "tuned" or a fixed number for every label."""
+
+    dehaze: str = "per-label"
+    calibration: str = "ridge"
+    thresholds: str | float = "tuned"
+    decision: str = "threshold"
+
+    def __post_init__(self) -> None:
+        if self.dehaze not in DEHAZE_MODES:
+            raise ValueError(f"dehaze must be one of {DEHAZE_MODES}")
+        if self.decision not in ("threshold", "expected-f2"):
+            raise ValueError("decision must be 'threshold' or 'expected-f2'")
+        if self.thresholds != "tuned" and not 0.0 <= float(self.thresholds) <= 1.0:
+            raise ValueError("a fixed threshold must be in [0, 1]")
+
+
+@dataclass
+class Postprocessor:
+    config: PostprocessConfig
+    use_dehazed: np.ndarray
+    calibrator: Calibrator
+    thresholds: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_dehazed(self) -> bool:
+        return bool(self.use_dehazed.any())
+
+    @property
+    def needs_original(self) -> bool:
+        return not bool(self.use_dehazed.all())
+
+    def scores(self, p_original: np.ndarray | None, p_dehazed: np.ndarray | None) -> np.ndarray:
+        """Recalibrated per-label scores in [0, 1]."""
+        if p_original is None:
+            p_original = p_dehazed
+        return self.calibrator.transform(combine(p_original, p_dehazed, self.use_dehazed))
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        if self.config.decision == "expected-f2":
+            return expected_f2_decision(scores)
+        return apply_thresholds(scores, self.thresholds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "use_dehazed": self.use_dehazed.tolist(),
+                "calibrator": self.calibrator.to_dict(), "thresholds": self.thresholds.tolist(),
+                "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Postprocessor:
+        return cls(PostprocessConfig(**data["config"]), np.asarray(data["use_dehazed"], bool),
+                   Calibrator.from_dict(data["calibrator"]),
+                   np.asarray(data["thresholds"], dtype=np.float64), data.get("meta", {}))
+
+
+def fit_postprocessor(config: PostprocessConfig, y_val: np.ndarray, p_original: np.ndarray,
+                      p_dehazed: np.ndarray | None, seed: int = 0) -> Postprocessor:
+    """Fit choice, layer and thresholds on validation outputs the networks never trained on."""
+    n_labels = y_val.shape[1]
+    if config.dehaze == "per-label" and p_dehazed is not None:
+        use_dehazed = choose_dehazed(y_val, p_original, p_dehazed)
+    elif config.dehaze == "dehazed":
+        if p_dehazed is None:
+            raise ValueError("this model has no dehazed network")
+        use_dehazed = np.ones(n_labels, dtype=bool)
+    else:
+        use_dehazed = np.zeros(n_labels, dtype=bool)
+    probs = combine(p_original, p_dehazed, use_dehazed)
+    calibrator = fit_calibrator(config.calibration, probs, y_val, seed)
+    if config.thresholds == "tuned":
+        held_out = cross_fitted_scores(config.calibration, probs, y_val, seed=seed)
+        thresholds = fit_thresholds(y_val, held_out)
+    else:
+        thresholds = np.full(n_labels, float(config.thresholds))
+    return Postprocessor(config, use_dehazed, calibrator, thresholds)

@@ -1,0 +1,118 @@
+"""The recognition pipeline at prediction time; the API the web app and CLI call.
+
+    predictor = load_predictor("default")          # once per process
+    results = predictor.predict([rgb_uint8, ...])   # one forward pass per chunk
+
+Per chunk: resize to the model's image size -> dehaze (only when some label uses the
+dehazed network) -> 8 dihedral TTA views through each needed network in one pass ->
+per-label choice -> ridge layer -> thresholds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from classifier.dehaze import DehazeParams, dehaze_many
+from classifier.imageio import ImageDecodeError, decode_image, resize_square
+from classifier.model import resolve_device
+from classifier.postprocess import Postprocessor
+from classifier.store import (
+    NETWORKS,
+    PIPELINE_FILE,
+    load_network,
+    load_postprocessor,
+    read_pipeline,
+    resolve_model_dir,
+)
+from classifier.train import predict_batches
+
+
+@dataclass
+class Prediction:
+    """Per-label scores in [0, 1] (after recalibration) and the predicted tags."""
+
+    probabilities: dict[str, float]
+    tags: list[str]
+
+
+class Predictor:
+    def __init__(self, model_dir: str | Path = "default", device: str = "auto",
+                 batch_size: int = 64, tta_views: int = 8, amp: bool | None = None,
+                 postprocessor: Postprocessor | None = None) -> None:
+        self.model_dir = resolve_model_dir(model_dir)
+        self.spec = read_pipeline(self.model_dir)
+        self.labels: list[str] = self.spec["labels"]
+        self.image_size: int = self.spec["image_size"]
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.tta_views = tta_views
+        self.amp = self.device.type == "cuda" if amp is None else amp
+        self.postprocessor = postprocessor or load_postprocessor(self.spec)
+        self.dehaze_params = DehazeParams(**self.spec.get("dehaze", {}))
+        self.networks = {name: load_network(self.model_dir / f"{name}.pt", self.device)
+                         for name in NETWORKS if (self.model_dir / f"{name}.pt").exists()}
+        digest = hashlib.sha256((self.model_dir / PIPELINE_FILE).read_bytes()).hexdigest()
+        self.version = f"{self.spec.get('name', self.model_dir.name)}-{digest[:12]}"
+
+    def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Resize decoded RGB uint8 images to the model's size and stack them."""
+        size = self.image_size
+        if not len(images):
+            return np.zeros((0, size, size, 3), np.uint8)
+        return np.stack([resize_square(img, size) for img in images])
+
+    def network_outputs(self, prepared: np.ndarray, views: int | None = None,
+                        needed: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Probabilities of each needed network on prepared images (TTA-averaged)."""
+        views = self.tta_views if views is None else views
+        if needed is None:
+            post = self.postprocessor
+            needed = [n for n, use in (("original", post.needs_original),
+                                       ("dehazed", post.needs_dehazed)) if use]
+        out = {}
+        for name in needed:
+            inputs = dehaze_many(prepared, self.dehaze_params) if name == "dehazed" else prepared
+            out[name] = predict_batches(self.networks[name], inputs, self.device, views,
+                                        self.batch_size, self.amp)
+        return out
+
+    def scores(self, prepared: np.ndarray) -> np.ndarray:
+        outputs = self.network_outputs(prepared)
+        return self.postprocessor.scores(outputs.get("original"), outputs.get("dehazed"))
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """Tags and per-label scores for decoded RGB uint8 images of any size."""
+        results: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            scores = self.scores(self.prepare(images[start:start + self.batch_size]))
+            decided = self.postprocessor.decide(scores)
+            for row, tags in zip(scores, decided):
+                results.append(Prediction(
+                    {label: round(float(p), 4) for label, p in zip(self.labels, row)},
+                    [label for label, on in zip(self.labels, tags) if on]))
+        return results
+
+    def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction | ImageDecodeError]:
+        """Like ``predict`` for files; an unreadable file yields its error, the rest go on."""
+        decoded: dict[int, np.ndarray] = {}
+        results: list[Prediction | ImageDecodeError] = []
+        for i, path in enumerate(paths):
+            try:
+                decoded[i] = decode_image(path)
+                results.append(ImageDecodeError("pending"))
+            except ImageDecodeError as exc:
+                results.append(exc)
+        predictions = self.predict(list(decoded.values()))
+        for i, prediction in zip(decoded, predictions):
+            results[i] = prediction
+        return results
+
+
+def load_predictor(model: str | Path = "default", **options: object) -> Predictor:
+    """Load a model directory once; reuse the predictor for every batch."""
+    return Predictor(model, **options)  # type: ignore[arg-type]

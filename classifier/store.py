@@ -1,0 +1,85 @@
+"""The model directory: everything ``train`` writes and the predictor loads.
+
+    pipeline.json     labels, image size, network config, fitted post-processing, metrics
+    original.pt       network trained on original images   (fp16 weights + config)
+    dehazed.pt        network trained on dehazed images    (fp16 weights + config)
+    val_outputs.npz   validation probabilities of both networks, 1 and 8 TTA views,
+                      so every ablation can be refitted exactly like the full pipeline
+    val.csv, test.csv the validation split and the untouched test split (Planet CSV)
+    train_log.csv, learning_curves.png, checkpoints/ (resumable, not shipped)
+
+No pickles are loaded: weights go through ``torch.load(weights_only=True)`` and the
+post-processing is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from classifier.model import ModelConfig, VGGMultiLabel, create_model
+from classifier.postprocess import Postprocessor
+
+PIPELINE_FILE = "pipeline.json"
+VAL_OUTPUTS_FILE = "val_outputs.npz"
+NETWORKS = ("original", "dehazed")
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
+
+def resolve_model_dir(name: str | Path) -> Path:
+    """``default`` means the model shipped in the package; anything else is a path."""
+    path = DEFAULT_MODEL_DIR if str(name) == "default" else Path(name)
+    if not (path / PIPELINE_FILE).exists():
+        raise FileNotFoundError(f"{path} is not a model directory (no {PIPELINE_FILE})")
+    return path
+
+
+def save_network(model: VGGMultiLabel, path: Path) -> None:
+    """Weights as fp16 (half the size; the predictor computes in fp32 or autocast)."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    torch.save({"config": model.config.to_dict(), "state_dict": state}, path)
+
+
+def load_network(path: Path, device: torch.device) -> VGGMultiLabel:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = create_model(ModelConfig(**blob["config"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in blob["state_dict"].items()})
+    return model.to(device).to(memory_format=torch.channels_last).eval()
+
+
+@dataclass
+class ValOutputs:
+    names: list[str]
+    targets: np.ndarray
+    probs: dict[str, np.ndarray]
+
+    def get(self, network: str, views: int) -> np.ndarray | None:
+        return self.probs.get(f"{network}_tta{views}")
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, names=np.array(self.names), targets=self.targets,
+                            **{k: v.astype(np.float32) for k, v in self.probs.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> ValOutputs:
+        with np.load(path, allow_pickle=False) as data:
+            probs = {k: data[k] for k in data.files if k not in ("names", "targets")}
+            return cls([str(n) for n in data["names"]], data["targets"], probs)
+
+
+def write_pipeline(model_dir: Path, spec: dict[str, Any]) -> None:
+    (model_dir / PIPELINE_FILE).write_text(json.dumps(spec, indent=1))
+
+
+def read_pipeline(model_dir: Path) -> dict[str, Any]:
+    return json.loads((model_dir / PIPELINE_FILE).read_text())
+
+
+def load_postprocessor(spec: dict[str, Any]) -> Postprocessor:
+    return Postprocessor.from_dict(spec["postprocess"])

@@ -1,0 +1,184 @@
+"""Training of one VGG16-BN multi-label network, as the paper does it.
+
+Adam (lr 1e-4), the three losses combined by weights, augmentation on every batch,
+learning rate x0.1 when validation F2 stops improving, early stop after ``patience``
+epochs without improvement, the best checkpoint kept by validation F2. A resumable
+checkpoint (model, optimizer, scheduler, epoch, history) is written after every epoch.
+Shaped like torchvision's ``references/classification/train.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from classifier.augment import augment_batch
+from classifier.losses import LossWeights, combined_loss
+from classifier.metrics import f2_score
+from classifier.model import ModelConfig, VGGMultiLabel, create_model
+from classifier.thresholds import apply_thresholds, fit_thresholds
+from classifier.tta import predict_proba
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    patience: int = 3
+    lr_patience: int = 1
+    loss: LossWeights = field(default_factory=LossWeights)
+    augment: bool = True
+    seed: int = 0
+    amp: bool = False
+    imagenet_weights: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1], channels_last on ``device``."""
+    batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """fp16 autocast on CUDA, bfloat16 on CPU; a no-op when disabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def predict_batches(model: VGGMultiLabel, images: np.ndarray, device: torch.device,
+                    views: int = 1, batch_size: int = 256, amp: bool = False,
+                    progress: bool = False, desc: str = "predict") -> np.ndarray:
+    """Probabilities (N x L) for uint8 images, ``views`` dihedral TTA views averaged."""
+    model.eval()
+    out = []
+    steps = range(0, len(images), batch_size)
+    for start in tqdm(steps, desc=desc, disable=not progress, unit="batch"):
+        batch = to_tensor(images[start:start + batch_size], device)
+        with autocast(device, amp):
+            out.append(predict_proba(model, batch, views).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), np.float32)
+
+
+def train_one_epoch(model: VGGMultiLabel, optimizer: torch.optim.Optimizer, images: np.ndarray,
+                    targets: np.ndarray, config: TrainConfig, device: torch.device,
+                    scaler: torch.amp.GradScaler, generator: torch.Generator, desc: str) -> float:
+    model.train()
+    order = torch.randperm(len(images), generator=generator).numpy()
+    total, seen = 0.0, 0
+    bar = tqdm(range(0, len(order), config.batch_size), desc=desc, unit="batch", leave=False)
+    for start in bar:
+        idx = np.sort(order[start:start + config.batch_size])
+        if len(idx) < 2:
+            continue
+        batch = to_tensor(images[idx], device)
+        if config.augment:
+            batch = augment_batch(batch, generator if device.type == "cpu" else None)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        y = torch.from_numpy(targets[idx]).to(device)
+        with autocast(device, config.amp):
+            logits = model(batch)
+        loss = combined_loss(logits, y, config.loss)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += loss.item() * len(idx)
+        seen += len(idx)
+        bar.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(seen, 1)
+
+
+def evaluate(model: VGGMultiLabel, images: np.ndarray, targets: np.ndarray,
+             device: torch.device, amp: bool = False) -> dict[str, float]:
+    """Validation loss, F2 at 0.2 and F2 with tuned thresholds (no TTA, for speed)."""
+    probs = predict_batches(model, images, device, amp=amp)
+    clipped = np.clip(probs, 1e-7, 1 - 1e-7)
+    loss = float(F.binary_cross_entropy(torch.from_numpy(clipped), torch.from_numpy(targets)))
+    thresholds = fit_thresholds(targets, probs, sweeps=1)
+    return {"val_loss": loss,
+            "val_f2_at_0.2": f2_score(targets, probs > 0.2),
+            "val_f2": f2_score(targets, apply_thresholds(probs, thresholds))}
+
+
+def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
+                  train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+                  checkpoint_dir: Path, device: torch.device, max_epochs_this_run: int | None = None,
+                  on_epoch: Callable[[str, list[dict[str, float]]], None] | None = None,
+                  ) -> tuple[VGGMultiLabel, list[dict[str, float]], bool]:
+    """Train (or resume) one network; returns the best model by validation F2, the log and
+    whether training has finished (False when ``max_epochs_this_run`` paused it)."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    last_path = checkpoint_dir / f"{name}_last.pt"
+    best_path = checkpoint_dir / f"{name}_best.pt"
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = create_model(model_config, config.imagenet_weights).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.1, patience=config.lr_patience)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
+    history: list[dict[str, float]] = []
+    best, stale, epoch, finished = -1.0, 0, 0, False
+    if last_path.exists():
+        state = torch.load(last_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        history, best, stale = state["history"], state["best"], state["stale"]
+        epoch, finished = state["epoch"], state["finished"]
+        print(f"[{name}] resumed after epoch {epoch} (best val F2 {best:.4f})")
+    ran = 0
+    while not finished and epoch < config.epochs:
+        if max_epochs_this_run is not None and ran >= max_epochs_this_run:
+            break
+        started = time.time()
+        loss = train_one_epoch(model, optimizer, train[0], train[1], config, device, scaler,
+                               generator, f"{name} epoch {epoch + 1}/{config.epochs}")
+        row = {"epoch": epoch + 1, "train_loss": loss,
+               **evaluate(model, val[0], val[1], device, config.amp),
+               "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
+        history.append(row)
+        epoch += 1
+        ran += 1
+        scheduler.step(row["val_f2"])
+        if row["val_f2"] > best:
+            best, stale = row["val_f2"], 0
+            torch.save({"config": model_config.to_dict(), "state_dict": model.state_dict(),
+                        "epoch": epoch, "val_f2": best}, best_path)
+        else:
+            stale += 1
+        finished = stale >= config.patience or epoch >= config.epochs
+        print(f"[{name}] epoch {epoch}: loss {loss:.4f} val_loss {row['val_loss']:.4f} "
+              f"val F2 {row['val_f2']:.4f} (@0.2 {row['val_f2_at_0.2']:.4f}) "
+              f"lr {row['lr']:.0e} {row['seconds']:.0f}s" + ("  *best*" if stale == 0 else ""),
+              flush=True)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                    "history": history, "best": best, "stale": stale, "epoch": epoch,
+                    "finished": finished, "train_config": config.to_dict()}, last_path)
+        if on_epoch is not None:
+            on_epoch(name, history)
+    if best_path.exists():
+        state = torch.load(best_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["state_dict"])
+    model.eval()
+    return model, history, finished

@@ -1,0 +1,143 @@
+"""Choice -> recalibration -> thresholds, fitted on validation outputs and saved as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from classifier.calibration import fit_calibrator
+from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
+from classifier.thresholds import apply_thresholds, expected_f2_decision
+
+CLEAR, CLOUDY, WATER = 0, 1, 2
+
+
+@pytest.fixture
+def val_outputs(mutually_exclusive_data):
+    """(y, p_original, p_dehazed): the dehazed model is better on water, worse elsewhere."""
+    y, p_original = mutually_exclusive_data(n=240, seed=4)
+    gen = np.random.default_rng(5)
+    p_dehazed = gen.random(p_original.shape)
+    p_dehazed[:, WATER] = np.where(y[:, WATER] > 0, 0.9, 0.1) + gen.normal(0, 0.02, len(y))
+    p_original[:, WATER] = np.clip(np.where(y[:, WATER] > 0, 0.6, 0.3)
+                                   + gen.normal(0, 0.2, len(y)), 0, 1)
+    return y, p_original, np.clip(p_dehazed, 0, 1)
+
+
+CONFIGS = [
+    PostprocessConfig(),
+    PostprocessConfig(dehaze="original"),
+    PostprocessConfig(dehaze="dehazed"),
+    PostprocessConfig(calibration="none"),
+    PostprocessConfig(calibration="lasso"),
+    PostprocessConfig(thresholds=0.2),
+    PostprocessConfig(decision="expected-f2"),
+    PostprocessConfig(dehaze="original", calibration="none", thresholds=0.5),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.dehaze}-{c.calibration}-"
+                                                           f"{c.thresholds}-{c.decision}")
+def test_fit_postprocessor_with_each_config(config, val_outputs):
+    y, p_original, p_dehazed = val_outputs
+    post = fit_postprocessor(config, y, p_original, p_dehazed)
+    assert post.config == config
+    assert post.use_dehazed.shape == (3,) and post.use_dehazed.dtype == bool
+    assert post.thresholds.shape == (3,)
+    assert post.calibrator.kind == config.calibration
+    expected_mask = {"per-label": [False, False, True], "original": [False, False, False],
+                     "dehazed": [True, True, True]}[config.dehaze]
+    np.testing.assert_array_equal(post.use_dehazed, expected_mask)
+    assert post.needs_dehazed == any(expected_mask)
+    assert post.needs_original == (not all(expected_mask))
+    scores = post.scores(p_original, p_dehazed)
+    assert scores.shape == y.shape
+    assert scores.min() >= 0.0 and scores.max() <= 1.0
+    decided = post.decide(scores)
+    assert decided.shape == y.shape and decided.dtype == bool
+    if config.decision == "threshold":
+        np.testing.assert_array_equal(decided, apply_thresholds(scores, post.thresholds))
+    else:
+        np.testing.assert_array_equal(decided, expected_f2_decision(scores))
+
+    # round trip through JSON, as pipeline.json stores it
+    restored = Postprocessor.from_dict(json.loads(json.dumps(post.to_dict())))
+    assert restored.config == post.config
+    np.testing.assert_array_equal(restored.use_dehazed, post.use_dehazed)
+    np.testing.assert_array_equal(restored.thresholds, post.thresholds)
+    np.testing.assert_allclose(restored.scores(p_original, p_dehazed), scores, atol=1e-12)
+    np.testing.assert_array_equal(restored.decide(scores), decided)
+
+
+def test_full_pipeline_fits_well_and_uses_the_ridge_layer(val_outputs):
+    y, p_original, p_dehazed = val_outputs
+    post = fit_postprocessor(PostprocessConfig(), y, p_original, p_dehazed)
+    scores = post.scores(p_original, p_dehazed)
+    # the layer is the one fitted on the combined probabilities
+    combined = np.where(post.use_dehazed[None, :], p_dehazed, p_original)
+    np.testing.assert_allclose(scores, fit_calibrator("ridge", combined, y).transform(combined))
+    f2_full = _f2(y, post.decide(scores))
+    bare = fit_postprocessor(PostprocessConfig(dehaze="original", calibration="none",
+                                               thresholds=0.5), y, p_original, p_dehazed)
+    f2_bare = _f2(y, bare.decide(bare.scores(p_original, p_dehazed)))
+    assert f2_full > f2_bare + 0.05
+
+
+def _f2(y, pred):
+    from classifier.metrics import f2_score
+
+    return f2_score(y, pred)
+
+
+def test_fixed_threshold_config(val_outputs):
+    y, p_original, p_dehazed = val_outputs
+    post = fit_postprocessor(PostprocessConfig(thresholds=0.35), y, p_original, p_dehazed)
+    np.testing.assert_array_equal(post.thresholds, [0.35, 0.35, 0.35])
+    scores = post.scores(p_original, p_dehazed)
+    np.testing.assert_array_equal(post.decide(scores), scores > 0.35)
+
+
+def test_tuned_thresholds_differ_from_default_start(val_outputs):
+    y, p_original, p_dehazed = val_outputs
+    post = fit_postprocessor(PostprocessConfig(calibration="none"), y, p_original, p_dehazed)
+    assert not np.allclose(post.thresholds, 0.2)
+
+
+def test_original_mode_ignores_dehazed_probabilities(val_outputs, rng):
+    y, p_original, p_dehazed = val_outputs
+    post = fit_postprocessor(PostprocessConfig(dehaze="original"), y, p_original, p_dehazed)
+    reference = post.scores(p_original, p_dehazed)
+    np.testing.assert_array_equal(post.scores(p_original, None), reference)
+    np.testing.assert_array_equal(post.scores(p_original, rng.random(p_dehazed.shape)), reference)
+    # the fit does not depend on the dehazed outputs either
+    other = fit_postprocessor(PostprocessConfig(dehaze="original"), y, p_original,
+                              rng.random(p_dehazed.shape))
+    np.testing.assert_allclose(other.calibrator.coef, post.calibrator.coef)
+    np.testing.assert_array_equal(other.thresholds, post.thresholds)
+
+
+def test_dehazed_mode_uses_only_dehazed_probabilities(val_outputs, rng):
+    y, p_original, p_dehazed = val_outputs
+    post = fit_postprocessor(PostprocessConfig(dehaze="dehazed"), y, p_original, p_dehazed)
+    reference = post.scores(p_original, p_dehazed)
+    np.testing.assert_array_equal(post.scores(None, p_dehazed), reference)
+    np.testing.assert_array_equal(post.scores(rng.random(p_original.shape), p_dehazed), reference)
+    with pytest.raises(ValueError, match="no dehazed network"):
+        fit_postprocessor(PostprocessConfig(dehaze="dehazed"), y, p_original, None)
+
+
+def test_per_label_without_dehazed_network_uses_original(val_outputs):
+    y, p_original, _ = val_outputs
+    post = fit_postprocessor(PostprocessConfig(), y, p_original, None)
+    assert not post.use_dehazed.any()
+    assert not post.needs_dehazed and post.needs_original
+    assert post.scores(p_original, None).shape == y.shape
+
+
+@pytest.mark.parametrize("kwargs", [{"dehaze": "both"}, {"decision": "argmax"},
+                                    {"thresholds": 1.5}, {"thresholds": -0.1}])
+def test_invalid_config_raises(kwargs):
+    with pytest.raises(ValueError):
+        PostprocessConfig(**kwargs)
