@@ -60,7 +60,7 @@ def fit_calibrator(kind: str, probs: np.ndarray, y_true: np.ndarray, seed: int =
         if y[:, j].min() == y[:, j].max():
             intercept[j] = y[0, j]
             continue
-        lasso = LassoCV(cv=KFold(3, shuffle=True, random_state=seed), n_alphas=20,
+        lasso = LassoCV(cv=KFold(3, shuffle=True, random_state=seed), alphas=20,
                         random_state=seed, max_iter=5000).fit(x, y[:, j])
         coef[j], intercept[j] = lasso.coef_, lasso.intercept_
     return Calibrator("lasso", coef, intercept)

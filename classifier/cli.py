@@ -161,8 +161,10 @@ def cmd_dehaze(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     if args.command == "train":
-        return 0 if pipeline.main(args) is not None else 1
+        return 0 if pipeline.main(args) else 1
     return {"evaluate": cmd_evaluate, "report": cmd_report, "predict": cmd_predict,
             "dehaze": cmd_dehaze}[args.command](args)

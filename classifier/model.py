@@ -88,7 +88,7 @@ def load_imagenet_features(model: VGGMultiLabel, path: str | Path) -> int:
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     own = model.state_dict()
     copied = {k: v for k, v in state.items() if k.startswith("features.") and k in own
-              and own[k].shape == v.shape}
+              and own[k].shape == v.shape and v.is_floating_point()}
     if not copied:
         raise ValueError(
             f"{path} has no vgg16_bn feature weights matching width={model.config.width}; "

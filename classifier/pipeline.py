@@ -181,7 +181,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     for split, m in metrics.items()},
         "per_label_test": metrics["test"]["per_label"],
         "training": {
-            "command": "python -m classifier " + shlex.join(sys.argv[1:]),
+            "command": "python -m classifier " + shlex.join(getattr(args, "argv", sys.argv[1:])),
             "train_config": train_config.to_dict(),
             "epochs": {name: len(hist) for name, hist in histories.items()},
             "best_val_f2_no_tta": {name: max(r["val_f2"] for r in hist)

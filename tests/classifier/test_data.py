@@ -98,8 +98,8 @@ def _check_loaded(result, expect_names, size):
     assert result.images.shape == (len(expect_names), size, size, 3)
     assert result.images.dtype == np.uint8
     assert result.labels == ["apricot", "kiwi", "moss", "zebra"]
-    for i, name in enumerate(expect_names):
-        assert np.all(np.abs(result.images[i].astype(int) - COLOURS[name]) <= 8), name  # JPEG is lossy
+    for i, name in enumerate(expect_names):  # (JPEG is lossy)
+        assert np.all(np.abs(result.images[i].astype(int) - COLOURS[name]) <= 8), name
     table = read_labels_rows()
     expected_targets = table.subset([int(n[-1]) for n in expect_names]).matrix(result.labels)
     np.testing.assert_array_equal(result.targets, expected_targets)

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from classifier.calibration import fit_calibrator
+from classifier.calibration import cross_fitted_scores, fit_calibrator
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
-from classifier.thresholds import apply_thresholds, expected_f2_decision
+from classifier.thresholds import apply_thresholds, expected_f2_decision, fit_thresholds
 
 CLEAR, CLOUDY, WATER = 0, 1, 2
 
@@ -97,6 +97,17 @@ def test_fixed_threshold_config(val_outputs):
     np.testing.assert_array_equal(post.thresholds, [0.35, 0.35, 0.35])
     scores = post.scores(p_original, p_dehazed)
     np.testing.assert_array_equal(post.decide(scores), scores > 0.35)
+
+
+@pytest.mark.parametrize("calibration", ["none", "ridge"])
+def test_tuned_thresholds_come_from_out_of_fold_scores(calibration, val_outputs):
+    """Thresholds are tuned on cross-fitted layer outputs (rows the layer never saw)."""
+    y, p_original, p_dehazed = val_outputs
+    post = fit_postprocessor(PostprocessConfig(calibration=calibration), y, p_original,
+                             p_dehazed, seed=2)
+    combined = np.where(post.use_dehazed[None, :], p_dehazed, p_original)
+    held_out = cross_fitted_scores(calibration, combined, y, seed=2)
+    np.testing.assert_array_equal(post.thresholds, fit_thresholds(y, held_out))
 
 
 def test_tuned_thresholds_differ_from_default_start(val_outputs):

@@ -1,0 +1,140 @@
+"""A whole train -> evaluate -> report -> predict run on tiny generated data, through the
+command line exactly as users and reviewers call it. Labels are made up, so nothing can
+depend on Planet's label set."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classifier.cli import main
+
+LABELS = ("bright", "reddish", "striped")
+
+
+def _chip(rng: np.random.Generator, tags: set[str]) -> Image.Image:
+    base = 170 if "bright" in tags else 60
+    img = rng.normal(base, 12, (32, 32, 3))
+    if "reddish" in tags:
+        img[:, :, 0] += 70
+    if "striped" in tags:
+        img[::4, :, :] = 250 - img[::4, :, :]
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    rows = []
+    with tarfile.open(root / "images.tar", "w") as archive:
+        for i in range(120):
+            tags = {label for label in LABELS if rng.random() < 0.5} or {"bright"}
+            buf = io.BytesIO()
+            _chip(rng, tags).save(buf, "JPEG", quality=95)
+            info = tarfile.TarInfo(f"imgs/chip_{i}.jpg")
+            info.size = buf.tell()
+            buf.seek(0)
+            archive.addfile(info, buf)
+            # a repeated tag must count once
+            rows.append(f"chip_{i}," + " ".join(sorted(tags) + sorted(tags)[:1]))
+    (root / "labels.csv").write_text("image_name,tags\n" + "\n".join(rows) + "\n")
+    return root / "labels.csv", root / "images.tar"
+
+
+@pytest.fixture(scope="module")
+def model_dir(dataset: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    labels, images = dataset
+    out = tmp_path_factory.mktemp("model")
+    code = main(["train", "--labels", str(labels), "--images", str(images), "--out", str(out),
+                 "--size", "32", "--epochs", "3", "--width", "0.125", "--hidden", "32",
+                 "--batch-size", "16", "--lr", "3e-3", "--val-fraction", "0.25",
+                 "--test-fraction", "0.25"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_complete_model_directory(model_dir: Path) -> None:
+    for name in ("pipeline.json", "original.pt", "dehazed.pt", "val_outputs.npz", "val.csv",
+                 "test.csv", "train_log.csv", "learning_curves.png"):
+        assert (model_dir / name).exists(), name
+    spec = json.loads((model_dir / "pipeline.json").read_text())
+    assert spec["labels"] == sorted(LABELS)
+    assert len(spec["postprocess"]["thresholds"]) == len(LABELS)
+    assert spec["training"]["command"].startswith("python -m classifier train")
+
+
+def test_evaluate_prints_json_last_line(model_dir: Path, dataset: tuple[Path, Path],
+                                        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    _, images = dataset
+    json_file = tmp_path / "result.json"
+    assert main(["evaluate", "--model", str(model_dir), "--labels", str(model_dir / "test.csv"),
+                 "--images", str(images), "--json", str(json_file)]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["n_images"] == 30
+    assert set(last["per_label"]) == set(LABELS)
+    assert set(last["per_label"]["bright"]) >= {"f2", "precision", "recall", "support"}
+    # these labels are easy: even a 3-epoch tiny network must beat a blind guess
+    assert last["f2"] > 0.75
+    assert json.loads(json_file.read_text())["f2"] == last["f2"]
+
+
+def test_evaluate_stage_switches_change_the_setting(model_dir: Path, dataset: tuple[Path, Path],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    _, images = dataset
+    main(["evaluate", "--model", str(model_dir), "--labels", str(model_dir / "test.csv"),
+          "--images", str(images), "--tta", "1", "--calibration", "none", "--thresholds", "0.2",
+          "--no-dehaze-choice"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["settings"] == {"tta": 1, "dehaze": "original", "calibration": "none",
+                                "thresholds": 0.2, "decision": "threshold"}
+
+
+def test_report_writes_ablation_table_and_charts(model_dir: Path, dataset: tuple[Path, Path],
+                                                tmp_path: Path) -> None:
+    _, images = dataset
+    assert main(["report", "--model", str(model_dir), "--labels", str(model_dir / "test.csv"),
+                 "--images", str(images), "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "report.md").read_text()
+    assert "lasso instead of ridge" in table and "no TTA" in table
+    assert (tmp_path / "ablation.png").stat().st_size > 1000
+    assert (tmp_path / "per_label_f2.png").stat().st_size > 1000
+
+
+def test_predict_reports_a_broken_file_and_tags_the_others(
+        model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.png"
+    _chip(np.random.default_rng(1), {"bright"}).resize((256, 256)).save(good)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    code = main(["predict", "--model", str(model_dir), str(broken), str(good)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"{broken}: ERROR:" in out
+    good_line = next(line for line in out.splitlines() if line.startswith(str(good)))
+    assert "bright=" in good_line
+
+
+def test_dehaze_command_writes_an_image(tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    _chip(np.random.default_rng(2), {"striped"}).save(src)
+    assert main(["dehaze", str(src), str(tmp_path / "out.png")]) == 0
+    assert Image.open(tmp_path / "out.png").size == (32, 32)
+
+
+def test_interrupted_training_resumes(dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    labels, images = dataset
+    args = ["train", "--labels", str(labels), "--images", str(images), "--out", str(tmp_path),
+            "--epochs", "2", "--width", "0.125", "--hidden", "16", "--batch-size", "32",
+            "--no-dehazed-model", "--max-epochs-this-run", "1"]
+    assert main(args) == 1  # paused after one epoch
+    assert not (tmp_path / "pipeline.json").exists()
+    assert main(args) == 0  # resumed, finished
+    log = (tmp_path / "train_log.csv").read_text().splitlines()
+    assert [row.split(",")[1] for row in log[1:]] == ["1", "2"]
