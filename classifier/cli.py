@@ -121,8 +121,9 @@ def cmd_report(args: argparse.Namespace) -> int:
              "| setting | F2 | vs full |", "|---|---:|---:|"]
     for r in results:
         lines.append(f"| {r['setting']} | {r['f2']:.4f} | {r['f2'] - full['f2']:+.4f} |")
-    lines += ["", f"Labels taken from the dehazed network: {', '.join(full['use_dehazed']) or 'none'}",
-              "", "## Per-label scores of the full pipeline", "", per_label_table(full["per_label"]),
+    dehazed = ", ".join(full["use_dehazed"]) or "none"
+    lines += ["", f"Labels taken from the dehazed network: {dehazed}", "",
+              "## Per-label scores of the full pipeline", "", per_label_table(full["per_label"]),
               "", "![ablation](ablation.png)", "", "![per-label F2](per_label_f2.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     (out / "report.json").write_text(json.dumps(

@@ -137,7 +137,8 @@ def load_images(
         if name not in decoded and name not in errors:
             errors[name] = "no image file with this name in the image source"
     kept = [name for name in table.names if name in decoded]
-    images = np.stack([decoded[n] for n in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
+    images = (np.stack([decoded[n] for n in kept]) if kept
+              else np.zeros((0, size, size, 3), np.uint8))
     targets = table.subset([position[n] for n in kept]).matrix(labels)
     return ImageSet(kept, images, targets, labels, errors)
 

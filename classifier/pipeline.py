@@ -195,7 +195,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     write_pipeline(out, spec)
-    print(f"use_dehazed for: {[l for l, u in zip(labels, post.use_dehazed) if u]}")
+    print(f"use_dehazed for: {[lab for lab, u in zip(labels, post.use_dehazed) if u]}")
     print(f"validation F2 {metrics['val']['f2']:.4f}  test F2 {metrics['test']['f2']:.4f}")
     print(json.dumps(spec["metrics"]))
     return spec

@@ -119,7 +119,8 @@ def evaluate(model: VGGMultiLabel, images: np.ndarray, targets: np.ndarray,
 
 def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
                   train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-                  checkpoint_dir: Path, device: torch.device, max_epochs_this_run: int | None = None,
+                  checkpoint_dir: Path, device: torch.device,
+                  max_epochs_this_run: int | None = None,
                   on_epoch: Callable[[str, list[dict[str, float]]], None] | None = None,
                   ) -> tuple[VGGMultiLabel, list[dict[str, float]], bool]:
     """Train (or resume) one network; returns the best model by validation F2, the log and
