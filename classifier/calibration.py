@@ -9,10 +9,12 @@ or no layer. All three are here. The fitted layer is plain coefficients, saved a
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LassoCV, RidgeCV
 from sklearn.model_selection import KFold
 
@@ -60,8 +62,11 @@ def fit_calibrator(kind: str, probs: np.ndarray, y_true: np.ndarray, seed: int =
         if y[:, j].min() == y[:, j].max():
             intercept[j] = y[0, j]
             continue
-        lasso = LassoCV(cv=KFold(3, shuffle=True, random_state=seed), alphas=20,
-                        random_state=seed, max_iter=5000).fit(x, y[:, j])
+        with warnings.catch_warnings():
+            # the smallest alphas of the path may not converge; cross-validation skips them
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            lasso = LassoCV(cv=KFold(3, shuffle=True, random_state=seed), alphas=20,
+                            random_state=seed, max_iter=5000).fit(x, y[:, j])
         coef[j], intercept[j] = lasso.coef_, lasso.intercept_
     return Calibrator("lasso", coef, intercept)
 
