@@ -100,17 +100,14 @@ class Predictor:
     def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction | ImageDecodeError]:
         """Like ``predict`` for files; an unreadable file yields its error, the rest go on."""
         decoded: dict[int, np.ndarray] = {}
-        results: list[Prediction | ImageDecodeError] = []
+        errors: dict[int, ImageDecodeError] = {}
         for i, path in enumerate(paths):
             try:
                 decoded[i] = decode_image(path)
-                results.append(ImageDecodeError("pending"))
             except ImageDecodeError as exc:
-                results.append(exc)
-        predictions = self.predict(list(decoded.values()))
-        for i, prediction in zip(decoded, predictions):
-            results[i] = prediction
-        return results
+                errors[i] = exc
+        predicted = dict(zip(decoded, self.predict(list(decoded.values()))))
+        return [predicted[i] if i in predicted else errors[i] for i in range(len(paths))]
 
 
 def load_predictor(model: str | Path = "default", **options: object) -> Predictor:
