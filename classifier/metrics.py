@@ -13,6 +13,14 @@ import numpy as np
 BETA = 2.0
 
 
+def f2_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray,
+                   empty: float = 1.0) -> np.ndarray:
+    """F2 = 5 tp / (5 tp + 4 fn + fp), elementwise; ``empty`` where there is nothing
+    to find and nothing predicted (tp = fp = fn = 0)."""
+    denom = 5 * tp + 4 * fn + fp
+    return np.where(denom > 0, 5 * tp / np.maximum(denom, 1e-12), empty)
+
+
 def fbeta_per_sample(y_true: np.ndarray, y_pred: np.ndarray, beta: float = BETA) -> np.ndarray:
     """F-beta of each row's predicted label set against its true set."""
     y_true = np.asarray(y_true, dtype=bool)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from classifier.metrics import f2_score
+from classifier.metrics import f2_from_counts, f2_score
 
 GRID = np.round(np.linspace(0.01, 0.99, 99), 2)
 
@@ -41,8 +41,7 @@ def fit_thresholds(y_true: np.ndarray, scores: np.ndarray, sweeps: int = 3,
             tp = tp0 + (yj & pj)
             fp = fp0 + (~yj & pj)
             fn = fn0 + (yj & ~pj)
-            denom = 5 * tp + 4 * fn + fp
-            f2 = np.where(denom > 0, 5 * tp / np.maximum(denom, 1), 1.0).mean(axis=0)
+            f2 = f2_from_counts(tp, fp, fn).mean(axis=0)
             best = float(grid[int(np.argmax(f2))])
             if best != thresholds[j]:
                 thresholds[j] = best
@@ -61,8 +60,7 @@ def best_label_f2(y_true: np.ndarray, scores: np.ndarray, grid: np.ndarray = GRI
         tp = (y[:, j][:, None] & pred).sum(0).astype(np.float64)
         fp = (~y[:, j][:, None] & pred).sum(0)
         fn = (y[:, j][:, None] & ~pred).sum(0)
-        denom = 5 * tp + 4 * fn + fp
-        best[j] = float(np.max(np.where(denom > 0, 5 * tp / np.maximum(denom, 1), 0.0)))
+        best[j] = float(np.max(f2_from_counts(tp, fp, fn, empty=0.0)))
     return best
 
 
