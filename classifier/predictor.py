@@ -10,7 +10,6 @@ per-label choice -> ridge layer -> thresholds.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ from classifier.model import resolve_device
 from classifier.postprocess import Postprocessor
 from classifier.store import (
     NETWORKS,
-    PIPELINE_FILE,
     load_network,
     load_postprocessor,
+    model_version,
     read_pipeline,
     resolve_model_dir,
 )
@@ -34,10 +33,21 @@ from classifier.train import predict_batches
 
 @dataclass
 class Prediction:
-    """Per-label scores in [0, 1] (after recalibration) and the predicted tags."""
+    """Per-label scores in [0, 1] (after recalibration), the predicted tags, and how sure
+    the least certain label decision is (0: a score sits on its threshold, 1: every score
+    is as far from its threshold as it can be). Review queues sort by it."""
 
     probabilities: dict[str, float]
     tags: list[str]
+    confidence: float = 1.0
+
+
+def decision_confidence(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Per image, the smallest normalised distance of a score from its label's threshold."""
+    t = np.clip(np.asarray(thresholds, dtype=np.float64), 1e-6, 1 - 1e-6)
+    s = np.asarray(scores, dtype=np.float64)
+    margin = np.where(s >= t, (s - t) / (1 - t), (t - s) / t)
+    return np.clip(margin, 0.0, 1.0).min(axis=1)
 
 
 class Predictor:
@@ -56,8 +66,7 @@ class Predictor:
         self.dehaze_params = DehazeParams(**self.spec.get("dehaze", {}))
         self.networks = {name: load_network(self.model_dir / f"{name}.pt", self.device)
                          for name in NETWORKS if (self.model_dir / f"{name}.pt").exists()}
-        digest = hashlib.sha256((self.model_dir / PIPELINE_FILE).read_bytes()).hexdigest()
-        self.version = f"{self.spec.get('name', self.model_dir.name)}-{digest[:12]}"
+        self.version = model_version(self.model_dir)
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Resize decoded RGB uint8 images to the model's size and stack them."""
@@ -91,10 +100,12 @@ class Predictor:
         for start in range(0, len(images), self.batch_size):
             scores = self.scores(self.prepare(images[start:start + self.batch_size]))
             decided = self.postprocessor.decide(scores)
-            for row, tags in zip(scores, decided):
+            confidence = decision_confidence(scores, self.postprocessor.thresholds)
+            for row, tags, sure in zip(scores, decided, confidence):
                 results.append(Prediction(
                     {label: round(float(p), 4) for label, p in zip(self.labels, row)},
-                    [label for label, on in zip(self.labels, tags) if on]))
+                    [label for label, on in zip(self.labels, tags) if on],
+                    round(float(sure), 4)))
         return results
 
     def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction | ImageDecodeError]:

@@ -14,6 +14,7 @@ post-processing is JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,3 +84,15 @@ def read_pipeline(model_dir: Path) -> dict[str, Any]:
 
 def load_postprocessor(spec: dict[str, Any]) -> Postprocessor:
     return Postprocessor.from_dict(spec["postprocess"])
+
+
+def model_version(model_dir: str | Path) -> str:
+    """A version string that changes whenever the fitted pipeline changes.
+
+    Read from pipeline.json alone (no weights loaded), so a web app can register a model
+    without importing the networks.
+    """
+    path = resolve_model_dir(model_dir)
+    spec = read_pipeline(path)
+    digest = hashlib.sha256((path / PIPELINE_FILE).read_bytes()).hexdigest()
+    return f"{spec.get('name', path.name)}-{digest[:12]}"
