@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench install clean-venv
+.PHONY: test lint bench install clean-venv run test-postgres
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check classifier tests bench
+	$(PY) -m ruff check classifier webapp tests bench manage.py
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q
@@ -25,3 +25,6 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+run: $(STAMP)
+	DEBUG=$${DEBUG:-1} $(PY) manage.py run_app

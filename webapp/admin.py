@@ -1,0 +1,274 @@
+"""Django admin for curators: thumbnails, filters, bulk curation, a review queue, export."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from webapp.models import (
+    Batch,
+    BatchItem,
+    Image,
+    ImageLabel,
+    Label,
+    ModelVersion,
+    Prediction,
+    ReviewQueue,
+)
+from webapp.services import curation
+from webapp.services.export import labels_csv
+
+
+def thumbnail(image: Image, size: int = 64) -> str:
+    if not image.display:
+        return "-"
+    url = reverse("image-file", kwargs={"pk": image.pk, "kind": "display"})
+    return format_html('<img src="{}" width="{}" height="{}" style="object-fit:cover" '
+                       'loading="lazy" alt="">', url, size, size)
+
+
+class LabelFilter(admin.SimpleListFilter):
+    title = "label"
+    parameter_name = "label"
+
+    def lookups(self, request, model_admin):
+        return [(label.name, label.name) for label in Label.objects.all()]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(labels__label__name=self.value())
+        return queryset
+
+
+class BatchFilter(admin.SimpleListFilter):
+    title = "batch"
+    parameter_name = "batch"
+
+    def lookups(self, request, model_admin):
+        return [(b.pk, f"#{b.pk} {b.owner} {b.created_at:%Y-%m-%d %H:%M}")
+                for b in Batch.objects.select_related("owner")[:30]]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(batch_items__batch_id=self.value()).distinct()
+        return queryset
+
+
+class ConfidenceFilter(admin.SimpleListFilter):
+    title = "model confidence"
+    parameter_name = "confidence"
+    BANDS = {"low": (0.0, 0.2), "medium": (0.2, 0.5), "high": (0.5, 1.01)}
+
+    def lookups(self, request, model_admin):
+        return [("low", "low (< 0.2)"), ("medium", "medium (0.2-0.5)"), ("high", "high (>= 0.5)")]
+
+    def queryset(self, request, queryset):
+        if self.value() in self.BANDS:
+            lo, hi = self.BANDS[self.value()]
+            return queryset.filter(confidence__gte=lo, confidence__lt=hi)
+        return queryset
+
+
+class LabelActionForm(admin.helpers.ActionForm):
+    label = forms.ModelChoiceField(Label.objects.filter(active=True), required=False,
+                                   help_text="for 'add label' / 'remove label'")
+
+
+class ImageLabelInline(admin.TabularInline):
+    model = ImageLabel
+    extra = 1
+    fields = ["label", "source", "probability", "added_by", "added_at", "reviewed"]
+    readonly_fields = ["added_at"]
+    autocomplete_fields = ["label"]
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ["thumb", "id", "original_name", "tag_list", "confidence", "reviewed",
+                    "status", "created_at"]
+    list_display_links = ["thumb", "id"]
+    list_filter = ["reviewed", "status", LabelFilter, BatchFilter, ConfidenceFilter]
+    search_fields = ["original_name", "sha256"]
+    list_per_page = 50
+    action_form = LabelActionForm
+    actions = ["accept_predictions", "mark_reviewed", "add_label", "remove_label",
+               "export_csv"]
+    readonly_fields = ["preview", "sha256", "format", "width", "height", "size_bytes",
+                       "created_at", "uploaded_by", "prediction", "confidence", "status",
+                       "error", "reviewed_by", "reviewed_at", "probabilities"]
+    fields = ["preview", "original_name", "reviewed", *readonly_fields[1:]]
+    inlines = [ImageLabelInline]
+
+    def get_queryset(self, request):
+        return (super().get_queryset(request).select_related("prediction")
+                .prefetch_related("labels__label"))
+
+    @admin.display(description="image")
+    def thumb(self, image: Image) -> str:
+        return thumbnail(image)
+
+    @admin.display(description="preview")
+    def preview(self, image: Image) -> str:
+        return thumbnail(image, 256)
+
+    @admin.display(description="labels")
+    def tag_list(self, image: Image) -> str:
+        return format_html_join(" ", '<span title="{}">{}{}</span>', (
+            (f"{il.source}{', reviewed' if il.reviewed else ''}", il.label.name,
+             "" if il.source == "model" else "*") for il in image.labels.all()))
+
+    @admin.display(description="probabilities")
+    def probabilities(self, image: Image) -> str:
+        if not image.prediction:
+            return "-"
+        rows = sorted(image.prediction.probabilities.items(), key=lambda kv: -kv[1])
+        return format_html_join(", ", "{}: {}", ((k, f"{v:.2f}") for k, v in rows))
+
+    def save_model(self, request, obj, form, change):
+        if "reviewed" in form.changed_data and obj.reviewed:
+            obj.reviewed_by, obj.reviewed_at = request.user, timezone.now()
+        super().save_model(request, obj, form, change)
+
+    def save_formset(self, request, form, formset, change):
+        for entry in formset.save(commit=False):
+            if entry.pk is None:
+                entry.added_by, entry.source = request.user, ImageLabel.Source.PERSON
+            entry.save()
+        for entry in formset.deleted_objects:
+            entry.delete()
+
+    @admin.action(description="Accept predictions as labels (and mark reviewed)",
+                  permissions=["curate"])
+    def accept_predictions(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        count = curation.accept_predictions(queryset, request.user)
+        self.message_user(request, f"Accepted the predictions of {count} images.")
+
+    @admin.action(description="Mark reviewed", permissions=["curate"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        count = curation.mark_reviewed(queryset, request.user)
+        self.message_user(request, f"Marked {count} images reviewed.")
+
+    def _chosen_label(self, request: HttpRequest) -> Label | None:
+        form = LabelActionForm(request.POST)
+        if form.is_valid() and form.cleaned_data["label"]:
+            return form.cleaned_data["label"]
+        self.message_user(request, "Choose a label next to the action first.", messages.ERROR)
+        return None
+
+    @admin.action(description="Add the chosen label", permissions=["curate"])
+    def add_label(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        if label := self._chosen_label(request):
+            count = curation.add_label(queryset, label, request.user)
+            self.message_user(request, f"Added '{label}' to {count} images.")
+
+    @admin.action(description="Remove the chosen label", permissions=["curate"])
+    def remove_label(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        if label := self._chosen_label(request):
+            count = curation.remove_label(queryset, label)
+            self.message_user(request, f"Removed '{label}' from {count} images.")
+
+    @admin.action(description="Export labels as Planet CSV (image_name,tags)")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Image]) -> HttpResponse:
+        response = HttpResponse(labels_csv(queryset), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="labels.csv"'
+        return response
+
+    def has_curate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("webapp.curate_image")
+
+
+@admin.register(ReviewQueue)
+class ReviewQueueAdmin(ImageAdmin):
+    """Unreviewed predicted images, the model's least certain decisions first."""
+
+    list_filter = [LabelFilter, BatchFilter, ConfidenceFilter]
+
+    def get_queryset(self, request):
+        return (super().get_queryset(request)
+                .filter(reviewed=False, status=Image.Status.READY)
+                .order_by("confidence", "id"))
+
+    def get_ordering(self, request):
+        return ["confidence", "id"]
+
+
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    list_display = ["name", "active", "description", "images"]
+    list_editable = ["active"]
+    search_fields = ["name"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_images=Count("image_labels"))
+
+    @admin.display(ordering="n_images")
+    def images(self, label: Label) -> int:
+        return label.n_images
+
+    def has_delete_permission(self, request, obj=None):
+        # Labels in use are protected by the database; deactivate them instead.
+        return super().has_delete_permission(request, obj) and (
+            obj is None or not obj.image_labels.exists())
+
+
+class BatchItemInline(admin.TabularInline):
+    model = BatchItem
+    fields = ["position", "filename", "status", "error", "image", "reused"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    list_display = ["id", "owner", "status", "total", "done", "failed", "reused", "created_at",
+                    "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = ["owner", "status", "submitted", "total", "done", "failed", "reused",
+                       "created_at", "started_at", "finished_at"]
+    inlines = [BatchItemInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["version", "name", "is_active", "created_at", "test_f2"]
+    readonly_fields = ["version", "name", "path", "labels", "metrics", "created_at"]
+    actions = ["activate"]
+
+    @admin.display(description="test F2")
+    def test_f2(self, model: ModelVersion) -> str:
+        f2 = model.metrics.get("test", {}).get("f2")
+        return f"{f2:.4f}" if f2 is not None else "-"
+
+    @admin.action(description="Make active (tags new uploads)")
+    def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one model.", messages.ERROR)
+            return
+        ModelVersion.objects.filter(is_active=True).update(is_active=False)
+        queryset.update(is_active=True)
+        self.message_user(request, f"{queryset.first().version} is now active.")
+
+    def has_add_permission(self, request):
+        return False  # models come from `manage.py register_model DIR`
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ["image", "model", "confidence", "created_at"]
+    readonly_fields = ["image", "model", "probabilities", "tags", "confidence", "created_at"]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,13 @@
+from rest_framework import permissions
+
+
+class CanCurate(permissions.BasePermission):
+    """Editing labels needs the webapp.curate_image permission (admins have it)."""
+
+    message = "Editing labels needs curator rights (permission 'Can edit an image's labels')."
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("webapp.curate_image"))

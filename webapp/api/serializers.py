@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from webapp.models import Batch, BatchItem, Image, ImageLabel, Label, ModelVersion
+
+
+class BatchImageSerializer(serializers.ModelSerializer):
+    """One file of a batch, in the shape batch clients poll."""
+
+    id = serializers.IntegerField(source="image_id", allow_null=True,
+                                  help_text="image id; null when the file was not stored")
+    tags = serializers.SerializerMethodField()
+    probabilities = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BatchItem
+        fields = ["id", "position", "filename", "status", "reused", "tags", "probabilities",
+                  "error"]
+
+    def _prediction(self, item: BatchItem):
+        if item.status != BatchItem.Status.DONE or item.image is None:
+            return None
+        return item.image.prediction
+
+    def get_tags(self, item: BatchItem) -> list[str]:
+        prediction = self._prediction(item)
+        return list(prediction.tags) if prediction else []
+
+    def get_probabilities(self, item: BatchItem) -> dict[str, float]:
+        prediction = self._prediction(item)
+        return dict(prediction.probabilities) if prediction else {}
+
+    def get_error(self, item: BatchItem) -> str | None:
+        return item.error or None
+
+
+class BatchSerializer(serializers.ModelSerializer):
+    remaining = serializers.IntegerField(read_only=True)
+    images = serializers.SerializerMethodField()
+    owner = serializers.CharField(source="owner.username", read_only=True)
+
+    class Meta:
+        model = Batch
+        fields = ["id", "owner", "status", "submitted", "total", "done", "failed", "remaining",
+                  "reused", "created_at", "started_at", "finished_at", "images"]
+
+    def get_images(self, batch: Batch) -> list[dict]:
+        if not self.context.get("with_images", True):
+            return []
+        items = batch.items.select_related("image__prediction").order_by("position")
+        return BatchImageSerializer(items, many=True).data
+
+
+class BatchCreateSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField(allow_empty_file=True),
+                                  required=False, default=list)
+    submit = serializers.BooleanField(
+        default=True, help_text="false: keep the batch open for more POSTs to .../files/")
+
+
+class FilesSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField(allow_empty_file=True),
+                                  allow_empty=False)
+
+
+class ImageLabelSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="label.name")
+    added_by = serializers.CharField(source="added_by.username", allow_null=True, default=None)
+
+    class Meta:
+        model = ImageLabel
+        fields = ["name", "source", "probability", "added_by", "added_at", "reviewed"]
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    tags = serializers.SerializerMethodField(help_text="current (curated) labels")
+    labels = ImageLabelSerializer(many=True, read_only=True)
+    predicted_tags = serializers.SerializerMethodField()
+    probabilities = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
+    reviewed_by = serializers.CharField(source="reviewed_by.username", allow_null=True,
+                                        default=None)
+    urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = ["id", "name", "original_name", "format", "width", "height", "size_bytes",
+                  "status", "error", "created_at", "tags", "labels", "predicted_tags",
+                  "probabilities", "confidence", "model", "reviewed", "reviewed_by",
+                  "reviewed_at", "urls"]
+
+    def get_tags(self, image: Image) -> list[str]:
+        return sorted(il.label.name for il in image.labels.all())
+
+    def get_predicted_tags(self, image: Image) -> list[str]:
+        return list(image.prediction.tags) if image.prediction else []
+
+    def get_probabilities(self, image: Image) -> dict[str, float]:
+        return dict(image.prediction.probabilities) if image.prediction else {}
+
+    def get_model(self, image: Image) -> str | None:
+        return image.prediction.model.version if image.prediction else None
+
+    def get_urls(self, image: Image) -> dict[str, str]:
+        request = self.context.get("request")
+
+        def url(name: str, **kwargs) -> str:
+            path = reverse(name, kwargs=kwargs)
+            return request.build_absolute_uri(path) if request else path
+
+        urls = {"page": url("image-detail-page", pk=image.pk),
+                "original": url("image-file", pk=image.pk, kind="original")}
+        if image.display:
+            urls["display"] = url("image-file", pk=image.pk, kind="display")
+            urls["dehazed"] = url("image-file", pk=image.pk, kind="dehazed")
+        return urls
+
+
+class ImageUpdateSerializer(serializers.Serializer):
+    tags = serializers.ListField(child=serializers.CharField(max_length=64),
+                                 help_text="the image's labels after the edit")
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    images = serializers.IntegerField(read_only=True, help_text="images carrying the label")
+
+    class Meta:
+        model = Label
+        fields = ["id", "name", "description", "active", "images"]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "version", "name", "labels", "metrics", "is_active", "created_at"]

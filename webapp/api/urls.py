@@ -1,0 +1,17 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from webapp.api import views
+
+router = DefaultRouter()
+router.register("batches", views.BatchViewSet, basename="batch")
+router.register("images", views.ImageViewSet, basename="image")
+router.register("labels", views.LabelViewSet, basename="label")
+router.register("models", views.ModelVersionViewSet, basename="modelversion")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    *router.urls,
+]

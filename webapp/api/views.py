@@ -1,0 +1,150 @@
+"""REST endpoints: thin views over webapp.services."""
+
+from __future__ import annotations
+
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+
+from webapp.api.permissions import CanCurate
+from webapp.api.serializers import (
+    BatchCreateSerializer,
+    BatchSerializer,
+    FilesSerializer,
+    ImageSerializer,
+    ImageUpdateSerializer,
+    LabelSerializer,
+    ModelVersionSerializer,
+)
+from webapp.models import Batch, Label, ModelVersion
+from webapp.services import curation, ingest
+from webapp.services.gallery import ImageFilter, gallery_queryset
+
+
+class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
+                   mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Upload batches. Owners see their batches; staff see all."""
+
+    serializer_class = BatchSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_queryset(self):
+        batches = Batch.objects.select_related("owner")
+        if not self.request.user.is_staff:
+            batches = batches.filter(owner=self.request.user)
+        return batches
+
+    def get_throttles(self):
+        if self.action in ("create", "files"):
+            self.throttle_scope = "uploads"
+            return [*super().get_throttles(), ScopedRateThrottle()]
+        return super().get_throttles()
+
+    def get_serializer_context(self):
+        counts_only = self.request.query_params.get("fields") == "counts"
+        return {**super().get_serializer_context(),
+                "with_images": self.action != "list" and not counts_only}
+
+    @extend_schema(request={"multipart/form-data": BatchCreateSerializer},
+                   responses={202: BatchSerializer})
+    def create(self, request, *args, **kwargs):
+        """Upload one or more `files`; predicted asynchronously (202). Poll the batch."""
+        form = BatchCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        files = request.FILES.getlist("files")
+        submit = form.validated_data["submit"]
+        if submit and not files:
+            return Response({"detail": "send one or more image files in the 'files' field"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        batch = ingest.create_batch(request.user)
+        if files:
+            ingest.add_files(batch, files)
+        if submit:
+            batch = ingest.submit_batch(batch)
+        return Response(self.get_serializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request={"multipart/form-data": FilesSerializer},
+                   responses={202: BatchSerializer})
+    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser])
+    def files(self, request, pk=None):
+        """Add files to a batch created with submit=false (one request per file gives
+        per-file upload progress)."""
+        batch = self.get_object()
+        if batch.submitted:
+            return Response({"detail": "this batch was submitted; start a new batch"},
+                            status=status.HTTP_409_CONFLICT)
+        files = request.FILES.getlist("files")
+        if not files:
+            return Response({"detail": "send one or more image files in the 'files' field"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        items = ingest.add_files(batch, files)
+        data = self.get_serializer(batch, context={**self.get_serializer_context(),
+                                                   "with_images": False}).data
+        data["added"] = [{"position": i.position, "filename": i.filename, "status": i.status,
+                          "error": i.error or None} for i in items]
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: BatchSerializer})
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        """All files are in: start predicting (idempotent)."""
+        batch = ingest.submit_batch(self.get_object())
+        return Response(self.get_serializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+
+IMAGE_FILTERS = [
+    OpenApiParameter("tags", OpenApiTypes.STR, description="comma-separated label names"),
+    OpenApiParameter("match", OpenApiTypes.STR, enum=["any", "all"]),
+    OpenApiParameter("batch", OpenApiTypes.INT),
+    OpenApiParameter("reviewed", OpenApiTypes.BOOL),
+    OpenApiParameter("min_confidence", OpenApiTypes.FLOAT, description="0..1"),
+]
+
+
+class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                   mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """Tagged images with the gallery's filters; PATCH `tags` to curate."""
+
+    serializer_class = ImageSerializer
+    permission_classes = [permissions.IsAuthenticatedOrReadOnly, CanCurate]
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self):
+        image_filter = ImageFilter.from_params(self.request.query_params)
+        if self.action != "list":
+            image_filter = ImageFilter(include_pending=True)
+        return gallery_queryset(image_filter).select_related("prediction__model",
+                                                             "reviewed_by")
+
+    @extend_schema(parameters=IMAGE_FILTERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=ImageUpdateSerializer, responses=ImageSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        image = self.get_object()
+        form = ImageUpdateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            curation.set_labels(image, form.validated_data["tags"], request.user)
+        except curation.UnknownLabels as exc:
+            return Response({"tags": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        image = get_object_or_404(self.get_queryset(), pk=image.pk)
+        return Response(self.get_serializer(image).data)
+
+
+class LabelViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = LabelSerializer
+    queryset = Label.objects.annotate(images=Count("image_labels")).order_by("name")
+
+
+class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.all()

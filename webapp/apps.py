@@ -1,0 +1,29 @@
+from django.apps import AppConfig
+
+
+class WebappConfig(AppConfig):
+    name = "webapp"
+    verbose_name = "Satellite image tagging"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        post_migrate.connect(_curators_group, sender=self)
+
+
+CURATOR_PERMISSIONS = [
+    "curate_image", "view_image", "change_image", "view_reviewqueue", "change_reviewqueue",
+    "view_imagelabel", "add_imagelabel", "change_imagelabel", "delete_imagelabel",
+    "view_label", "add_label", "change_label", "view_batch", "view_prediction",
+    "view_modelversion",
+]
+
+
+def _curators_group(sender, **kwargs) -> None:
+    """A 'curators' group: add people to it (and tick 'staff') to let them curate."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name="curators")
+    group.permissions.add(*Permission.objects.filter(
+        content_type__app_label="webapp", codename__in=CURATOR_PERMISSIONS))

@@ -1,0 +1,116 @@
+"""Curating labels: people's edits, accepting predictions, review state.
+
+Rules: a prediction writes labels with source "model" but never touches labels a person
+added or reviewed; a person's edit marks the image reviewed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from webapp.models import Image, ImageLabel, Label, Prediction
+
+
+class UnknownLabels(ValueError):
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        super().__init__(f"unknown or inactive labels: {', '.join(self.names)}")
+
+
+def resolve_labels(names: Iterable[str], allow_inactive: bool = False) -> dict[str, Label]:
+    """Label objects for names; raise UnknownLabels naming every bad one."""
+    wanted = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    labels = Label.objects.filter(name__in=wanted)
+    if not allow_inactive:
+        labels = labels.filter(active=True)
+    found = {label.name: label for label in labels}
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise UnknownLabels(missing)
+    return found
+
+
+def apply_model_labels(image: Image, prediction: Prediction) -> None:
+    """Replace the image's unreviewed model labels by the prediction's tags."""
+    if image.reviewed:
+        return
+    keep = set(ImageLabel.objects.filter(image=image)
+               .exclude(source=ImageLabel.Source.MODEL, reviewed=False)
+               .values_list("label__name", flat=True))
+    ImageLabel.objects.filter(image=image, source=ImageLabel.Source.MODEL,
+                              reviewed=False).delete()
+    labels = resolve_labels(prediction.tags, allow_inactive=True) if prediction.tags else {}
+    ImageLabel.objects.bulk_create([
+        ImageLabel(image=image, label=label, source=ImageLabel.Source.MODEL,
+                   probability=prediction.probabilities.get(name))
+        for name, label in labels.items() if name not in keep
+    ])
+
+
+@transaction.atomic
+def set_labels(image: Image, names: Iterable[str], user) -> list[str]:
+    """A person sets the image's labels; the image counts as reviewed by them.
+
+    Labels already on the image keep their provenance (even if since deactivated); new
+    ones must be active vocabulary labels.
+    """
+    wanted = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    current = {il.label.name: il for il in image.labels.select_related("label")}
+    new = resolve_labels([n for n in wanted if n not in current])
+    for name, entry in current.items():
+        if name not in wanted:
+            entry.delete()
+    ImageLabel.objects.bulk_create([
+        ImageLabel(image=image, label=label, source=ImageLabel.Source.PERSON, added_by=user,
+                   reviewed=True) for label in new.values()])
+    mark_reviewed(Image.objects.filter(pk=image.pk), user)
+    image.refresh_from_db()
+    return sorted(image.labels.values_list("label__name", flat=True))
+
+
+@transaction.atomic
+def mark_reviewed(images: QuerySet[Image], user) -> int:
+    ids = list(images.values_list("pk", flat=True))
+    ImageLabel.objects.filter(image_id__in=ids).update(reviewed=True)
+    return Image.objects.filter(pk__in=ids).update(reviewed=True, reviewed_by=user,
+                                                   reviewed_at=timezone.now())
+
+
+@transaction.atomic
+def accept_predictions(images: QuerySet[Image], user) -> int:
+    """Labels := the latest prediction's tags, checked by this user."""
+    count = 0
+    for image in images.select_related("prediction"):
+        if image.prediction is None:
+            continue
+        image.labels.all().delete()
+        labels = resolve_labels(image.prediction.tags, allow_inactive=True)
+        ImageLabel.objects.bulk_create([
+            ImageLabel(image=image, label=label, source=ImageLabel.Source.MODEL,
+                       probability=image.prediction.probabilities.get(name),
+                       added_by=user, reviewed=True)
+            for name, label in labels.items()])
+        count += 1
+    mark_reviewed(images.filter(prediction__isnull=False), user)
+    return count
+
+
+@transaction.atomic
+def add_label(images: QuerySet[Image], label: Label, user) -> int:
+    ids = set(images.values_list("pk", flat=True))
+    have = set(ImageLabel.objects.filter(image_id__in=ids, label=label)
+               .values_list("image_id", flat=True))
+    ImageLabel.objects.bulk_create([
+        ImageLabel(image_id=i, label=label, source=ImageLabel.Source.PERSON, added_by=user,
+                   reviewed=True) for i in sorted(ids - have)])
+    return len(ids - have)
+
+
+@transaction.atomic
+def remove_label(images: QuerySet[Image], label: Label) -> int:
+    deleted, _ = ImageLabel.objects.filter(image__in=images, label=label).delete()
+    return deleted

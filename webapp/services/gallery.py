@@ -1,0 +1,75 @@
+"""The gallery's filters, shared by the browser pages, the API and the admin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from webapp.models import BatchItem, Image, ImageLabel
+
+
+@dataclass
+class ImageFilter:
+    tags: list[str] = field(default_factory=list)
+    match: Literal["any", "all"] = "any"
+    batch: int | None = None
+    reviewed: bool | None = None
+    min_confidence: float | None = None
+    include_pending: bool = False
+
+    @classmethod
+    def from_params(cls, params) -> ImageFilter:
+        """Parse query parameters leniently: a bad value is ignored, never a 500."""
+        tags: list[str] = []
+        for raw in params.getlist("tags") + params.getlist("tag"):
+            tags += [t.strip() for t in raw.split(",") if t.strip()]
+        match = "all" if params.get("match") == "all" else "any"
+        batch = _int(params.get("batch"))
+        reviewed = {"true": True, "1": True, "yes": True, "false": False, "0": False,
+                    "no": False}.get((params.get("reviewed") or "").lower())
+        min_confidence = _float(params.get("min_confidence"))
+        return cls(list(dict.fromkeys(tags)), match, batch, reviewed, min_confidence)
+
+    def apply(self, images: QuerySet[Image]) -> QuerySet[Image]:
+        if not self.include_pending:
+            images = images.filter(status=Image.Status.READY)
+        if self.tags and self.match == "all":
+            for tag in self.tags:
+                images = images.filter(Exists(ImageLabel.objects.filter(
+                    image=OuterRef("pk"), label__name=tag)))
+        elif self.tags:
+            images = images.filter(Exists(ImageLabel.objects.filter(
+                image=OuterRef("pk"), label__name__in=self.tags)))
+        if self.batch is not None:
+            images = images.filter(Exists(BatchItem.objects.filter(
+                image=OuterRef("pk"), batch_id=self.batch)))
+        if self.reviewed is not None:
+            images = images.filter(reviewed=self.reviewed)
+        if self.min_confidence is not None:
+            images = images.filter(confidence__gte=self.min_confidence)
+        return images
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+    return number if number is None or 0.0 <= number <= 1.0 else None
+
+
+def gallery_queryset(image_filter: ImageFilter) -> QuerySet[Image]:
+    """Filtered images with what a gallery card needs, newest first."""
+    return (image_filter.apply(Image.objects.all())
+            .select_related("prediction")
+            .prefetch_related("labels__label")
+            .order_by("-created_at", "-id"))

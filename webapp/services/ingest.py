@@ -1,0 +1,175 @@
+"""Uploads become batch items: store each new image once, queue only what is new.
+
+Each file is checked on its own (bytes, header, format, pixel count) and a bad one
+fails alone with a message; the others go on. Full decoding happens in the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from webapp.models import Batch, BatchItem, Image
+from webapp.services.model_registry import active_model
+from webapp.services.storage import FORMATS, save_original
+from webapp.services.upload_limits import safe_filename
+
+log = logging.getLogger(__name__)
+
+
+class UploadRejected(ValueError):
+    """The file cannot become an image; the message tells the user why."""
+
+
+def create_batch(owner) -> Batch:
+    return Batch.objects.create(owner=owner)
+
+
+def _sha256(upload: UploadedFile) -> str:
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
+    """(PIL format, width, height) from the header only; raise UploadRejected."""
+    reason = getattr(upload, "rejected_reason", None)
+    if reason:
+        raise UploadRejected(reason)
+    if not upload.size:
+        raise UploadRejected("the file is empty")
+    if upload.size > settings.MAX_UPLOAD_BYTES:
+        raise UploadRejected(
+            f"file is {upload.size / 2**20:.1f} MB; the limit is "
+            f"{settings.MAX_UPLOAD_BYTES / 2**20:.0f} MB")
+    upload.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(upload) as img:
+                image_format, (width, height) = img.format, img.size
+    except UnidentifiedImageError:
+        raise UploadRejected("not an image (the format is not recognised)") from None
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        raise UploadRejected("image has too many pixels (decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UploadRejected(f"image header is broken ({exc})") from None
+    finally:
+        upload.seek(0)
+    if image_format not in FORMATS:
+        raise UploadRejected(f"{image_format} images are not accepted; "
+                             f"use one of {', '.join(sorted(set(FORMATS) - {'MPO'}))}")
+    if width * height > settings.MAX_IMAGE_PIXELS:
+        raise UploadRejected(f"image is {width}x{height} = {width * height:,} pixels; "
+                             f"the limit is {settings.MAX_IMAGE_PIXELS:,}")
+    return image_format, width, height
+
+
+def _image_for(upload: UploadedFile, name: str, owner) -> tuple[Image, bool]:
+    """The stored Image for these bytes, created if new; (image, created)."""
+    sha = _sha256(upload)
+    existing = Image.objects.filter(sha256=sha).first()
+    if existing is not None:
+        return existing, False
+    image_format, width, height = inspect_upload(upload)
+    path = save_original(sha, image_format, upload)
+    try:
+        with transaction.atomic():
+            image = Image.objects.create(
+                sha256=sha, file=path, original_name=name, format=image_format,
+                size_bytes=upload.size, width=width, height=height, uploaded_by=owner)
+        return image, True
+    except IntegrityError:  # the same file arrived in a parallel request
+        return Image.objects.get(sha256=sha), False
+
+
+def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem]:
+    """Add uploaded files to a batch; every file gets an item, failed or not."""
+    model = active_model()
+    items = []
+    for upload in uploads:
+        name = safe_filename(upload.name)
+        item = BatchItem(filename=name)
+        try:
+            if getattr(upload, "rejected_reason", None) or not upload.size:
+                inspect_upload(upload)  # raises with the reason
+            image, _created = _image_for(upload, name, batch.owner)
+            item.image = image
+            if image.status == Image.Status.BROKEN:
+                item.status, item.error = BatchItem.Status.FAILED, image.error
+            elif image.prediction_id and image.prediction.model_id == model.pk:
+                item.status, item.reused = BatchItem.Status.DONE, True
+        except UploadRejected as exc:
+            item.status, item.error = BatchItem.Status.FAILED, str(exc)
+        except OSError as exc:  # storage trouble: this file fails, the batch goes on
+            log.exception("storing %s failed", name)
+            item.status, item.error = BatchItem.Status.FAILED, f"could not store the file ({exc})"
+        items.append(item)
+    with transaction.atomic():
+        locked = Batch.objects.select_for_update().get(pk=batch.pk)
+        start = BatchItem.objects.filter(batch=locked).count()
+        for offset, item in enumerate(items):
+            item.batch, item.position = locked, start + offset
+        BatchItem.objects.bulk_create(items)
+        refresh_counts(locked)
+    batch.refresh_from_db()
+    return items
+
+
+def refresh_counts(batch: Batch) -> Batch:
+    """Recount the batch from its items (never drifts, whoever wrote last)."""
+    counts = BatchItem.objects.filter(batch=batch).aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(status=BatchItem.Status.DONE)),
+        failed=Count("id", filter=Q(status=BatchItem.Status.FAILED)),
+        reused=Count("id", filter=Q(reused=True)),
+    )
+    for key, value in counts.items():
+        setattr(batch, key, value)
+    fields = list(counts)
+    if batch.submitted and batch.remaining == 0 and batch.status != Batch.Status.DONE:
+        batch.status, batch.finished_at = Batch.Status.DONE, timezone.now()
+        fields += ["status", "finished_at"]
+    batch.save(update_fields=fields)
+    return batch
+
+
+def submit_batch(batch: Batch) -> Batch:
+    """All files are in: predict what is queued (after the transaction commits)."""
+    from webapp.tasks import predict_batch
+
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().get(pk=batch.pk)
+        if not batch.submitted:
+            batch.submitted = True
+            batch.save(update_fields=["submitted"])
+        refresh_counts(batch)
+        if batch.status != Batch.Status.DONE:
+            batch_id = batch.pk
+            transaction.on_commit(lambda: predict_batch.delay(batch_id))
+    return batch
+
+
+def requeue_unfinished() -> list[int]:
+    """Send again every submitted batch that is not done (e.g. after Redis lost its queue).
+
+    Safe to call any time: the task is idempotent.
+    """
+    from webapp.tasks import predict_batch
+
+    ids = list(Batch.objects.filter(submitted=True).exclude(status=Batch.Status.DONE)
+               .values_list("pk", flat=True))
+    for batch_id in ids:
+        predict_batch.delay(batch_id)
+    return ids

@@ -1,0 +1,44 @@
+"""Which classifier tags new uploads: ModelVersion rows backed by model directories."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from classifier.store import model_version as classifier_model_version
+from classifier.store import read_pipeline, resolve_model_dir
+from webapp.models import Label, ModelVersion
+
+
+def register_model(path: str, activate: bool = False) -> ModelVersion:
+    """Record a model directory (idempotent) and add its labels to the vocabulary."""
+    model_dir = resolve_model_dir(path)
+    spec = read_pipeline(model_dir)
+    version = classifier_model_version(model_dir)
+    metrics = dict(spec.get("metrics", {}))
+    if "per_label_test" in spec:
+        metrics["per_label_test"] = spec["per_label_test"]
+    with transaction.atomic():
+        model, _ = ModelVersion.objects.get_or_create(
+            version=version,
+            defaults={"name": spec.get("name", model_dir.name), "path": str(path),
+                      "labels": spec["labels"], "metrics": metrics},
+        )
+        for name in spec["labels"]:
+            Label.objects.get_or_create(name=name)
+        if activate and not model.is_active:
+            ModelVersion.objects.filter(is_active=True).update(is_active=False)
+            model.is_active = True
+            model.save(update_fields=["is_active"])
+    return model
+
+
+def active_model() -> ModelVersion:
+    """The active model; registers settings.CLASSIFIER_MODEL on first use."""
+    model = ModelVersion.objects.filter(is_active=True).first()
+    if model is not None:
+        return model
+    try:
+        return register_model(settings.CLASSIFIER_MODEL, activate=True)
+    except IntegrityError:  # another process activated one at the same moment
+        return ModelVersion.objects.get(is_active=True)

@@ -1,0 +1,130 @@
+"""Browser pages: thin views over webapp.services; the JavaScript talks to the API."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from webapp.models import Batch, Image, Label
+from webapp.services import curation
+from webapp.services.gallery import ImageFilter, gallery_queryset
+from webapp.services.model_registry import active_model
+from webapp.services.storage import FORMATS
+
+GALLERY_PAGE_SIZE = 48
+
+
+@require_GET
+def gallery(request: HttpRequest) -> HttpResponse:
+    image_filter = ImageFilter.from_params(request.GET)
+    paginator = Paginator(gallery_queryset(image_filter), GALLERY_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    batch = Batch.objects.filter(pk=image_filter.batch).first() if image_filter.batch else None
+    failures = batch.items.filter(status="failed").order_by("position") if batch else []
+    return render(request, "webapp/gallery.html", {
+        "page": page, "filter": image_filter, "labels": Label.objects.all(),
+        "query": query.urlencode(), "batch": batch, "failures": failures,
+    })
+
+
+@require_http_methods(["GET", "POST"])
+def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    image = get_object_or_404(
+        Image.objects.select_related("prediction__model", "reviewed_by", "uploaded_by"), pk=pk)
+    can_curate = request.user.has_perm("webapp.curate_image")
+    if request.method == "POST":
+        if not can_curate:
+            messages.error(request, "Editing labels needs curator rights.")
+            return redirect("image-detail-page", pk=pk)
+        try:
+            curation.set_labels(image, request.POST.getlist("tags"), request.user)
+            messages.success(request, "Labels saved; the image is marked reviewed.")
+        except curation.UnknownLabels as exc:
+            messages.error(request, str(exc))
+        return redirect("image-detail-page", pk=pk)
+    labels = list(image.labels.select_related("label", "added_by"))
+    current = {il.label.name for il in labels}
+    prediction = image.prediction
+    bars = []
+    if prediction:
+        tags = set(prediction.tags)
+        bars = sorted(({"label": name, "p": p, "percent": round(p * 100, 1),
+                        "predicted": name in tags}
+                       for name, p in prediction.probabilities.items()),
+                      key=lambda bar: -bar["p"])
+    return render(request, "webapp/image_detail.html", {
+        "image": image, "labels": labels, "bars": bars, "can_curate": can_curate,
+        "vocabulary": [(label, label.name in current)
+                       for label in Label.objects.filter(active=True)],
+        "batches": Batch.objects.filter(items__image=image).distinct()[:20],
+    })
+
+
+@login_required
+@require_GET
+def upload(request: HttpRequest) -> HttpResponse:
+    from django.conf import settings
+
+    return render(request, "webapp/upload.html", {
+        "max_bytes": settings.MAX_UPLOAD_BYTES, "model": active_model(),
+    })
+
+
+def _own_batches(request: HttpRequest):
+    batches = Batch.objects.select_related("owner")
+    return batches if request.user.is_staff else batches.filter(owner=request.user)
+
+
+@login_required
+@require_GET
+def batch_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(_own_batches(request), 25).get_page(request.GET.get("page"))
+    return render(request, "webapp/batch_list.html", {"page": page})
+
+
+@login_required
+@require_GET
+def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = get_object_or_404(_own_batches(request), pk=pk)
+    failures = batch.items.filter(status="failed").order_by("position")
+    return render(request, "webapp/batch_detail.html", {"batch": batch, "failures": failures})
+
+
+@require_GET
+def image_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
+    """Serve stored bytes with a content type we chose, never one the uploader chose."""
+    image = get_object_or_404(Image, pk=pk)
+    field = {"original": image.file, "display": image.display, "dehazed": image.dehazed}.get(kind)
+    if not field:
+        raise Http404("no such file")
+    if kind == "original":
+        content_type = FORMATS.get(image.format, ("", "application/octet-stream"))[1]
+    else:
+        content_type = mimetypes.guess_type(field.name)[0] or "application/octet-stream"
+    try:
+        handle = field.open("rb")
+    except FileNotFoundError:
+        raise Http404("file missing from storage") from None
+    response = FileResponse(handle, content_type=content_type)
+    disposition = "attachment" if kind == "original" else "inline"
+    suffix = f".{FORMATS[image.format][0]}" if image.format in FORMATS else ""
+    response["Content-Disposition"] = f'{disposition}; filename="{image.name}{suffix}"'
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
