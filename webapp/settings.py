@@ -135,6 +135,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True  # serve straight from the app dirs when collectstatic was not run
 
@@ -171,6 +172,8 @@ CLASSIFIER_DEVICE = os.environ.get("CLASSIFIER_DEVICE", "auto")
 PREDICT_CHUNK_SIZE = env_int("PREDICT_CHUNK_SIZE", 64)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
 DISPLAY_SIZE = env_int("DISPLAY_SIZE", 256)
+# Seconds a worker sleeps between chunks: leaves CPU to the web server on a shared box.
+WORKER_CHUNK_PAUSE = float(os.environ.get("WORKER_CHUNK_PAUSE", "0"))
 
 # Celery on Redis. Tasks are acknowledged after they finish, so a killed worker's batch
 # is delivered again (after the visibility timeout) and finished by another worker.

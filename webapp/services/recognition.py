@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -72,7 +73,9 @@ def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
         if not items:
             break
         try:
-            process_chunk(items, model)
+            result = process_chunk(items, model)
+            log.info("batch %s: chunk of %d items: predicted=%d reused=%d failed=%d",
+                     batch_id, len(items), result.predicted, result.reused, result.failed)
         except DatabaseError:
             raise  # transient: the task retries, nothing of this chunk was committed
         except Exception as exc:  # a bug or a broken model must not loop forever
@@ -83,6 +86,8 @@ def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
                         "upload the file again later or tell an administrator")
         with transaction.atomic():
             refresh_counts(Batch.objects.select_for_update().get(pk=batch_id))
+        if settings.WORKER_CHUNK_PAUSE:
+            time.sleep(settings.WORKER_CHUNK_PAUSE)
     with transaction.atomic():
         batch = refresh_counts(Batch.objects.select_for_update().get(pk=batch_id))
     return batch
