@@ -20,6 +20,11 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q
 
+# The same suite on PostgreSQL (pytest-django creates and drops the test database).
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/webapp
+test-postgres: $(STAMP)
+	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -q tests/webapp
+
 bench: $(STAMP)
 	$(PY) bench/bench_classifier.py
 
