@@ -27,6 +27,7 @@ test-postgres: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_classifier.py
+	$(PY) bench/bench_gallery.py
 
 clean-venv:
 	rm -rf $(VENV)
