@@ -74,6 +74,11 @@ class VGGMultiLabel(nn.Module):
         """``images``: N x 3 x S x S floats in [0, 1]. Returns N x L logits."""
         return self.head(self.features(images - self.mean))
 
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The head's hidden layer (after BN + LeakyReLU): an N x hidden image descriptor
+        that other models (the cross-modal hashing ImgNet) build on."""
+        return self.head[:4](self.features(images - self.mean))
+
 
 def create_model(config: ModelConfig, imagenet_weights: str | Path | None = None) -> VGGMultiLabel:
     """Build the network; optionally copy ImageNet VGG16-BN conv weights from a local file."""

@@ -1,0 +1,128 @@
+"""python -m retrieval train | evaluate | search"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from retrieval import pipeline
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from retrieval.data import load_collection
+    from retrieval.evaluation import TOP_K, evaluate_codes, plot_pr
+    from retrieval.store import Retriever
+
+    retriever = Retriever(args.model)
+    queries = load_collection(args.labels, args.images, retriever.image_size, args.captions,
+                              label_names=retriever.label_names)
+    if args.database_labels:
+        if not args.database_images:
+            print("--database-labels needs --database-images", file=sys.stderr)
+            return 2
+        db_data = load_collection(args.database_labels, args.database_images,
+                                  retriever.image_size, args.database_captions,
+                                  label_names=retriever.label_names)
+        database = pipeline.database_from(retriever, db_data)
+    else:
+        database = retriever.database
+    image_x, text_x = pipeline.vectors(retriever, queries)
+    results = {}
+    for bits in retriever.bits:
+        model = retriever.models[bits]
+        results[bits] = evaluate_codes(model.image_codes(image_x), model.text_codes(text_x),
+                                       queries.labels, database.image_codes[bits],
+                                       database.text_codes[bits], database.labels)
+    print(f"{len(queries)} queries, database of {len(database.names)} items, "
+          f"method {retriever.spec['method']}, text encoder {retriever.encoder.name}")
+    print(f"{'bits':>5} {'MAP i2t':>8} {'MAP t2i':>8} {'MAP i2i':>8} "
+          f"{f'i2t@{TOP_K}':>9} {f't2i@{TOP_K}':>9}")
+    for bits, r in results.items():
+        print(f"{bits:>5} {r['i2t']:8.4f} {r['t2i']:8.4f} {r['i2i']:8.4f} "
+              f"{r[f'i2t@{TOP_K}']:9.4f} {r[f't2i@{TOP_K}']:9.4f}")
+    if args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_pr(results, Path(args.plot), f"{retriever.spec['method']} on "
+                f"{len(queries)} queries")
+        print(f"precision-recall curves: {args.plot}")
+    summary = {
+        "map": {task: {str(b): round(r[task], 4) for b, r in results.items()}
+                for task in ("i2t", "t2i", "i2i")},
+        f"map@{TOP_K}": {task: {str(b): round(r[f"{task}@{TOP_K}"], 4)
+                                for b, r in results.items()} for task in ("i2t", "t2i")},
+        "method": retriever.spec["method"], "n_queries": len(queries),
+        "n_database": len(database.names),
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from classifier.imageio import ImageDecodeError, decode_image
+    from retrieval.store import Retriever
+    from retrieval.text import UnknownQuery
+
+    retriever = Retriever(args.model)
+    bits = args.bits or max(retriever.bits)
+    if bits not in retriever.bits:
+        print(f"this model has {retriever.bits} bit codes", file=sys.stderr)
+        return 2
+    try:
+        if args.text is not None:
+            unknown = retriever.vocabulary.check(args.text)
+            if unknown:
+                print(f"ignored (never seen in training): {', '.join(unknown)}")
+            hits = retriever.search_text(args.text, args.k, bits)
+        else:
+            image = decode_image(args.image)
+            hits = retriever.search_image(image, args.k, bits, side=args.side)
+    except UnknownQuery as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ImageDecodeError as exc:
+        print(f"error: {args.image}: {exc}", file=sys.stderr)
+        return 1
+    for hit in hits:
+        text = hit.text if len(hit.text) < 90 else hit.text[:87] + "..."
+        print(f"{hit.distance:3d}  {hit.name:30s} {text}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m retrieval",
+                                     description="Cross-modal hashing: train, evaluate, search")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pipeline.add_arguments(sub.add_parser("train", help="train hashing networks"))
+
+    ev = sub.add_parser("evaluate", help="MAP and PR curves of a model")
+    ev.add_argument("--model", default="default")
+    ev.add_argument("--labels", required=True)
+    ev.add_argument("--captions", default=None)
+    ev.add_argument("--images", required=True)
+    ev.add_argument("--database-labels", default=None)
+    ev.add_argument("--database-captions", default=None)
+    ev.add_argument("--database-images", default=None)
+    ev.add_argument("--plot", default=None, help="write precision-recall curves to this PNG")
+    ev.add_argument("--json", default=None, help="also write the summary to this file")
+
+    se = sub.add_parser("search", help="text -> images, image -> images or texts")
+    se.add_argument("--model", default="default")
+    query = se.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text")
+    query.add_argument("--image")
+    se.add_argument("--side", choices=("image", "text"), default="image",
+                    help="with --image: find images (default) or texts")
+    se.add_argument("-k", type=int, default=10)
+    se.add_argument("--bits", type=int, default=None)
+
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        pipeline.run(args)
+        return 0
+    if args.command == "evaluate":
+        return _evaluate(args)
+    return _search(args)

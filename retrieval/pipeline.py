@@ -1,0 +1,127 @@
+"""`python -m retrieval train`: data -> backbone descriptors -> text vectors -> hashing
+networks for each code length -> model directory (with validation MAP)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from classifier.data import split_indices
+from retrieval.data import load_collection
+from retrieval.evaluation import evaluate_codes
+from retrieval.features import backbone_size, describe, load_backbone, train_backbone
+from retrieval.store import SPEC_FILE, Database, save_hash_model
+from retrieval.text import Vocabulary, create_encoder
+from retrieval.train import METHODS, HashConfig, train_hashing
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels", required=True, help="Planet-format CSV: image_name,tags")
+    parser.add_argument("--captions", default=None,
+                        help="CSV image_name,caption (several rows per image); "
+                             "without it, texts are made from the tags")
+    parser.add_argument("--images", required=True, help="folder or .tar of images")
+    parser.add_argument("--out", required=True, help="model directory to write")
+    parser.add_argument("--bits", default="16,32,64", help="code lengths, comma-separated")
+    parser.add_argument("--method", default="ssah", choices=METHODS)
+    parser.add_argument("--text-encoder", default="minilm", choices=("bow", "minilm"))
+    parser.add_argument("--backbone", default="train",
+                        help="'train' (a VGG16-BN trained here), 'default' (the shipped "
+                             "Planet classifier), a classifier model directory, or a "
+                             "network file such as another retrieval model's backbone.pt")
+    parser.add_argument("--size", type=int, default=64,
+                        help="image size for a trained backbone (multiple of 32)")
+    parser.add_argument("--backbone-width", type=float, default=0.25)
+    parser.add_argument("--backbone-epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60, help="hashing epochs per code length")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="items held out to report validation MAP (not trained on)")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default=None)
+
+
+def run(args: argparse.Namespace) -> dict:
+    start = time.time()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bits_list = sorted({int(b) for b in str(args.bits).split(",") if b.strip()})
+    size = args.size if args.backbone == "train" else backbone_size(args.backbone)
+    data = load_collection(args.labels, args.images, size, args.captions)
+    print(f"{len(data)} items, {len(data.label_names)} labels, image size {size}")
+    train_idx, val_idx = split_indices(len(data), [args.val_fraction], args.seed)
+    train, val = data.subset(train_idx), data.subset(val_idx)
+
+    if args.backbone == "train":
+        backbone = train_backbone(train.images, train.labels, val.images, val.labels, out,
+                                  args.backbone_width, args.backbone_epochs, args.seed)
+        backbone_spec = "backbone.pt"
+    else:
+        backbone = load_backbone(args.backbone)
+        backbone_spec = str(Path(args.backbone).resolve()) if str(args.backbone).endswith(
+            ".pt") else str(args.backbone)
+    print("image descriptors ...")
+    image_x = describe(backbone, data.images)
+    encoder = create_encoder(args.text_encoder)
+    encoder.fit(train.texts)
+    print(f"text vectors ({encoder.name}) ...")
+    text_x = encoder.encode(data.texts)
+
+    database = Database(train.names, train.labels, train.texts, {}, {})
+    metrics: dict[str, dict[str, float]] = {}
+    for bits in bits_list:
+        config = HashConfig(bits=bits, method=args.method, epochs=args.epochs, seed=args.seed,
+                            batch_size=args.batch_size, lr=args.lr)
+        model = train_hashing(image_x[train_idx], text_x[train_idx], train.labels, config)
+        save_hash_model(model, out / f"hash_{bits}.pt")
+        database.image_codes[bits] = model.image_codes(image_x[train_idx])
+        database.text_codes[bits] = model.text_codes(text_x[train_idx])
+        if len(val_idx):
+            result = evaluate_codes(model.image_codes(image_x[val_idx]),
+                                    model.text_codes(text_x[val_idx]), val.labels,
+                                    database.image_codes[bits], database.text_codes[bits],
+                                    train.labels)
+            metrics[str(bits)] = {k: v for k, v in result.items() if k != "pr"}
+            print(f"{bits} bits: validation MAP i2t {result['i2t']:.4f} "
+                  f"t2i {result['t2i']:.4f} i2i {result['i2i']:.4f}")
+    database.save(out / "database.npz")
+    spec = {
+        "format": 1, "name": args.name or out.name, "method": args.method, "bits": bits_list,
+        "labels": data.label_names, "image_size": size, "backbone": backbone_spec,
+        "text_encoder": encoder.to_dict(),
+        "vocabulary": Vocabulary.build(train.texts).counts,
+        "texts_from": "captions" if args.captions else "tags",
+        "n_items": {"train": len(train), "val": len(val)},
+        "val_names": val.names,
+        "metrics": {"val_map": metrics},
+        "training": {"command": "python -m retrieval " + " ".join(sys.argv[1:]),
+                     "seconds": round(time.time() - start, 1), "epochs": args.epochs,
+                     "torch": torch.__version__, "python": platform.python_version()},
+    }
+    (out / SPEC_FILE).write_text(json.dumps(spec, indent=1))
+    print(f"wrote {out} in {time.time() - start:.0f} s")
+    return spec
+
+
+def database_from(retriever, data) -> Database:
+    """Codes of a collection given on the command line, as a search database."""
+    image_x = retriever.image_descriptors(list(data.images))
+    text_x = retriever.text_vectors(data.texts)
+    return Database(data.names, data.labels, data.texts,
+                    {b: retriever.models[b].image_codes(image_x) for b in retriever.bits},
+                    {b: retriever.models[b].text_codes(text_x) for b in retriever.bits})
+
+
+def vectors(retriever, data) -> tuple[np.ndarray, np.ndarray]:
+    return retriever.image_descriptors(list(data.images)), retriever.text_vectors(data.texts)

@@ -1,0 +1,117 @@
+"""train -> evaluate -> search through the command line on tiny generated data, for the
+method and the DCMH baseline. Labels and captions are made up."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from retrieval.cli import main
+
+WORDS = {"bright": "a bright sunny field", "reddish": "red soil", "striped": "striped rows"}
+
+
+def _chip(rng: np.random.Generator, tags: set[str]) -> Image.Image:
+    img = rng.normal(170 if "bright" in tags else 60, 12, (32, 32, 3))
+    if "reddish" in tags:
+        img[:, :, 0] += 70
+    if "striped" in tags:
+        img[::4, :, :] = 250 - img[::4, :, :]
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    labels, captions = [], []
+    with tarfile.open(root / "images.tar", "w") as archive:
+        for i in range(160):
+            tags = {t for t in WORDS if rng.random() < 0.4} or {"bright"}
+            buf = io.BytesIO()
+            _chip(rng, tags).save(buf, "PNG")
+            info = tarfile.TarInfo(f"images/chip_{i}.png")
+            info.size = buf.tell()
+            buf.seek(0)
+            archive.addfile(info, buf)
+            labels.append(f"chip_{i}," + " ".join(sorted(tags)))
+            for variant in ("There is", "An image of"):
+                captions.append(f"chip_{i},{variant} " + " and ".join(WORDS[t] for t in tags))
+    (root / "labels.csv").write_text("image_name,tags\n" + "\n".join(labels) + "\n")
+    (root / "captions.csv").write_text("image_name,caption\n" + "\n".join(captions) + "\n")
+    return {"labels": root / "labels.csv", "captions": root / "captions.csv",
+            "images": root / "images.tar"}
+
+
+def _train(dataset, out: Path, method: str) -> Path:
+    code = main(["train", "--labels", str(dataset["labels"]), "--captions",
+                 str(dataset["captions"]), "--images", str(dataset["images"]), "--out", str(out),
+                 "--bits", "16,32", "--method", method, "--text-encoder", "bow", "--size", "32",
+                 "--backbone-width", "0.125", "--backbone-epochs", "2", "--epochs", "15",
+                 "--batch-size", "24",
+                 "--val-fraction", "0.25", "--threads", "1"])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def ssah(dataset, tmp_path_factory) -> Path:
+    return _train(dataset, tmp_path_factory.mktemp("ssah"), "ssah")
+
+
+def test_train_writes_the_model_directory(ssah: Path) -> None:
+    for name in ("retrieval.json", "hash_16.pt", "hash_32.pt", "database.npz", "backbone.pt"):
+        assert (ssah / name).exists(), name
+    spec = json.loads((ssah / "retrieval.json").read_text())
+    assert spec["bits"] == [16, 32] and spec["method"] == "ssah"
+    assert spec["labels"] == sorted(WORDS)
+    assert spec["n_items"] == {"train": 120, "val": 40}
+    assert set(spec["metrics"]["val_map"]) == {"16", "32"}
+
+
+def test_evaluate_prints_map_json_and_beats_chance(ssah, dataset, tmp_path, capsys) -> None:
+    plot = tmp_path / "pr.png"
+    assert main(["evaluate", "--model", str(ssah), "--labels", str(dataset["labels"]),
+                 "--captions", str(dataset["captions"]), "--images", str(dataset["images"]),
+                 "--database-labels", str(dataset["labels"]), "--database-captions",
+                 str(dataset["captions"]), "--database-images", str(dataset["images"]),
+                 "--plot", str(plot)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["map"]["i2t"]) == {"16", "32"} and set(result["map"]["t2i"]) == {"16", "32"}
+    assert result["n_queries"] == 160 and result["n_database"] == 160
+    labels = np.array([[t in line for t in sorted(WORDS)]
+                       for line in dataset["labels"].read_text().splitlines()[1:]], float)
+    chance = ((labels @ labels.T) > 0).mean()  # MAP of a random ranking
+    assert min(result["map"]["t2i"].values()) > chance + 0.05
+    assert min(result["map"]["i2t"].values()) > chance + 0.05
+    assert plot.stat().st_size > 10_000
+
+
+def test_search_text_image_and_unknown_words(ssah, dataset, tmp_path, capsys) -> None:
+    assert main(["search", "--model", str(ssah), "--text", "striped rows", "-k", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and all(line.split()[1].startswith("chip_") for line in lines)
+    assert main(["search", "--model", str(ssah), "--text", "zebra giraffe"]) == 1
+    err = capsys.readouterr().err
+    assert "zebra giraffe" in err and "try words such as" in err
+    with tarfile.open(dataset["images"]) as archive:
+        (tmp_path / "q.png").write_bytes(archive.extractfile("images/chip_0.png").read())
+    assert main(["search", "--model", str(ssah), "--image", str(tmp_path / "q.png"),
+                 "--side", "text", "-k", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    assert main(["search", "--model", str(ssah), "--image", str(tmp_path / "bad.png")]) == 1
+
+
+def test_dcmh_baseline_trains_without_labnet(dataset, tmp_path) -> None:
+    import torch
+
+    out = _train(dataset, tmp_path / "dcmh", "dcmh")
+    blob = torch.load(out / "hash_16.pt", weights_only=True)
+    assert "labnet" not in blob and "imgnet" in blob and "txtnet" in blob
