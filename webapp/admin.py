@@ -22,6 +22,7 @@ from webapp.models import (
 )
 from webapp.services import curation
 from webapp.services.export import labels_csv
+from webapp.services.gallery import parse_id, without_nul
 
 
 def thumbnail(image: Image, size: int = 64) -> str:
@@ -41,7 +42,7 @@ class LabelFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(labels__label__name=self.value())
+            return queryset.filter(labels__label__name=without_nul(self.value()))
         return queryset
 
 
@@ -55,7 +56,10 @@ class BatchFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(batch_items__batch_id=self.value()).distinct()
+            batch_id = parse_id(self.value())
+            if batch_id is None:
+                return queryset.none()
+            return queryset.filter(batch_items__batch_id=batch_id).distinct()
         return queryset
 
 
@@ -154,9 +158,14 @@ class ImageAdmin(admin.ModelAdmin):
         self.message_user(request, f"Marked {count} images reviewed.")
 
     def _chosen_label(self, request: HttpRequest) -> Label | None:
-        form = LabelActionForm(request.POST)
-        if form.is_valid() and form.cleaned_data["label"]:
-            return form.cleaned_data["label"]
+        # Only the label field: a bare LabelActionForm has no action choices, so it never
+        # validates outside the changelist.
+        try:
+            label = LabelActionForm.base_fields["label"].clean(request.POST.get("label"))
+        except forms.ValidationError:
+            label = None
+        if label:
+            return label
         self.message_user(request, "Choose a label next to the action first.", messages.ERROR)
         return None
 

@@ -24,9 +24,9 @@ class ImageFilter:
         """Parse query parameters leniently: a bad value is ignored, never a 500."""
         tags: list[str] = []
         for raw in params.getlist("tags") + params.getlist("tag"):
-            tags += [t.strip() for t in raw.split(",") if t.strip()]
+            tags += [without_nul(t.strip()) for t in raw.split(",") if t.strip()]
         match = "all" if params.get("match") == "all" else "any"
-        batch = _int(params.get("batch"))
+        batch = parse_id(params.get("batch"))
         reviewed = {"true": True, "1": True, "yes": True, "false": False, "0": False,
                     "no": False}.get((params.get("reviewed") or "").lower())
         min_confidence = _float(params.get("min_confidence"))
@@ -52,11 +52,21 @@ class ImageFilter:
         return images
 
 
-def _int(value: str | None) -> int | None:
+_MAX_ID = 2**63 - 1  # ids are 64-bit; a larger number would overflow the database driver
+
+
+def parse_id(value: str | None) -> int | None:
+    """A database id from a query parameter; None when absent, junk or out of range."""
     try:
-        return int(value) if value not in (None, "") else None
+        number = int(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is None or 0 < number <= _MAX_ID else None
+
+
+def without_nul(value: str) -> str:
+    """PostgreSQL refuses NUL in text; as U+FFFD the value still matches no label."""
+    return value.replace("\x00", "\ufffd")
 
 
 def _float(value: str | None) -> float | None:

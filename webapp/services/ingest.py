@@ -22,7 +22,7 @@ from PIL import UnidentifiedImageError
 from webapp.models import Batch, BatchItem, Image
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS, save_original
-from webapp.services.upload_limits import safe_filename
+from webapp.services.upload_limits import format_size, safe_filename
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,8 @@ def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
     if not upload.size:
         raise UploadRejected("the file is empty")
     if upload.size > settings.MAX_UPLOAD_BYTES:
-        raise UploadRejected(
-            f"file is {upload.size / 2**20:.1f} MB; the limit is "
-            f"{settings.MAX_UPLOAD_BYTES / 2**20:.0f} MB")
+        raise UploadRejected(f"file is {format_size(upload.size)}; the limit is "
+                             f"{format_size(settings.MAX_UPLOAD_BYTES)}")
     upload.seek(0)
     try:
         with warnings.catch_warnings():

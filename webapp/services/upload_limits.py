@@ -41,11 +41,20 @@ class SizeLimitUploadHandler(FileUploadHandler):
     def file_complete(self, file_size: int) -> RejectedUpload | None:
         if not self.too_large:
             return None
-        limit_mb = settings.MAX_UPLOAD_BYTES / 2**20
         return RejectedUpload(
             self.file_name or "unnamed",
-            f"file is {self.received / 2**20:.1f} MB; the limit is {limit_mb:.0f} MB",
+            f"file is {format_size(self.received)}; the limit is "
+            f"{format_size(settings.MAX_UPLOAD_BYTES)}",
         )
+
+
+def format_size(n_bytes: float) -> str:
+    """'61.2 MB', '1.9 KB' or '812 bytes': right for any limit (a 500 KB limit is not '0 MB')."""
+    if n_bytes >= 2**20:
+        return f"{n_bytes / 2**20:.1f} MB"
+    if n_bytes >= 2**10:
+        return f"{n_bytes / 2**10:.1f} KB"
+    return f"{int(n_bytes)} bytes"
 
 
 _UNSAFE = re.compile(r"[^\w.\- ()+,@=]")
