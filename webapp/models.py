@@ -224,3 +224,24 @@ class BatchItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.status})"
+
+
+class ImageCode(models.Model):
+    """Hash codes of an image for cross-modal search (webapp.services.search).
+
+    ``image_code``: the ImgNet code of the pixels; ``text_code``: the TxtNet code of the
+    text of its current labels. Codes of up to 64 bits, stored as signed 64-bit integers.
+    """
+
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="code")
+    model = models.CharField(max_length=128, help_text="retrieval model version")
+    bits = models.PositiveSmallIntegerField()
+    image_code = models.BigIntegerField()
+    text_code = models.BigIntegerField()
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "bits"], name="code_model_bits")]
+
+    def __str__(self) -> str:
+        return f"codes of {self.image}"

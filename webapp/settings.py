@@ -172,6 +172,9 @@ CLASSIFIER_DEVICE = os.environ.get("CLASSIFIER_DEVICE", "auto")
 PREDICT_CHUNK_SIZE = env_int("PREDICT_CHUNK_SIZE", 64)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
 DISPLAY_SIZE = env_int("DISPLAY_SIZE", 256)
+# Cross-modal search: a `python -m retrieval train` directory ('default' = shipped).
+RETRIEVAL_MODEL = os.environ.get("RETRIEVAL_MODEL", "default")
+RETRIEVAL_BITS = env_int("RETRIEVAL_BITS", 0)  # 0: the model's longest codes
 # Seconds a worker sleeps between chunks: leaves CPU to the web server on a shared box.
 WORKER_CHUNK_PAUSE = float(os.environ.get("WORKER_CHUNK_PAUSE", "0"))
 

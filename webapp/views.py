@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from pathlib import PurePosixPath
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,8 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from webapp.models import Batch, Image, Label
-from webapp.services import curation
-from webapp.services.gallery import ImageFilter, gallery_queryset
+from webapp.services import curation, search
+from webapp.services.gallery import ImageFilter, gallery_queryset, parse_id
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS
 
@@ -23,17 +24,67 @@ GALLERY_PAGE_SIZE = 48
 
 @require_GET
 def gallery(request: HttpRequest) -> HttpResponse:
+    """The gallery; with ?q= (text) or ?similar=<id> (image) it is a ranked search."""
     image_filter = ImageFilter.from_params(request.GET)
-    paginator = Paginator(gallery_queryset(image_filter), GALLERY_PAGE_SIZE)
-    page = paginator.get_page(request.GET.get("page"))
+    text = (request.GET.get("q") or "").strip()[:500]
+    similar_to = parse_id(request.GET.get("similar"))
+    search_context: dict = {}
+    if text or similar_to:
+        page, search_context = _ranked_page(request, image_filter, text, similar_to)
+    else:
+        page = Paginator(gallery_queryset(image_filter), GALLERY_PAGE_SIZE).get_page(
+            request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     batch = Batch.objects.filter(pk=image_filter.batch).first() if image_filter.batch else None
     failures = batch.items.filter(status="failed").order_by("position") if batch else []
     return render(request, "webapp/gallery.html", {
         "page": page, "filter": image_filter, "labels": Label.objects.all(),
-        "query": query.urlencode(), "batch": batch, "failures": failures,
+        "query": query.urlencode(), "batch": batch, "failures": failures, "q": text,
+        "search_available": search.available(), **search_context,
     })
+
+
+SEARCH_RESULTS = 240
+
+
+def _ranked_page(request: HttpRequest, image_filter: ImageFilter, text: str,
+                 similar_to: int | None):
+    """A page of search results (nearest first, the gallery's filters applied), each
+    image carrying its Hamming ``distance``."""
+    context: dict = {"ranked": True}
+    matches: list[search.Match] = []
+    if not search.available():
+        messages.error(request, "Search is not available: no retrieval model is installed.")
+    elif text:
+        try:
+            matches, ignored = search.search_text(text, SEARCH_RESULTS)
+            if ignored:
+                messages.info(request, f"Ignored words the model does not know: "
+                                       f"{', '.join(ignored)}")
+        except search.UnknownQuery as exc:
+            messages.error(request, str(exc))
+    else:
+        anchor = Image.objects.filter(pk=similar_to, status=Image.Status.READY).first()
+        if anchor is None:
+            messages.error(request, "No such image to compare with.")
+        else:
+            matches = search.similar_images(anchor, SEARCH_RESULTS)
+            context["similar_to"] = anchor
+    allowed = set(image_filter.apply(Image.objects.filter(pk__in=[m.image_id for m in matches]))
+                  .values_list("pk", flat=True))
+    matches = [m for m in matches if m.image_id in allowed]
+    page = Paginator(matches, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
+    images = gallery_queryset(ImageFilter(include_pending=True)).in_bulk(
+        [m.image_id for m in page.object_list])
+    ranked = []
+    for match in page.object_list:
+        if match.image_id in images:
+            image = images[match.image_id]
+            image.distance = match.distance
+            ranked.append(image)
+    page.object_list = ranked
+    return page, context
 
 
 @require_http_methods(["GET", "POST"])
@@ -61,7 +112,10 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
                         "predicted": name in tags}
                        for name, p in prediction.probabilities.items()),
                       key=lambda bar: -bar["p"])
+    descriptions = (search.describe(image) if image.status == Image.Status.READY
+                    and search.available() else [])
     return render(request, "webapp/image_detail.html", {
+        "descriptions": descriptions, "search_available": search.available(),
         "image": image, "labels": labels, "bars": bars, "can_curate": can_curate,
         "vocabulary": [(label, label.name in current)
                        for label in Label.objects.filter(active=True)],
@@ -116,7 +170,7 @@ def image_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
         raise Http404("file missing from storage") from None
     response = FileResponse(handle, content_type=content_type)
     disposition = "attachment" if kind == "original" else "inline"
-    suffix = f".{FORMATS[image.format][0]}" if image.format in FORMATS else ""
+    suffix = PurePosixPath(field.name).suffix  # display copies are JPEG whatever the original
     response["Content-Disposition"] = f'{disposition}; filename="{image.name}{suffix}"'
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=86400"

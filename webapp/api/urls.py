@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from webapp.api import views
+from webapp.api import search, views
 
 router = DefaultRouter()
 router.register("batches", views.BatchViewSet, basename="batch")
@@ -13,5 +13,6 @@ router.register("models", views.ModelVersionViewSet, basename="modelversion")
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("search/", search.SearchView.as_view(), name="search"),
     *router.urls,
 ]

@@ -23,7 +23,7 @@ from webapp.api.serializers import (
     ModelVersionSerializer,
 )
 from webapp.models import Batch, Label, ModelVersion
-from webapp.services import curation, ingest
+from webapp.services import curation, ingest, search
 from webapp.services.gallery import ImageFilter, gallery_queryset
 
 
@@ -37,6 +37,8 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
 
     def get_queryset(self):
         batches = Batch.objects.select_related("owner")
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return batches.none()
         if not self.request.user.is_staff:
             batches = batches.filter(owner=self.request.user)
         return batches
@@ -138,6 +140,32 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             return Response({"tags": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         image = get_object_or_404(self.get_queryset(), pk=image.pk)
         return Response(self.get_serializer(image).data)
+
+
+    @extend_schema(parameters=[OpenApiParameter("k", OpenApiTypes.INT)])
+    @action(detail=True, methods=["get"])
+    def similar(self, request, pk=None):
+        """Images nearest to this one in Hamming distance (image -> image)."""
+        from webapp.api.search import matches_response, parse_k, unavailable
+
+        image = self.get_object()
+        if not search.available():
+            return unavailable()
+        k = parse_k(request.query_params.get("k"))
+        return matches_response(self, request, search.similar_images(image, k))
+
+    @extend_schema(parameters=[OpenApiParameter("k", OpenApiTypes.INT)])
+    @action(detail=True, methods=["get"])
+    def describe(self, request, pk=None):
+        """The texts nearest to this image (image -> text), with Hamming distances."""
+        from webapp.api.search import parse_k, unavailable
+
+        image = self.get_object()
+        if not search.available():
+            return unavailable()
+        found = search.describe(image, min(parse_k(request.query_params.get("k"), 5), 50))
+        return Response({"id": image.pk, "texts": [{"text": d.text, "distance": d.distance}
+                                                   for d in found]})
 
 
 class LabelViewSet(viewsets.ReadOnlyModelViewSet):

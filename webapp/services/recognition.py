@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
@@ -27,6 +27,7 @@ from webapp.services.curation import apply_model_labels
 from webapp.services.ingest import refresh_counts
 from webapp.services.model_registry import active_model
 from webapp.services.storage import save_display_copies
+from webapp.tasks import encode_later
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class ChunkResult:
     predicted: int = 0
     reused: int = 0
     failed: int = 0
+    ready_ids: list[int] = field(default_factory=list)
 
 
 def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
@@ -76,6 +78,7 @@ def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
             result = process_chunk(items, model)
             log.info("batch %s: chunk of %d items: predicted=%d reused=%d failed=%d",
                      batch_id, len(items), result.predicted, result.reused, result.failed)
+            encode_later(result.ready_ids)  # search codes, in their own task
         except DatabaseError:
             raise  # transient: the task retries, nothing of this chunk was committed
         except Exception as exc:  # a bug or a broken model must not loop forever
@@ -135,6 +138,7 @@ def process_chunk(items: list[BatchItem], model: ModelVersion) -> ChunkResult:
                 stored, created = store_prediction(image, model, outputs[image_id])
                 result.predicted += int(created)
             _finish(group, BatchItem.Status.DONE, "", reused=image_id in known)
+            result.ready_ids.append(image_id)
             result.reused += len(group) if image_id in known else 0
     return result
 

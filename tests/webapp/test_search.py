@@ -1,0 +1,192 @@
+"""Cross-modal search in the app: codes for images, text/image/similar/describe search in
+the API and the browser. A tiny retrieval model is trained for the module on generated
+chips (texts from Planet tags, the shipped classifier as backbone)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from PIL import Image as PILImage
+from rest_framework.test import APIClient
+
+from retrieval.cli import main as retrieval_main
+from tests.webapp.conftest import make_image
+from tests.webapp.helpers import predicted_image
+from webapp.models import ImageCode
+from webapp.services import search
+
+KINDS = {"water": ["water", "primary", "clear"], "farm": ["agriculture", "clear", "road"],
+         "cloud": ["cloudy"]}
+
+
+def _chip(kind: str, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    base = {"water": (40, 60, 140), "farm": (150, 120, 70), "cloud": (235, 235, 235)}[kind]
+    pixels = np.clip(rng.normal(base, 15, (32, 32, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def retrieval_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("retrieval-data")
+    rows = []
+    with tarfile.open(root / "images.tar", "w") as archive:
+        for i in range(90):
+            kind = list(KINDS)[i % 3]
+            data = _chip(kind, i)
+            info = tarfile.TarInfo(f"chips/{kind}_{i}.png")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+            rows.append(f"{kind}_{i}," + " ".join(KINDS[kind]))
+    (root / "labels.csv").write_text("image_name,tags\n" + "\n".join(rows) + "\n")
+    out = tmp_path_factory.mktemp("retrieval-model")
+    assert retrieval_main(["train", "--labels", str(root / "labels.csv"), "--images",
+                           str(root / "images.tar"), "--out", str(out), "--backbone", "default",
+                           "--text-encoder", "bow", "--bits", "16,32", "--epochs", "12",
+                           "--batch-size", "16", "--val-fraction", "0.2", "--threads", "1"]) == 0
+    return out
+
+
+@pytest.fixture
+def use_model(retrieval_dir, settings):
+    settings.RETRIEVAL_MODEL = str(retrieval_dir)
+    settings.RETRIEVAL_BITS = 32
+    search._retrievers.clear()
+    search._indexes.clear()
+    yield retrieval_dir
+    search._indexes.clear()
+
+
+@pytest.fixture
+def collection(use_model, user):
+    """Ready images of each kind, with labels, encoded for search."""
+    images = {}
+    for i in range(12):
+        kind = list(KINDS)[i % 3]
+        image = predicted_image_with_pixels(user, kind, 1000 + i)
+        images.setdefault(kind, []).append(image)
+    ids = [im.pk for group in images.values() for im in group]
+    assert search.encode_images(ids) == len(ids)
+    return images
+
+
+def predicted_image_with_pixels(owner, kind: str, seed: int):
+    """A ready image whose pixels and tags match its kind."""
+    from tests.webapp.helpers import predict, upload
+
+    _, items = upload(owner, [(f"{kind}{seed}.png", _chip(kind, seed))])
+    predict(items[0].image, KINDS[kind])
+    items[0].image.refresh_from_db()
+    return items[0].image
+
+
+def test_codes_round_trip_through_64_bit_integers():
+    rng = np.random.default_rng(0)
+    for bits in (16, 32, 64):
+        codes = np.where(rng.random((50, bits)) > 0.5, 1, -1).astype(np.int8)
+        codes[0] = 1  # top bit set: the signed value is negative for 64 bits
+        values = search.to_int(codes)
+        assert all(-(2**63) <= v < 2**63 for v in values)
+        assert (search.from_int(values, bits) == codes).all()
+
+
+@pytest.mark.django_db
+def test_every_ready_image_gets_codes_and_rebuild_index_redoes_them(collection):
+    assert ImageCode.objects.count() == 12
+    code = ImageCode.objects.first()
+    assert code.bits == 32 and code.model == search.model_version()
+    ImageCode.objects.all().delete()
+    call_command("rebuild_index", "--missing-only")
+    assert ImageCode.objects.count() == 12
+
+
+@pytest.mark.django_db
+def test_text_search_ranks_matching_images_first(collection, client):
+    api = APIClient()
+    response = api.get("/api/search/", {"q": "river water", "k": 12})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    distances = [r["distance"] for r in body["results"]]
+    assert distances == sorted(distances) and len(distances) == 12
+    top = [r["tags"] for r in body["results"][:4]]
+    assert sum("water" in tags for tags in top) >= 3, top
+    assert body["ignored_words"] == []
+    # the browser shows the same ranking with distances
+    page = client.get("/gallery/", {"q": "river water"})
+    assert page.status_code == 200 and b"d=" in page.content
+
+
+@pytest.mark.django_db
+def test_unknown_words_get_a_clear_message_not_results(collection, client):
+    response = APIClient().get("/api/search/", {"q": "zebra giraffe"})
+    assert response.status_code == 400
+    assert "try words such as" in response.json()["detail"]
+    partly = APIClient().get("/api/search/", {"q": "zebra water"}).json()
+    assert partly["ignored_words"] == ["zebra"] and partly["results"]
+    assert APIClient().get("/api/search/").status_code == 400
+    page = client.get("/gallery/", {"q": "zebra giraffe"})
+    assert page.status_code == 200 and b"try words such as" in page.content
+
+
+@pytest.mark.django_db
+def test_similar_images_exclude_the_image_and_are_sorted(collection, client):
+    anchor = collection["cloud"][0]
+    body = APIClient().get(f"/api/images/{anchor.pk}/similar/", {"k": 5}).json()
+    ids = [r["id"] for r in body["results"]]
+    distances = [r["distance"] for r in body["results"]]
+    assert anchor.pk not in ids and len(ids) == 5 and distances == sorted(distances)
+    page = client.get("/gallery/", {"similar": anchor.pk})
+    assert page.status_code == 200 and b"most similar to" in page.content
+
+
+@pytest.mark.django_db
+def test_describe_returns_nearest_texts(collection, client):
+    image = collection["water"][0]
+    body = APIClient().get(f"/api/images/{image.pk}/describe/", {"k": 3}).json()
+    assert 1 <= len(body["texts"]) <= 3
+    assert [t["distance"] for t in body["texts"]] == sorted(t["distance"] for t in body["texts"])
+    page = client.get(f"/images/{image.pk}/")
+    assert b"Find similar images" in page.content and b"nearest texts" in page.content
+
+
+@pytest.mark.django_db
+def test_search_by_uploaded_image_needs_login_and_a_real_image(collection, api):
+    data = _chip("farm", 5)
+    assert APIClient().post("/api/search/", {"file": SimpleUploadedFile("q.png", data)},
+                            format="multipart").status_code in (401, 403)
+    response = api.post("/api/search/", {"file": SimpleUploadedFile("q.png", data)},
+                        format="multipart")
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 12
+    bad = api.post("/api/search/", {"file": SimpleUploadedFile("q.png", make_image("text"))},
+                   format="multipart")
+    assert bad.status_code == 400 and "not an image" in bad.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_retagging_changes_the_text_code(collection, curator):
+    from webapp.services.curation import set_labels
+
+    image = collection["farm"][0]
+    before = ImageCode.objects.get(image=image).text_code
+    set_labels(image, ["cloudy"], curator)
+    search.encode_images([image.pk])
+    assert ImageCode.objects.get(image=image).text_code != before
+
+
+@pytest.mark.django_db
+def test_without_a_retrieval_model_search_says_so(settings, user, client):
+    settings.RETRIEVAL_MODEL = "/nonexistent/model"
+    image = predicted_image(user, 1, ["water"])
+    assert APIClient().get("/api/search/", {"q": "water"}).status_code == 503
+    assert APIClient().get(f"/api/images/{image.pk}/similar/").status_code == 503
+    page = client.get("/gallery/", {"q": "water"})
+    assert page.status_code == 200 and b"not available" in page.content

@@ -1,0 +1,89 @@
+"""Search endpoints: text -> images, image file -> images; similar/describe live on images."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from classifier.imageio import ImageDecodeError
+from webapp.api.pagination import PageNumberPagination
+from webapp.api.serializers import ImageSerializer
+from webapp.models import Image
+from webapp.services import search
+
+MAX_K = 500
+
+
+def parse_k(value, default: int = 50) -> int:
+    try:
+        return max(1, min(int(value), MAX_K))
+    except (TypeError, ValueError):
+        return default
+
+
+def unavailable() -> Response:
+    return Response({"detail": "search is not available: no retrieval model is installed "
+                               "(RETRIEVAL_MODEL)"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def matches_response(view: APIView, request, matches: list[search.Match], **extra) -> Response:
+    """Paginated images in match order, each with its Hamming distance."""
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(matches, request, view=view)
+    images = (Image.objects.filter(pk__in=[m.image_id for m in page])
+              .select_related("prediction__model", "reviewed_by")
+              .prefetch_related("labels__label"))
+    by_id = {image.pk: image for image in images}
+    results = []
+    for match in page:
+        if match.image_id in by_id:
+            data = ImageSerializer(by_id[match.image_id], context={"request": request}).data
+            results.append({"distance": match.distance, **data})
+    response = paginator.get_paginated_response(results)
+    response.data.update(extra)
+    return response
+
+
+class SearchView(APIView):
+    """GET ?q=text: images nearest to the text. POST a `file`: images nearest to it."""
+
+    permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(parameters=[
+        OpenApiParameter("q", OpenApiTypes.STR, required=True, description="words to look for"),
+        OpenApiParameter("k", OpenApiTypes.INT, description=f"results, at most {MAX_K}")])
+    def get(self, request):
+        query = (request.query_params.get("q") or "").strip()
+        if not query:
+            return Response({"detail": "give the text to search for in ?q="},
+                            status=status.HTTP_400_BAD_REQUEST)
+        if not search.available():
+            return unavailable()
+        try:
+            matches, unknown = search.search_text(query, parse_k(request.query_params.get("k")))
+        except search.UnknownQuery as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return matches_response(self, request, matches, query=query, ignored_words=unknown)
+
+    @extend_schema(request=inline_serializer("SearchUpload", {"file": serializers.FileField()}))
+    def post(self, request):
+        upload = request.FILES.get("file")
+        if upload is None:
+            return Response({"detail": "send an image in the 'file' field"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        if getattr(upload, "rejected_reason", None):
+            return Response({"detail": upload.rejected_reason},
+                            status=status.HTTP_400_BAD_REQUEST)
+        if not search.available():
+            return unavailable()
+        try:
+            matches = search.search_upload(upload.read(), parse_k(request.query_params.get("k")))
+        except ImageDecodeError as exc:
+            return Response({"detail": f"{upload.name}: {exc}"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return matches_response(self, request, matches)
