@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classifier.data import split_indices
+from classifier.data import split_indices, write_labels
 from retrieval.data import load_collection
 from retrieval.evaluation import evaluate_codes
 from retrieval.features import backbone_size, describe, load_backbone, train_backbone
@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> dict:
             print(f"{bits} bits: validation MAP i2t {result['i2t']:.4f} "
                   f"t2i {result['t2i']:.4f} i2i {result['i2i']:.4f}")
     database.save(out / "database.npz")
+    write_labels(out / "val.csv", val.names,
+                 [[n for n, on in zip(data.label_names, row) if on] for row in val.labels])
     spec = {
         "format": 1, "name": args.name or out.name, "method": args.method, "bits": bits_list,
         "labels": data.label_names, "image_size": size, "backbone": backbone_spec,

@@ -36,6 +36,7 @@ class HashConfig:
     reconstruction: float = 1.0    # LabNet's ||L_hat - L||^2
     adversarial: float = 0.05      # modality nets fooling the discriminators
     balance: float = 0.1           # DCMH only
+    anchors: int = 4096            # other-side items per batch (sampled when N is larger)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -96,7 +97,6 @@ def train_hashing(image_x: np.ndarray, text_x: np.ndarray, labels: np.ndarray,
     xt = torch.from_numpy(np.ascontiguousarray(text_x, dtype=np.float32))
     lab = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
     n, bits, s_dim = len(lab), config.bits, config.semantic
-    s_all = losses.similarity(lab, lab)
 
     imgnet, txtnet = img_net(xv.shape[1], bits, s_dim), txt_net(xt.shape[1], bits, s_dim)
     opt_v = torch.optim.Adam(imgnet.parameters(), lr=config.lr)
@@ -126,7 +126,7 @@ def train_hashing(image_x: np.ndarray, text_x: np.ndarray, labels: np.ndarray,
             total = 0.0
             for idx in _batches(n, config.batch_size, rng):
                 f, h = labnet(lab[idx])
-                s = s_all[idx][:, idx]
+                s = losses.similarity(lab[idx], lab[idx])
                 loss = (losses.pairwise_nll(f, f, s) + losses.pairwise_nll(h, h, s)
                         + config.quantization * losses.quantization(h, codes[idx])
                         + config.reconstruction * losses.label_reconstruction(
@@ -145,13 +145,18 @@ def train_hashing(image_x: np.ndarray, text_x: np.ndarray, labels: np.ndarray,
             total = 0.0
             for idx in _batches(n, config.batch_size, rng):
                 f, h = net(x[idx])
-                s = s_all[idx]
+                # The other side of the pairs: every item, or a random sample of anchors
+                # on large sets (an unbiased estimate of the same mean, batch x anchors).
+                anchors = (torch.from_numpy(rng.choice(n, config.anchors, replace=False))
+                           if 0 < config.anchors < n else slice(None))
+                s = losses.similarity(lab[idx], lab[anchors])
                 if ssah:
-                    loss = (losses.pairwise_nll(f, fl, s) + losses.pairwise_nll(h, hl, s)
+                    loss = (losses.pairwise_nll(f, fl[anchors], s)
+                            + losses.pairwise_nll(h, hl[anchors], s)
                             + config.quantization * losses.quantization(h, codes[idx])
                             + config.adversarial * losses.adversarial(disc(f), True))
                 else:
-                    loss = (losses.pairwise_nll(h, other_h, s)
+                    loss = (losses.pairwise_nll(h, other_h[anchors], s)
                             + config.quantization * losses.quantization(h, codes[idx])
                             + config.balance * losses.balance(h))
                 opt.zero_grad()

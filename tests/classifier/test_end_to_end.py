@@ -14,18 +14,9 @@ import pytest
 from PIL import Image
 
 from classifier.cli import main
+from tests.synthetic import chip
 
 LABELS = ("bright", "reddish", "striped")
-
-
-def _chip(rng: np.random.Generator, tags: set[str]) -> Image.Image:
-    base = 170 if "bright" in tags else 60
-    img = rng.normal(base, 12, (32, 32, 3))
-    if "reddish" in tags:
-        img[:, :, 0] += 70
-    if "striped" in tags:
-        img[::4, :, :] = 250 - img[::4, :, :]
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +28,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         for i in range(120):
             tags = {label for label in LABELS if rng.random() < 0.5} or {"bright"}
             buf = io.BytesIO()
-            _chip(rng, tags).save(buf, "JPEG", quality=95)
+            chip(rng, tags).save(buf, "JPEG", quality=95)
             info = tarfile.TarInfo(f"imgs/chip_{i}.jpg")
             info.size = buf.tell()
             buf.seek(0)
@@ -110,7 +101,7 @@ def test_report_writes_ablation_table_and_charts(model_dir: Path, dataset: tuple
 def test_predict_reports_a_broken_file_and_tags_the_others(
         model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good.png"
-    _chip(np.random.default_rng(1), {"bright"}).resize((256, 256)).save(good)
+    chip(np.random.default_rng(1), {"bright"}).resize((256, 256)).save(good)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     code = main(["predict", "--model", str(model_dir), str(broken), str(good)])
@@ -123,7 +114,7 @@ def test_predict_reports_a_broken_file_and_tags_the_others(
 
 def test_dehaze_command_writes_an_image(tmp_path: Path) -> None:
     src = tmp_path / "in.png"
-    _chip(np.random.default_rng(2), {"striped"}).save(src)
+    chip(np.random.default_rng(2), {"striped"}).save(src)
     assert main(["dehaze", str(src), str(tmp_path / "out.png")]) == 0
     assert Image.open(tmp_path / "out.png").size == (32, 32)
 

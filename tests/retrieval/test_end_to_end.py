@@ -10,20 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from retrieval.cli import main
+from tests.synthetic import chip
 
 WORDS = {"bright": "a bright sunny field", "reddish": "red soil", "striped": "striped rows"}
-
-
-def _chip(rng: np.random.Generator, tags: set[str]) -> Image.Image:
-    img = rng.normal(170 if "bright" in tags else 60, 12, (32, 32, 3))
-    if "reddish" in tags:
-        img[:, :, 0] += 70
-    if "striped" in tags:
-        img[::4, :, :] = 250 - img[::4, :, :]
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +26,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for i in range(160):
             tags = {t for t in WORDS if rng.random() < 0.4} or {"bright"}
             buf = io.BytesIO()
-            _chip(rng, tags).save(buf, "PNG")
+            chip(rng, tags).save(buf, "PNG")
             info = tarfile.TarInfo(f"images/chip_{i}.png")
             info.size = buf.tell()
             buf.seek(0)
