@@ -28,6 +28,7 @@ test-postgres: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_classifier.py
 	$(PY) bench/bench_gallery.py
+	$(PY) bench/bench_search.py
 
 clean-venv:
 	rm -rf $(VENV)
