@@ -34,11 +34,9 @@ def save_original(sha256: str, image_format: str, content: io.IOBase) -> str:
     return default_storage.save(path, content)
 
 
-def _jpeg(rgb: np.ndarray, max_side: int) -> ContentFile:
-    pil = PILImage.fromarray(rgb)
-    pil.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
+def _jpeg(rgb: np.ndarray) -> ContentFile:
     buffer = io.BytesIO()
-    pil.save(buffer, "JPEG", quality=90)
+    PILImage.fromarray(rgb).save(buffer, "JPEG", quality=90)
     return ContentFile(buffer.getvalue())
 
 
@@ -53,7 +51,7 @@ def save_display_copies(sha256: str, rgb: np.ndarray, max_side: int) -> tuple[st
         path = f"{kind}/{sha256[:2]}/{sha256}.jpg"
         if default_storage.exists(path):
             default_storage.delete(path)
-        paths.append(default_storage.save(path, _jpeg(pixels, max_side)))
+        paths.append(default_storage.save(path, _jpeg(pixels)))
     return paths[0], paths[1]
 
 
