@@ -11,6 +11,7 @@ No pickles: weights load with ``weights_only=True``, the rest is JSON / npz.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,13 @@ def resolve_model_dir(name: str | Path) -> Path:
     if not (path / SPEC_FILE).exists():
         raise FileNotFoundError(f"{path} is not a retrieval model directory (no {SPEC_FILE})")
     return path
+
+
+def model_version(model_dir: str | Path) -> str:
+    """Changes whenever the trained model changes (hash of retrieval.json)."""
+    path = resolve_model_dir(model_dir)
+    digest = hashlib.sha256((path / SPEC_FILE).read_bytes()).hexdigest()
+    return f"{path.name}-{digest[:12]}"
 
 
 def save_hash_model(model: HashModel, path: Path) -> None:
@@ -100,6 +108,7 @@ class Retriever:
     def __init__(self, model_dir: str | Path = "default") -> None:
         self.model_dir = resolve_model_dir(model_dir)
         self.spec: dict[str, Any] = json.loads((self.model_dir / SPEC_FILE).read_text())
+        self.version = model_version(self.model_dir)
         self.bits: list[int] = self.spec["bits"]
         self.label_names: list[str] = self.spec["labels"]
         self.image_size: int = self.spec["image_size"]

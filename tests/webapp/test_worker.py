@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.webapp.conftest import make_image, wait_for_batch
-from webapp.models import Batch, BatchItem, Image, ImageLabel, Prediction
+from webapp.models import Batch, BatchItem, Image, ImageCode, ImageLabel, Prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,6 +60,12 @@ def test_batch_with_bad_files_is_tagged_except_the_bad_ones(api, worker):
         == set(ready.prediction.tags)
     assert ready.display and ready.dehazed
     assert Image.objects.get(original_name="half.jpg").status == "broken"
+    # The worker then gives every predicted image its search codes (its own task).
+    deadline = time.time() + 90
+    while ImageCode.objects.count() < 7:
+        assert time.time() < deadline, "search codes were not made"
+        time.sleep(0.3)
+    assert set(ImageCode.objects.values_list("image__status", flat=True)) == {"ready"}
 
 
 def test_uploading_known_images_again_predicts_nothing(api, worker):

@@ -56,7 +56,7 @@ class ChunkResult:
     predicted: int = 0
     reused: int = 0
     failed: int = 0
-    ready_ids: list[int] = field(default_factory=list)
+    predicted_ids: list[int] = field(default_factory=list)
 
 
 def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
@@ -78,7 +78,7 @@ def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
             result = process_chunk(items, model)
             log.info("batch %s: chunk of %d items: predicted=%d reused=%d failed=%d",
                      batch_id, len(items), result.predicted, result.reused, result.failed)
-            encode_later(result.ready_ids)  # search codes, in their own task
+            encode_later(result.predicted_ids)  # search codes, in their own task
         except DatabaseError:
             raise  # transient: the task retries, nothing of this chunk was committed
         except Exception as exc:  # a bug or a broken model must not loop forever
@@ -137,8 +137,8 @@ def process_chunk(items: list[BatchItem], model: ModelVersion) -> ChunkResult:
                 image.display, image.dehazed = displays[image_id]
                 stored, created = store_prediction(image, model, outputs[image_id])
                 result.predicted += int(created)
+                result.predicted_ids.append(image_id)
             _finish(group, BatchItem.Status.DONE, "", reused=image_id in known)
-            result.ready_ids.append(image_id)
             result.reused += len(group) if image_id in known else 0
     return result
 

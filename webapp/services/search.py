@@ -8,11 +8,9 @@ in-memory Hamming indexes built from those rows and rebuilds them when the rows 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -21,7 +19,7 @@ from django.db.models import Count, Max
 from classifier.imageio import ImageDecodeError, decode_image
 from retrieval.data import tags_text
 from retrieval.index import HammingIndex
-from retrieval.store import SPEC_FILE, Retriever, resolve_model_dir
+from retrieval.store import Retriever, resolve_model_dir
 from retrieval.text import UnknownQuery
 from webapp.models import Image, ImageCode
 
@@ -44,9 +42,8 @@ def available() -> bool:
 
 
 def model_version() -> str:
-    path = resolve_model_dir(settings.RETRIEVAL_MODEL)
-    digest = hashlib.sha256((path / SPEC_FILE).read_bytes()).hexdigest()
-    return f"{Path(path).name}-{digest[:12]}"
+    """The loaded retrieval model's version (codes of other versions are ignored)."""
+    return retriever().version
 
 
 def retriever() -> Retriever:
