@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 from pathlib import PurePosixPath
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -126,8 +127,6 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def upload(request: HttpRequest) -> HttpResponse:
-    from django.conf import settings
-
     return render(request, "webapp/upload.html", {
         "max_bytes": settings.MAX_UPLOAD_BYTES, "model": active_model(),
     })
