@@ -45,18 +45,21 @@ class Calibrator:
 
 
 def fit_calibrator(kind: str, probs: np.ndarray, y_true: np.ndarray, seed: int = 0) -> Calibrator:
-    """Fit one linear model per label on all label probabilities."""
-    n_labels = probs.shape[1]
+    """Fit one linear model per label on all label probabilities (the columns of ``probs``
+    may also hold several networks' probabilities side by side: stacking)."""
+    n_inputs, n_labels = probs.shape[1], y_true.shape[1]
     if kind not in KINDS:
         raise ValueError(f"calibration must be one of {KINDS}, got {kind!r}")
     if kind == "none":
+        if n_inputs != n_labels:
+            raise ValueError("calibration 'none' needs one probability per label")
         return Calibrator("none", np.eye(n_labels), np.zeros(n_labels))
     x = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.float64)
     if kind == "ridge":
         model = RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True).fit(x, y)
         return Calibrator("ridge", np.asarray(model.coef_), np.asarray(model.intercept_))
-    coef = np.zeros((n_labels, n_labels))
+    coef = np.zeros((n_labels, n_inputs))
     intercept = np.zeros(n_labels)
     for j in range(n_labels):
         if y[:, j].min() == y[:, j].max():
@@ -77,7 +80,7 @@ def cross_fitted_scores(kind: str, probs: np.ndarray, y_true: np.ndarray, folds:
     thresholds tuned on them are not fooled by the layer's in-sample fit."""
     if kind == "none":
         return probs
-    out = np.zeros_like(probs, dtype=np.float64)
+    out = np.zeros((len(probs), y_true.shape[1]), dtype=np.float64)
     for fit_idx, apply_idx in KFold(folds, shuffle=True, random_state=seed).split(probs):
         layer = fit_calibrator(kind, probs[fit_idx], y_true[fit_idx], seed)
         out[apply_idx] = layer.transform(probs[apply_idx])

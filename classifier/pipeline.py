@@ -55,6 +55,9 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--patience", type=int, default=3,
                         help="stop after this many epochs without a better validation F2")
+    parser.add_argument("--lr-patience", type=int, default=1,
+                        help="divide the learning rate by 10 after this many epochs without "
+                             "a better validation F2")
     parser.add_argument("--width", type=float, default=0.5,
                         help="channel multiplier of VGG16 (1.0 = the full network)")
     parser.add_argument("--hidden", type=int, default=512, help="units in the fully connected head")
@@ -74,6 +77,12 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
                         help="mixed precision (auto: on for CUDA, off on CPU)")
     parser.add_argument("--imagenet-weights", default=None,
                         help="local torchvision vgg16_bn state dict (width 1.0 only)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                        help="start each network from this model directory's network of the "
+                             "same name (continued training; same architecture and split)")
+    parser.add_argument("--network", choices=("original", "dehazed"), default=None,
+                        help="train only this network and stop (to train the two in parallel "
+                             "processes); the same command without it then finishes the model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     parser.add_argument("--max-epochs-this-run", type=int, default=None,
@@ -134,19 +143,27 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                                hidden=args.hidden, dropout=args.dropout)
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+        lr_patience=args.lr_patience, init_from=args.init_from,
         loss=LossWeights(args.loss_bce, args.loss_f2, args.loss_focal),
         augment=not args.no_augment, seed=args.seed, amp=amp,
         imagenet_weights=args.imagenet_weights)
     histories: dict[str, list[dict[str, float]]] = {}
 
+    # parallel single-network runs keep their own logs; the finishing run writes both
+    suffix = f"_{args.network}" if args.network else ""
+
     def on_epoch(name: str, history: list[dict[str, float]]) -> None:
         histories[name] = history
-        _write_log(out / "train_log.csv", histories)
-        plots.learning_curves(histories, out / "learning_curves.png")
+        _write_log(out / f"train_log{suffix}.csv", histories)
+        plots.learning_curves(histories, out / f"learning_curves{suffix}.png")
 
     y = data.targets
     val_probs: dict[str, np.ndarray] = {}
     test_probs: dict[str, np.ndarray] = {}
+    if args.network is not None:
+        if args.network not in sets:
+            raise SystemExit(f"--network {args.network}: this run has no such network")
+        sets = {args.network: sets[args.network]}
     for name, images in sets.items():
         model, histories[name], finished = train_network(
             name, model_config, train_config, (images[train_idx], y[train_idx]),
@@ -157,6 +174,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             print(f"[{name}] paused; run the same command again to resume")
             return {}
         save_network(model, out / f"{name}.pt")
+        if args.network is not None:
+            print(f"[{name}] trained; run the command without --network to finish the model")
+            return {}
         for views in TTA_VIEWS:
             val_probs[f"{name}_tta{views}"] = predict_batches(
                 model, images[val_idx], device, views, amp=amp, progress=True,

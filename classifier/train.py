@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     amp: bool = False
     imagenet_weights: str | None = None
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +118,20 @@ def evaluate(model: VGGMultiLabel, images: np.ndarray, targets: np.ndarray,
             "val_f2": f2_score(targets, apply_thresholds(probs, thresholds))}
 
 
+def _load_initial_weights(model: VGGMultiLabel, path: Path) -> None:
+    """Start from an earlier model's network (continued training: the optimizer and the
+    schedule start afresh). The architectures must match exactly."""
+    if not path.exists():
+        raise FileNotFoundError(f"--init-from: {path} does not exist")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob["config"] != model.config.to_dict():
+        raise ValueError(f"--init-from: {path} is a {blob['config']} network, "
+                         f"this run trains {model.config.to_dict()}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in blob["state_dict"].items()})
+    print(f"initialised from {path}")
+
+
 def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
                   train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                   checkpoint_dir: Path, device: torch.device,
@@ -130,7 +145,10 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
     best_path = checkpoint_dir / f"{name}_best.pt"
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = create_model(model_config, config.imagenet_weights).to(device)
+    model = create_model(model_config, config.imagenet_weights)
+    if config.init_from and not last_path.exists():
+        _load_initial_weights(model, Path(config.init_from) / f"{name}.pt")
+    model = model.to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

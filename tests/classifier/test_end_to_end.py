@@ -129,3 +129,56 @@ def test_interrupted_training_resumes(dataset: tuple[Path, Path], tmp_path: Path
     assert main(args) == 0  # resumed, finished
     log = (tmp_path / "train_log.csv").read_text().splitlines()
     assert [row.split(",")[1] for row in log[1:]] == ["1", "2"]
+
+
+def test_networks_trained_in_separate_runs_then_finished(dataset: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    labels, images = dataset
+    args = ["train", "--labels", str(labels), "--images", str(images), "--out", str(tmp_path),
+            "--epochs", "1", "--width", "0.125", "--hidden", "16", "--batch-size", "32"]
+    assert main([*args, "--network", "dehazed"]) == 1  # this network only, model unfinished
+    assert (tmp_path / "dehazed.pt").exists() and not (tmp_path / "original.pt").exists()
+    assert not (tmp_path / "pipeline.json").exists()
+    assert (tmp_path / "train_log_dehazed.csv").exists()
+    assert main([*args, "--network", "original"]) == 1
+    dehazed_weights = (tmp_path / "dehazed.pt").read_bytes()
+    assert main(args) == 0  # both networks resumed as finished, nothing retrained
+    assert (tmp_path / "dehazed.pt").read_bytes() == dehazed_weights
+    log = (tmp_path / "train_log.csv").read_text().splitlines()
+    assert sorted(row.split(",")[0] for row in log[1:]) == ["dehazed", "original"]
+    assert json.loads((tmp_path / "pipeline.json").read_text())["training"]["epochs"] == {
+        "original": 1, "dehazed": 1}
+
+
+def test_continued_training_starts_from_the_given_model(model_dir: Path,
+                                                        dataset: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    import torch
+
+    from classifier.model import ModelConfig, create_model
+    from classifier.train import _load_initial_weights
+
+    spec = json.loads((model_dir / "pipeline.json").read_text())
+    net = create_model(ModelConfig(**spec["model"]))
+    _load_initial_weights(net, model_dir / "original.pt")
+    stored = torch.load(model_dir / "original.pt", weights_only=True)["state_dict"]
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, stored[key].to(value.dtype)), key
+    other = create_model(ModelConfig(**{**spec["model"], "hidden": 8}))
+    with pytest.raises(ValueError, match="--init-from"):
+        _load_initial_weights(other, model_dir / "original.pt")
+
+    labels, images = dataset
+    args = ["train", "--labels", str(labels), "--images", str(images), "--out", str(tmp_path),
+            "--size", "32", "--epochs", "1", "--width", "0.125", "--hidden", "32",
+            "--batch-size", "16", "--lr", "1e-7", "--val-fraction", "0.25",
+            "--test-fraction", "0.25", "--init-from", str(model_dir)]
+    assert main(args) == 0
+    # at a negligible learning rate the continued networks keep the weights they started from
+    for name in ("original", "dehazed"):
+        start = torch.load(model_dir / f"{name}.pt", weights_only=True)["state_dict"]
+        end = torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"]
+        conv = next(key for key in start if key.endswith("weight") and start[key].ndim == 4)
+        assert torch.allclose(start[conv].float(), end[conv].float(), atol=1e-3), name
+    with pytest.raises(FileNotFoundError):
+        _load_initial_weights(net, tmp_path / "missing.pt")
