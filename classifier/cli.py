@@ -13,7 +13,7 @@ from PIL import Image
 
 from classifier import pipeline, plots
 from classifier.dehaze import dehaze
-from classifier.evaluation import ABLATIONS, Evaluator, Setting, per_label_table
+from classifier.evaluation import Evaluator, Setting, ablations, per_label_table
 from classifier.imageio import ImageDecodeError, decode_image
 from classifier.predictor import Predictor
 
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-dehaze-choice", action="store_true",
                     help="use only the original-image network")
     ev.add_argument("--dehazed-only", action="store_true", help="use only the dehazed network")
+    ev.add_argument("--combine", choices=("choice", "stack"), default=None,
+                    help="per-label model choice or stacking of both networks "
+                         "(default: the model's)")
     ev.add_argument("--decision", choices=("threshold", "expected-f2"), default="threshold")
 
     rep = sub.add_parser("report", help="ablation table and charts")
@@ -85,8 +88,9 @@ def _load(args: argparse.Namespace) -> Predictor:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     predictor = _load(args)
     shipped = predictor.postprocessor.config
+    combined = {"choice": "per-label", "stack": "stack", None: shipped.dehaze}[args.combine]
     dehaze = "original" if args.no_dehaze_choice else "dehazed" if args.dehazed_only \
-        else shipped.dehaze
+        else combined
     post = replace(shipped, dehaze=dehaze, calibration=args.calibration or shipped.calibration,
                    thresholds=args.thresholds, decision=args.decision)
     result = Evaluator(predictor, args.labels, args.images).run(
@@ -113,7 +117,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     predictor = _load(args)
     evaluator = Evaluator(predictor, args.labels, args.images)
-    results = [evaluator.run(setting) for setting in ABLATIONS]
+    results = [evaluator.run(s) for s in ablations(predictor.postprocessor.config)]
     full = results[0]
     lines = [f"# Ablation report: {predictor.version}", "",
              f"{full['n_images']} images from `{args.labels}`; sample-averaged F2. Every "
@@ -121,8 +125,12 @@ def cmd_report(args: argparse.Namespace) -> int:
              "| setting | F2 | vs full |", "|---|---:|---:|"]
     for r in results:
         lines.append(f"| {r['setting']} | {r['f2']:.4f} | {r['f2'] - full['f2']:+.4f} |")
-    dehazed = ", ".join(full["use_dehazed"]) or "none"
-    lines += ["", f"Labels taken from the dehazed network: {dehazed}", "",
+    if predictor.postprocessor.config.dehaze == "stack":
+        combined = "Both networks' probabilities feed the recalibration layer (stacking)."
+    else:
+        combined = ("Labels taken from the dehazed network: "
+                    + (", ".join(full["use_dehazed"]) or "none"))
+    lines += ["", combined, "",
               "## Per-label scores of the full pipeline", "", per_label_table(full["per_label"]),
               "", "![ablation](ablation.png)", "", "![per-label F2](per_label_f2.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

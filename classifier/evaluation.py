@@ -8,7 +8,7 @@ in the model directory, exactly as training fitted the shipped one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +30,33 @@ class Setting:
     post: PostprocessConfig = PostprocessConfig()
 
 
-ABLATIONS = (
-    Setting("full pipeline (TTA8, per-label choice, ridge, tuned thresholds)"),
-    Setting("no TTA", views=1),
-    Setting("no dehazed model (original only)", post=PostprocessConfig(dehaze="original")),
-    Setting("dehazed model only", post=PostprocessConfig(dehaze="dehazed")),
-    Setting("no recalibration layer", post=PostprocessConfig(calibration="none")),
-    Setting("lasso instead of ridge", post=PostprocessConfig(calibration="lasso")),
-    Setting("fixed threshold 0.2", post=PostprocessConfig(thresholds=0.2)),
-    Setting("expected-F2 decision instead of thresholds",
-            post=PostprocessConfig(decision="expected-f2")),
-    Setting("bare network (original, no TTA, no layer, threshold 0.5)", views=1,
-            post=PostprocessConfig(dehaze="original", calibration="none", thresholds=0.5)),
-)
+def ablations(shipped: PostprocessConfig) -> list[Setting]:
+    """The full pipeline as shipped, then each stage switched off or swapped on its own."""
+    if shipped.dehaze == "stack":
+        swap = Setting("per-label model choice instead of stacking (the paper)",
+                       post=replace(shipped, dehaze="per-label"))
+    else:
+        swap = Setting("stacking both networks instead of the per-label choice",
+                       post=replace(shipped, dehaze="stack"))
+    return [
+        Setting(f"full pipeline (TTA8, {_COMBINE[shipped.dehaze]}, {shipped.calibration}, "
+                "tuned thresholds)", post=shipped),
+        Setting("no TTA", views=1, post=shipped),
+        Setting("no dehazed model (original only)", post=replace(shipped, dehaze="original")),
+        Setting("dehazed model only", post=replace(shipped, dehaze="dehazed")),
+        swap,
+        Setting("no recalibration layer", post=replace(shipped, calibration="none")),
+        Setting("lasso instead of ridge", post=replace(shipped, calibration="lasso")),
+        Setting("fixed threshold 0.2", post=replace(shipped, thresholds=0.2)),
+        Setting("expected-F2 decision instead of thresholds",
+                post=replace(shipped, decision="expected-f2")),
+        Setting("bare network (original, no TTA, no layer, threshold 0.5)", views=1,
+                post=PostprocessConfig(dehaze="original", calibration="none", thresholds=0.5)),
+    ]
+
+
+_COMBINE = {"per-label": "per-label choice", "stack": "both networks stacked",
+            "original": "original network", "dehazed": "dehazed network"}
 
 
 class Evaluator:

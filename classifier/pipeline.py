@@ -72,6 +72,9 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--calibration", default="ridge", choices=("none", "ridge", "lasso"))
+    parser.add_argument("--combine", default="choice", choices=("choice", "stack"),
+                        help="per-label choice between the two networks (the paper) or "
+                             "stacking: the layer reads both networks' probabilities")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
                         help="mixed precision (auto: on for CUDA, off on CPU)")
@@ -111,6 +114,8 @@ def _split_report(y: np.ndarray, probs: dict[str, np.ndarray], post: Any,
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
+    if args.combine == "stack" and args.no_dehazed_model:
+        raise SystemExit("--combine stack needs the dehazed network (drop --no-dehazed-model)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -185,8 +190,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             model, images[test_idx], device, 8, amp=amp, progress=True, desc=f"{name} test TTA8")
 
     ValOutputs([data.names[i] for i in val_idx], y[val_idx], val_probs).save(out / VAL_OUTPUTS_FILE)
-    post = fit_postprocessor(PostprocessConfig(calibration=args.calibration), y[val_idx],
-                             val_probs["original_tta8"], val_probs.get("dehazed_tta8"), args.seed)
+    combine = "stack" if args.combine == "stack" and "dehazed" in sets else "per-label"
+    post = fit_postprocessor(PostprocessConfig(dehaze=combine, calibration=args.calibration),
+                             y[val_idx], val_probs["original_tta8"], val_probs.get("dehazed_tta8"),
+                             args.seed)
     metrics = {"val": _split_report(y[val_idx], val_probs, post, labels),
                "test": _split_report(y[test_idx], test_probs, post, labels)}
     spec = {

@@ -1,6 +1,10 @@
 """Everything after the networks, in the paper's order: per-label model choice ->
 recalibration layer -> thresholds (or the expected-F2 decision).
 
+``dehaze="stack"`` replaces the per-label choice by stacking: the layer reads both
+networks' probabilities (2 x 17 inputs per label), the competition winner's way of
+combining networks; without a layer the two networks are averaged.
+
 A ``Postprocessor`` is fitted on the validation outputs that training stores in the model
 directory, so any ablation (no choice, Lasso instead of ridge, a fixed threshold, ...)
 can be refitted exactly the way the full pipeline was, on the same data.
@@ -17,7 +21,7 @@ from classifier.calibration import Calibrator, cross_fitted_scores, fit_calibrat
 from classifier.choice import choose_dehazed, combine
 from classifier.thresholds import apply_thresholds, expected_f2_decision, fit_thresholds
 
-DEHAZE_MODES = ("per-label", "original", "dehazed")
+DEHAZE_MODES = ("per-label", "original", "dehazed", "stack")
 
 
 @dataclass(frozen=True)
@@ -48,17 +52,18 @@ class Postprocessor:
 
     @property
     def needs_dehazed(self) -> bool:
-        return bool(self.use_dehazed.any())
+        return self.config.dehaze == "stack" or bool(self.use_dehazed.any())
 
     @property
     def needs_original(self) -> bool:
-        return not bool(self.use_dehazed.all())
+        return self.config.dehaze == "stack" or not bool(self.use_dehazed.all())
 
     def scores(self, p_original: np.ndarray | None, p_dehazed: np.ndarray | None) -> np.ndarray:
         """Recalibrated per-label scores in [0, 1]."""
         if p_original is None:
             p_original = p_dehazed
-        return self.calibrator.transform(combine(p_original, p_dehazed, self.use_dehazed))
+        return self.calibrator.transform(
+            layer_inputs(self.config, p_original, p_dehazed, self.use_dehazed))
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         if self.config.decision == "expected-f2":
@@ -77,19 +82,32 @@ class Postprocessor:
                    np.asarray(data["thresholds"], dtype=np.float64), data.get("meta", {}))
 
 
+def layer_inputs(config: PostprocessConfig, p_original: np.ndarray, p_dehazed: np.ndarray | None,
+                 use_dehazed: np.ndarray) -> np.ndarray:
+    """What the recalibration layer reads: each label's probability from its chosen network,
+    or, when stacking, both networks' probabilities side by side (averaged without a layer)."""
+    if config.dehaze != "stack":
+        return combine(p_original, p_dehazed, use_dehazed)
+    if p_dehazed is None:
+        raise ValueError("stacking needs the dehazed network's probabilities")
+    if config.calibration == "none":
+        return (p_original + p_dehazed) / 2
+    return np.hstack([p_original, p_dehazed])
+
+
 def fit_postprocessor(config: PostprocessConfig, y_val: np.ndarray, p_original: np.ndarray,
                       p_dehazed: np.ndarray | None, seed: int = 0) -> Postprocessor:
     """Fit choice, layer and thresholds on validation outputs the networks never trained on."""
     n_labels = y_val.shape[1]
     if config.dehaze == "per-label" and p_dehazed is not None:
         use_dehazed = choose_dehazed(y_val, p_original, p_dehazed)
-    elif config.dehaze == "dehazed":
+    elif config.dehaze in ("dehazed", "stack"):
         if p_dehazed is None:
             raise ValueError("this model has no dehazed network")
-        use_dehazed = np.ones(n_labels, dtype=bool)
+        use_dehazed = np.full(n_labels, config.dehaze == "dehazed")
     else:
         use_dehazed = np.zeros(n_labels, dtype=bool)
-    probs = combine(p_original, p_dehazed, use_dehazed)
+    probs = layer_inputs(config, p_original, p_dehazed, use_dehazed)
     calibrator = fit_calibrator(config.calibration, probs, y_val, seed)
     if config.thresholds == "tuned":
         held_out = cross_fitted_scores(config.calibration, probs, y_val, seed=seed)

@@ -85,6 +85,17 @@ def test_evaluate_stage_switches_change_the_setting(model_dir: Path, dataset: tu
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["settings"] == {"tta": 1, "dehaze": "original", "calibration": "none",
                                 "thresholds": 0.2, "decision": "threshold"}
+    main(["evaluate", "--model", str(model_dir), "--labels", str(model_dir / "test.csv"),
+          "--images", str(images), "--combine", "stack"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["settings"]["dehaze"] == "stack" and last["f2"] > 0.75
+
+
+def test_stacking_needs_the_dehazed_network(dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    labels, images = dataset
+    with pytest.raises(SystemExit, match="needs the dehazed network"):
+        main(["train", "--labels", str(labels), "--images", str(images), "--out",
+              str(tmp_path), "--no-dehazed-model", "--combine", "stack"])
 
 
 def test_report_writes_ablation_table_and_charts(model_dir: Path, dataset: tuple[Path, Path],
@@ -94,6 +105,7 @@ def test_report_writes_ablation_table_and_charts(model_dir: Path, dataset: tuple
                  "--images", str(images), "--out", str(tmp_path)]) == 0
     table = (tmp_path / "report.md").read_text()
     assert "lasso instead of ridge" in table and "no TTA" in table
+    assert "stacking both networks instead of the per-label choice" in table
     assert (tmp_path / "ablation.png").stat().st_size > 1000
     assert (tmp_path / "per_label_f2.png").stat().st_size > 1000
 

@@ -35,6 +35,9 @@ CONFIGS = [
     PostprocessConfig(thresholds=0.2),
     PostprocessConfig(decision="expected-f2"),
     PostprocessConfig(dehaze="original", calibration="none", thresholds=0.5),
+    PostprocessConfig(dehaze="stack"),
+    PostprocessConfig(dehaze="stack", calibration="none"),
+    PostprocessConfig(dehaze="stack", calibration="lasso"),
 ]
 
 
@@ -48,10 +51,11 @@ def test_fit_postprocessor_with_each_config(config, val_outputs):
     assert post.thresholds.shape == (3,)
     assert post.calibrator.kind == config.calibration
     expected_mask = {"per-label": [False, False, True], "original": [False, False, False],
-                     "dehazed": [True, True, True]}[config.dehaze]
+                     "dehazed": [True, True, True], "stack": [False, False, False]}[config.dehaze]
     np.testing.assert_array_equal(post.use_dehazed, expected_mask)
-    assert post.needs_dehazed == any(expected_mask)
-    assert post.needs_original == (not all(expected_mask))
+    stacked = config.dehaze == "stack"
+    assert post.needs_dehazed == (stacked or any(expected_mask))
+    assert post.needs_original == (stacked or not all(expected_mask))
     scores = post.scores(p_original, p_dehazed)
     assert scores.shape == y.shape
     assert scores.min() >= 0.0 and scores.max() <= 1.0
@@ -152,3 +156,39 @@ def test_per_label_without_dehazed_network_uses_original(val_outputs):
 def test_invalid_config_raises(kwargs):
     with pytest.raises(ValueError):
         PostprocessConfig(**kwargs)
+
+
+def _two_noisy_views(n: int, seed: int):
+    """Two networks that see the same labels with independent noise: neither is better on
+    any label, so choosing one wastes the other; averaging them (stacking) does not."""
+    gen = np.random.default_rng(seed)
+    y = (gen.random((n, 3)) < 0.4).astype(np.float32)
+    views = [np.clip(0.3 + 0.4 * y + gen.normal(0, 0.3, y.shape), 0, 1) for _ in range(2)]
+    return y, views[0], views[1]
+
+
+def test_stacking_reads_both_networks_and_beats_choosing_one():
+    y, p_original, p_dehazed = _two_noisy_views(2000, seed=8)
+    fit, test = slice(0, 1000), slice(1000, None)
+    stack = fit_postprocessor(PostprocessConfig(dehaze="stack"), y[fit], p_original[fit],
+                              p_dehazed[fit])
+    assert stack.calibrator.coef.shape == (3, 6)
+    # every label leans on its own probability from both networks about equally
+    own = np.array([[stack.calibrator.coef[j, j], stack.calibrator.coef[j, 3 + j]]
+                    for j in range(3)])
+    assert (own > 0.2).all() and np.allclose(own[:, 0], own[:, 1], atol=0.15)
+    choice = fit_postprocessor(PostprocessConfig(), y[fit], p_original[fit], p_dehazed[fit])
+    f2_stack = _f2(y[test], stack.decide(stack.scores(p_original[test], p_dehazed[test])))
+    f2_choice = _f2(y[test], choice.decide(choice.scores(p_original[test], p_dehazed[test])))
+    assert f2_stack > f2_choice + 0.01
+
+
+def test_stacking_without_a_layer_averages_the_networks(val_outputs):
+    y, p_original, p_dehazed = val_outputs
+    post = fit_postprocessor(PostprocessConfig(dehaze="stack", calibration="none"), y,
+                             p_original, p_dehazed)
+    np.testing.assert_allclose(post.scores(p_original, p_dehazed), (p_original + p_dehazed) / 2)
+    with pytest.raises(ValueError, match="no dehazed network"):
+        fit_postprocessor(PostprocessConfig(dehaze="stack"), y, p_original, None)
+    with pytest.raises(ValueError, match="stacking needs"):
+        post.scores(p_original, None)
