@@ -23,13 +23,16 @@ from classifier.store import load_network, read_pipeline, resolve_model_dir, sav
 from classifier.train import TrainConfig, to_tensor, train_network
 
 
-def load_backbone(name: str | Path) -> VGGMultiLabel:
+def backbone_file(name: str | Path) -> Path:
     """A network file (.pt, e.g. another retrieval model's backbone.pt) or the
     original-image network of a classifier model directory ('default' = shipped)."""
     if str(name).endswith(".pt"):
-        return load_network(Path(name), torch.device("cpu"))
-    model_dir = resolve_model_dir(name)
-    return load_network(model_dir / "original.pt", torch.device("cpu"))
+        return Path(name)
+    return resolve_model_dir(name) / "original.pt"
+
+
+def load_backbone(name: str | Path) -> VGGMultiLabel:
+    return load_network(backbone_file(name), torch.device("cpu"))
 
 
 def train_backbone(images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,

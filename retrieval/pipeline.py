@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,13 @@ import torch
 from classifier.data import split_indices, write_labels
 from retrieval.data import load_collection
 from retrieval.evaluation import evaluate_codes
-from retrieval.features import backbone_size, describe, load_backbone, train_backbone
+from retrieval.features import (
+    backbone_file,
+    backbone_size,
+    describe,
+    load_backbone,
+    train_backbone,
+)
 from retrieval.store import SPEC_FILE, Database, save_hash_model
 from retrieval.text import Vocabulary, create_encoder
 from retrieval.train import METHODS, HashConfig, train_hashing
@@ -66,11 +73,12 @@ def run(args: argparse.Namespace) -> dict:
     if args.backbone == "train":
         backbone = train_backbone(train.images, train.labels, val.images, val.labels, out,
                                   args.backbone_width, args.backbone_epochs, args.seed)
-        backbone_spec = "backbone.pt"
+        backbone_source = "trained"
     else:
-        backbone = load_backbone(args.backbone)
-        backbone_spec = str(Path(args.backbone).resolve()) if str(args.backbone).endswith(
-            ".pt") else str(args.backbone)
+        # a copy, so that retraining the classifier later cannot change this model's codes
+        shutil.copyfile(backbone_file(args.backbone), out / "backbone.pt")
+        backbone = load_backbone(out / "backbone.pt")
+        backbone_source = str(args.backbone)
     print("image descriptors ...")
     image_x = describe(backbone, data.images)
     encoder = create_encoder(args.text_encoder)
@@ -100,7 +108,8 @@ def run(args: argparse.Namespace) -> dict:
                  [[n for n, on in zip(data.label_names, row) if on] for row in val.labels])
     spec = {
         "format": 1, "name": args.name or out.name, "method": args.method, "bits": bits_list,
-        "labels": data.label_names, "image_size": size, "backbone": backbone_spec,
+        "labels": data.label_names, "image_size": size, "backbone": "backbone.pt",
+        "backbone_source": backbone_source,
         "text_encoder": encoder.to_dict(),
         "vocabulary": Vocabulary.build(train.texts).counts,
         "texts_from": "captions" if args.captions else "tags",

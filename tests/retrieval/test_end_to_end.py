@@ -40,13 +40,13 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "images": root / "images.tar"}
 
 
-def _train(dataset, out: Path, method: str) -> Path:
+def _train(dataset, out: Path, method: str, *extra: str) -> Path:
     code = main(["train", "--labels", str(dataset["labels"]), "--captions",
                  str(dataset["captions"]), "--images", str(dataset["images"]), "--out", str(out),
                  "--bits", "16,32", "--method", method, "--text-encoder", "bow", "--size", "32",
                  "--backbone-width", "0.125", "--backbone-epochs", "2", "--epochs", "15",
                  "--batch-size", "24",
-                 "--val-fraction", "0.25", "--threads", "1"])
+                 "--val-fraction", "0.25", "--threads", "1", *extra])
     assert code == 0
     return out
 
@@ -100,9 +100,21 @@ def test_search_text_image_and_unknown_words(ssah, dataset, tmp_path, capsys) ->
     assert main(["search", "--model", str(ssah), "--image", str(tmp_path / "bad.png")]) == 1
 
 
-def test_dcmh_baseline_trains_without_labnet(dataset, tmp_path) -> None:
+def test_dcmh_baseline_trains_without_labnet(ssah, dataset, tmp_path) -> None:
+    import shutil
+
     import torch
 
-    out = _train(dataset, tmp_path / "dcmh", "dcmh")
+    from retrieval.store import Retriever
+
+    source = tmp_path / "borrowed.pt"
+    shutil.copyfile(ssah / "backbone.pt", source)
+    out = _train(dataset, tmp_path / "dcmh", "dcmh", "--backbone", str(source))
     blob = torch.load(out / "hash_16.pt", weights_only=True)
     assert "labnet" not in blob and "imgnet" in blob and "txtnet" in blob
+    # a borrowed backbone is copied in: the model must not change when its source does
+    spec = json.loads((out / "retrieval.json").read_text())
+    assert spec["backbone"] == "backbone.pt" and spec["backbone_source"] == str(source)
+    assert (out / "backbone.pt").read_bytes() == source.read_bytes()
+    source.unlink()
+    assert Retriever(out).image_descriptors([np.zeros((32, 32, 3), np.uint8)]).shape[0] == 1
