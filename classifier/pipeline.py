@@ -112,6 +112,21 @@ def _split_report(y: np.ndarray, probs: dict[str, np.ndarray], post: Any,
             "per_label": per_label_scores(y, decided, labels)}
 
 
+def _check_held_out_is_unseen(init_dir: Path, held_out: set[str]) -> None:
+    """Continued training must not validate or test on images the starting networks
+    trained on: every held-out image must be in the starting model's own val/test split."""
+    split_files = [init_dir / "val.csv", init_dir / "test.csv"]
+    if not all(f.exists() for f in split_files):
+        raise SystemExit(f"--init-from {init_dir}: no val.csv/test.csv there, so it cannot be "
+                         "checked that this run's validation and test images are unseen")
+    unseen = {name for f in split_files for name in read_labels(f).names}
+    leaked = held_out - unseen
+    if leaked:
+        raise SystemExit(f"--init-from {init_dir}: {len(leaked)} of this run's validation/test "
+                         f"images (e.g. {sorted(leaked)[0]}) were training images of that model; "
+                         "use the same data and --seed as it was trained with")
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
     if args.combine == "stack" and args.no_dehazed_model:
@@ -135,6 +150,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for split, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
         write_labels(out / f"{split}.csv", [data.names[i] for i in idx],
                      [[labels[j] for j in np.flatnonzero(data.targets[i])] for i in idx])
+    if args.init_from:
+        _check_held_out_is_unseen(Path(args.init_from),
+                                  {data.names[i] for i in (*val_idx, *test_idx)})
     print(f"{len(labels)} labels; {len(train_idx)} train / {len(val_idx)} val / "
           f"{len(test_idx)} test images of {args.size}px on {device}")
 

@@ -194,3 +194,6 @@ def test_continued_training_starts_from_the_given_model(model_dir: Path,
         assert torch.allclose(start[conv].float(), end[conv].float(), atol=1e-3), name
     with pytest.raises(FileNotFoundError):
         _load_initial_weights(net, tmp_path / "missing.pt")
+    # another split would validate on images the starting networks trained on
+    with pytest.raises(SystemExit, match="were training images of that model"):
+        main([*args, "--out", str(tmp_path / "other"), "--seed", "1"])
