@@ -8,11 +8,14 @@ in the model directory, exactly as training fitted the shipped one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import KFold
+from tqdm import tqdm
 
 from classifier.data import load_images, read_labels
 from classifier.metrics import f2_score, per_label_scores
@@ -106,3 +109,33 @@ def per_label_table(per_label: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {label} | {s['f2']:.3f} | {s['precision']:.3f} | {s['recall']:.3f} "
                      f"| {s['support']} |")
     return "\n".join(lines)
+
+
+def validation_cv(val: ValOutputs, settings: Sequence[Setting], folds: int = 5,
+                  repeats: int = 2, seed: int = 0) -> list[dict[str, Any]]:
+    """Each setting fitted on (folds-1)/folds of the stored validation outputs and scored on
+    the rest, over ``repeats`` shuffles: a way to choose between configurations without
+    touching the test split. Differences are paired with the first setting, split by split."""
+    y = val.targets
+    splits = [split for r in range(repeats)
+              for split in KFold(folds, shuffle=True, random_state=seed + r).split(y)]
+    per_setting = []
+    for setting in tqdm(settings, desc="validation CV", unit="setting"):
+        p_original = val.get("original", setting.views)
+        p_dehazed = val.get("dehazed", setting.views)
+        scores = []
+        for fit, held in splits:
+            post = fit_postprocessor(setting.post, y[fit], p_original[fit],
+                                     None if p_dehazed is None else p_dehazed[fit], seed)
+            decided = post.decide(post.scores(
+                p_original[held], None if p_dehazed is None else p_dehazed[held]))
+            scores.append(f2_score(y[held], decided))
+        per_setting.append(np.asarray(scores))
+    rows = []
+    for setting, scores in zip(settings, per_setting):
+        diff = scores - per_setting[0]
+        rows.append({"setting": setting.name, "f2": float(scores.mean()),
+                     "diff": float(diff.mean()),
+                     "diff_se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1
+                     else 0.0})
+    return rows

@@ -102,8 +102,12 @@ def test_report_writes_ablation_table_and_charts(model_dir: Path, dataset: tuple
                                                 tmp_path: Path) -> None:
     _, images = dataset
     assert main(["report", "--model", str(model_dir), "--labels", str(model_dir / "test.csv"),
-                 "--images", str(images), "--out", str(tmp_path)]) == 0
+                 "--images", str(images), "--out", str(tmp_path), "--validation-cv"]) == 0
     table = (tmp_path / "report.md").read_text()
+    cv = table[table.index("## Cross-validation on the validation outputs"):]
+    cv_rows = [line for line in cv.splitlines() if line.startswith("| ") and "CV F2" not in line]
+    assert len(cv_rows) == 10 and cv_rows[0].endswith("| +0.0000 ± 0.0000 |")
+    assert any(not row.endswith("| +0.0000 ± 0.0000 |") for row in cv_rows[1:])
     assert "lasso instead of ridge" in table and "no TTA" in table
     assert "stacking both networks instead of the per-label choice" in table
     assert (tmp_path / "ablation.png").stat().st_size > 1000

@@ -192,3 +192,25 @@ def test_stacking_without_a_layer_averages_the_networks(val_outputs):
         fit_postprocessor(PostprocessConfig(dehaze="stack"), y, p_original, None)
     with pytest.raises(ValueError, match="stacking needs"):
         post.scores(p_original, None)
+
+
+def test_validation_cv_scores_held_out_folds_and_pairs_differences(val_outputs):
+    from classifier.evaluation import Setting, validation_cv
+    from classifier.store import ValOutputs
+
+    y, p_original, p_dehazed = val_outputs
+    val = ValOutputs([f"i{k}" for k in range(len(y))], y,
+                     {"original_tta8": p_original, "dehazed_tta8": p_dehazed,
+                      "original_tta1": p_original, "dehazed_tta1": p_dehazed})
+    settings = [Setting("full"), Setting("same again"),
+                Setting("bare", post=PostprocessConfig(dehaze="original", calibration="none",
+                                                       thresholds=0.5))]
+    rows = validation_cv(val, settings, folds=4, repeats=2)
+    assert [r["setting"] for r in rows] == ["full", "same again", "bare"]
+    assert rows[0]["diff"] == 0.0 and rows[1]["diff"] == 0.0 and rows[1]["diff_se"] == 0.0
+    # the full pipeline fitted on 3/4 still clearly beats the bare network on the last 1/4
+    assert rows[2]["diff"] < -0.03 and rows[2]["diff_se"] > 0
+    # held-out scoring: below the in-sample fit of the full pipeline on all rows
+    post = fit_postprocessor(PostprocessConfig(), y, p_original, p_dehazed)
+    in_sample = _f2(y, post.decide(post.scores(p_original, p_dehazed)))
+    assert rows[0]["f2"] <= in_sample + 1e-9
