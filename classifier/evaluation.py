@@ -33,6 +33,10 @@ class Setting:
     post: PostprocessConfig = PostprocessConfig()
 
 
+_COMBINE = {"per-label": "per-label choice", "stack": "both networks stacked",
+            "original": "original network", "dehazed": "dehazed network"}
+
+
 def ablations(shipped: PostprocessConfig) -> list[Setting]:
     """The full pipeline as shipped, then each stage switched off or swapped on its own."""
     if shipped.dehaze == "stack":
@@ -56,10 +60,6 @@ def ablations(shipped: PostprocessConfig) -> list[Setting]:
         Setting("bare network (original, no TTA, no layer, threshold 0.5)", views=1,
                 post=PostprocessConfig(dehaze="original", calibration="none", thresholds=0.5)),
     ]
-
-
-_COMBINE = {"per-label": "per-label choice", "stack": "both networks stacked",
-            "original": "original network", "dehazed": "dehazed network"}
 
 
 class Evaluator:

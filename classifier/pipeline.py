@@ -158,7 +158,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     dehaze_params = DehazeParams()
     sets = {"original": data.images}
-    if not args.no_dehazed_model:
+    if not args.no_dehazed_model and args.network != "original":
         sets["dehazed"] = np.stack([dehaze(img, dehaze_params)
                                     for img in tqdm(data.images, desc="dehaze", unit="img")])
 
@@ -208,7 +208,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             model, images[test_idx], device, 8, amp=amp, progress=True, desc=f"{name} test TTA8")
 
     ValOutputs([data.names[i] for i in val_idx], y[val_idx], val_probs).save(out / VAL_OUTPUTS_FILE)
-    combine = "stack" if args.combine == "stack" and "dehazed" in sets else "per-label"
+    combine = "stack" if args.combine == "stack" else "per-label"
     post = fit_postprocessor(PostprocessConfig(dehaze=combine, calibration=args.calibration),
                              y[val_idx], val_probs["original_tta8"], val_probs.get("dehazed_tta8"),
                              args.seed)
