@@ -1,4 +1,4 @@
-"""python -m retrieval train | evaluate | search"""
+"""python -m retrieval train | evaluate | search | verify"""
 
 from __future__ import annotations
 
@@ -61,6 +61,42 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """Re-encode the first ``--n`` database items and compare with the stored codes: after
+    an upgrade (torch, the classifier, a backbone file) the stored database only stays
+    valid if the model still gives the same codes."""
+    from classifier.data import LabelTable, load_images
+    from retrieval.store import Retriever
+
+    retriever = Retriever(args.model)
+    db = retriever.database
+    n = min(args.n, len(db.names))
+    table = LabelTable(db.names[:n], [[] for _ in range(n)])
+    data = load_images(table, args.images, retriever.image_size, retriever.label_names)
+    if not len(data.names):
+        print(f"error: none of the first {n} database images is in {args.images}",
+              file=sys.stderr)
+        return 2
+    position = {name: i for i, name in enumerate(table.names)}
+    rows = [position[name] for name in data.names]
+    image_x = retriever.image_descriptors(list(data.images))
+    text_x = retriever.text_vectors([db.texts[i] for i in rows])
+    report: dict[str, dict[str, float]] = {}
+    for bits in retriever.bits:
+        model = retriever.models[bits]
+        for side, codes, stored in (("image", model.image_codes(image_x), db.image_codes),
+                                    ("text", model.text_codes(text_x), db.text_codes)):
+            same = (codes == stored[bits][rows]).all(axis=1)
+            report.setdefault(side, {})[str(bits)] = round(float(same.mean()), 4)
+    print(f"{len(rows)} database items re-encoded ({len(data.errors)} images unreadable)")
+    for side, shares in report.items():
+        print(f"{side} codes identical to the stored ones: "
+              + ", ".join(f"{b} bits {v:.1%}" for b, v in shares.items()))
+    ok = all(v == 1.0 for shares in report.values() for v in shares.values())
+    print(json.dumps({"identical": report, "n_items": len(rows), "ok": ok}))
+    return 0 if ok else 1
+
+
 def _search(args: argparse.Namespace) -> int:
     from classifier.imageio import ImageDecodeError, decode_image
     from retrieval.store import Retriever
@@ -119,10 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     se.add_argument("-k", type=int, default=10)
     se.add_argument("--bits", type=int, default=None)
 
+    ve = sub.add_parser("verify", help="do the model's codes still match its stored database?")
+    ve.add_argument("--model", default="default")
+    ve.add_argument("--images", required=True, help="folder or .tar with the database images")
+    ve.add_argument("--n", type=int, default=500, help="database items to re-encode")
+
     args = parser.parse_args(argv)
     if args.command == "train":
         pipeline.run(args)
         return 0
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "verify":
+        return _verify(args)
     return _search(args)

@@ -118,3 +118,29 @@ def test_dcmh_baseline_trains_without_labnet(ssah, dataset, tmp_path) -> None:
     assert (out / "backbone.pt").read_bytes() == source.read_bytes()
     source.unlink()
     assert Retriever(out).image_descriptors([np.zeros((32, 32, 3), np.uint8)]).shape[0] == 1
+
+
+def test_verify_finds_codes_that_no_longer_match_the_database(ssah, dataset, tmp_path,
+                                                              capsys) -> None:
+    import shutil
+
+    import torch
+
+    assert main(["verify", "--model", str(ssah), "--images", str(dataset["images"])]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["ok"] and last["n_items"] == 120
+    assert last["identical"]["image"] == {"16": 1.0, "32": 1.0}
+
+    changed = tmp_path / "changed"
+    shutil.copytree(ssah, changed)
+    blob = torch.load(changed / "backbone.pt", weights_only=True)
+    gen = torch.Generator().manual_seed(0)
+    for key, value in blob["state_dict"].items():
+        if key.endswith("weight") and value.ndim == 4:
+            blob["state_dict"][key] = value + 0.5 * torch.randn(value.shape, generator=gen).to(
+                value.dtype) * value.float().std().to(value.dtype)
+    torch.save(blob, changed / "backbone.pt")
+    assert main(["verify", "--model", str(changed), "--images", str(dataset["images"])]) == 1
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not last["ok"] and min(last["identical"]["image"].values()) < 1.0
+    assert last["identical"]["text"] == {"16": 1.0, "32": 1.0}
