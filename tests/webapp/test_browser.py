@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
 from PIL import Image as PILImage
 from playwright.sync_api import Browser, expect, sync_playwright
 
@@ -199,4 +200,8 @@ def test_upload_with_a_broken_file_ends_in_the_tagged_gallery(
         assert not js_errors, js_errors
     finally:
         context.close()
+        # ORM calls made while Playwright's event loop runs get their own connection
+        # (Django keeps connections per async context); close it here, or PostgreSQL
+        # refuses to drop the test database while it is still open.
+        connections.close_all()
         print(f"worker log:\n{worker.log_path.read_text()[-4000:]}")  # shown on failure
