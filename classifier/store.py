@@ -46,11 +46,17 @@ def save_network(model: VGGMultiLabel, path: Path) -> None:
     torch.save({"config": model.config.to_dict(), "state_dict": state}, path)
 
 
-def load_network(path: Path, device: torch.device) -> VGGMultiLabel:
+def read_network_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A saved network's config and its weights back in fp32."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = create_model(ModelConfig(**blob["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in blob["state_dict"].items()})
+    return blob["config"], {k: v.float() if v.is_floating_point() else v
+                            for k, v in blob["state_dict"].items()}
+
+
+def load_network(path: Path, device: torch.device) -> VGGMultiLabel:
+    config, state = read_network_file(path)
+    model = create_model(ModelConfig(**config))
+    model.load_state_dict(state)
     return model.to(device).to(memory_format=torch.channels_last).eval()
 
 

@@ -25,6 +25,7 @@ from classifier.augment import augment_batch
 from classifier.losses import LossWeights, combined_loss
 from classifier.metrics import f2_score
 from classifier.model import ModelConfig, VGGMultiLabel, create_model
+from classifier.store import read_network_file
 from classifier.thresholds import apply_thresholds, fit_thresholds
 from classifier.tta import predict_proba
 
@@ -123,12 +124,11 @@ def _load_initial_weights(model: VGGMultiLabel, path: Path) -> None:
     schedule start afresh). The architectures must match exactly."""
     if not path.exists():
         raise FileNotFoundError(f"--init-from: {path} does not exist")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob["config"] != model.config.to_dict():
-        raise ValueError(f"--init-from: {path} is a {blob['config']} network, "
+    config, state = read_network_file(path)
+    if config != model.config.to_dict():
+        raise ValueError(f"--init-from: {path} is a {config} network, "
                          f"this run trains {model.config.to_dict()}")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in blob["state_dict"].items()})
+    model.load_state_dict(state)
     print(f"initialised from {path}")
 
 
