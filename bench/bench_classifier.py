@@ -96,7 +96,7 @@ def bench_dehaze(images: list[np.ndarray], repeat: int) -> None:
 
 def bench_pipeline(predictor: Predictor, blobs: list[bytes], batch: int, repeat: int) -> None:
     size = predictor.image_size
-    network = predictor.networks["original"]
+    network = predictor.networks["original"][0]
     prepared = predictor.prepare([decode_image(b) for b in blobs[:batch]])
     x = to_tensor(prepared, predictor.device)
     x_plain = x.contiguous()

@@ -126,7 +126,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     predictor = _load(args)
     evaluator = Evaluator(predictor, args.labels, args.images)
-    results = [evaluator.run(s) for s in ablations(predictor.postprocessor.config)]
+    results = [evaluator.run(s) for s in ablations(predictor.postprocessor.config,
+                                                   predictor.is_ensemble)]
     full = results[0]
     lines = [f"# Ablation report: {predictor.version}", "",
              f"{full['n_images']} images from `{args.labels}`; sample-averaged F2. Every "
@@ -158,7 +159,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _validation_cv_table(evaluator: Evaluator) -> list[str]:
-    settings = ablations(evaluator.predictor.postprocessor.config)
+    settings = ablations(evaluator.predictor.postprocessor.config,
+                         evaluator.predictor.is_ensemble)
     rows = validation_cv(evaluator.val, settings)
     lines = ["## Cross-validation on the validation outputs", "",
              f"{len(evaluator.val.targets)} validation images, 5 folds x 2 shuffles: each "

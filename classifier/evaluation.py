@@ -31,24 +31,28 @@ class Setting:
     name: str
     views: int = 8
     post: PostprocessConfig = PostprocessConfig()
+    members: int | None = None  # None: every ensemble member; 1: member 0 of each network
 
 
 _COMBINE = {"per-label": "per-label choice", "stack": "both networks stacked",
             "original": "original network", "dehazed": "dehazed network"}
 
 
-def ablations(shipped: PostprocessConfig) -> list[Setting]:
-    """The full pipeline as shipped, then each stage switched off or swapped on its own."""
+def ablations(shipped: PostprocessConfig, ensemble: bool = False) -> list[Setting]:
+    """The full pipeline as shipped, then each stage switched off or swapped on its own
+    (``ensemble``: the model has several members of a network, so also one of each)."""
     if shipped.dehaze == "stack":
         swap = Setting("per-label model choice instead of stacking (the paper)",
                        post=replace(shipped, dehaze="per-label"))
     else:
         swap = Setting("stacking both networks instead of the per-label choice",
                        post=replace(shipped, dehaze="stack"))
+    single = [Setting("no ensemble (one network of each kind)", post=shipped, members=1)]
     return [
         Setting(f"full pipeline (TTA8, {_COMBINE[shipped.dehaze]}, {shipped.calibration}, "
                 "tuned thresholds)", post=shipped),
         Setting("no TTA", views=1, post=shipped),
+        *(single if ensemble else []),
         Setting("no dehazed model (original only)", post=replace(shipped, dehaze="original")),
         Setting("dehazed model only", post=replace(shipped, dehaze="dehazed")),
         swap,
@@ -58,7 +62,8 @@ def ablations(shipped: PostprocessConfig) -> list[Setting]:
         Setting("expected-F2 decision instead of thresholds",
                 post=replace(shipped, decision="expected-f2")),
         Setting("bare network (original, no TTA, no layer, threshold 0.5)", views=1,
-                post=PostprocessConfig(dehaze="original", calibration="none", thresholds=0.5)),
+                post=PostprocessConfig(dehaze="original", calibration="none", thresholds=0.5),
+                members=1),
     ]
 
 
@@ -74,25 +79,26 @@ class Evaluator:
         if not len(self.data.names):
             raise SystemExit("no readable images to evaluate")
         self.val = ValOutputs.load(predictor.model_dir / VAL_OUTPUTS_FILE)
-        self._outputs: dict[int, dict[str, np.ndarray]] = {}
+        self._outputs: dict[tuple[int, int | None], dict[str, np.ndarray]] = {}
 
-    def outputs(self, views: int) -> dict[str, np.ndarray]:
-        if views not in self._outputs:
-            self._outputs[views] = self.predictor.network_outputs(
-                self.data.images, views, needed=list(self.predictor.networks))
-        return self._outputs[views]
+    def outputs(self, views: int, members: int | None = None) -> dict[str, np.ndarray]:
+        key = (views, members)
+        if key not in self._outputs:
+            self._outputs[key] = self.predictor.network_outputs(
+                self.data.images, views, needed=list(self.predictor.networks), members=members)
+        return self._outputs[key]
 
     def postprocessor(self, setting: Setting) -> Postprocessor:
         shipped = self.predictor.postprocessor
-        if setting.post == shipped.config and setting.views == 8:
+        if setting.post == shipped.config and setting.views == 8 and setting.members is None:
             return shipped
         return fit_postprocessor(setting.post, self.val.targets,
-                                 self.val.get("original", setting.views),
-                                 self.val.get("dehazed", setting.views))
+                                 self.val.get("original", setting.views, setting.members),
+                                 self.val.get("dehazed", setting.views, setting.members))
 
     def run(self, setting: Setting) -> dict[str, Any]:
         post = self.postprocessor(setting)
-        outputs = self.outputs(setting.views)
+        outputs = self.outputs(setting.views, setting.members)
         scores = post.scores(outputs.get("original"), outputs.get("dehazed"))
         decided = post.decide(scores)
         y = self.data.targets
@@ -121,8 +127,8 @@ def validation_cv(val: ValOutputs, settings: Sequence[Setting], folds: int = 5,
               for split in KFold(folds, shuffle=True, random_state=seed + r).split(y)]
     per_setting = []
     for setting in tqdm(settings, desc="validation CV", unit="setting"):
-        p_original = val.get("original", setting.views)
-        p_dehazed = val.get("dehazed", setting.views)
+        p_original = val.get("original", setting.views, setting.members)
+        p_dehazed = val.get("dehazed", setting.views, setting.members)
         scores = []
         for fit, held in splits:
             post = fit_postprocessor(setting.post, y[fit], p_original[fit],

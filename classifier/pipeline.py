@@ -36,7 +36,13 @@ from classifier.losses import LossWeights
 from classifier.metrics import f2_score, per_label_scores
 from classifier.model import ModelConfig, resolve_device
 from classifier.postprocess import PostprocessConfig, fit_postprocessor
-from classifier.store import VAL_OUTPUTS_FILE, ValOutputs, save_network, write_pipeline
+from classifier.store import (
+    MEMBER_PREFIX,
+    VAL_OUTPUTS_FILE,
+    ValOutputs,
+    save_network,
+    write_pipeline,
+)
 from classifier.train import TrainConfig, predict_batches, train_network
 
 TTA_VIEWS = (1, 8)
@@ -50,7 +56,9 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--size", type=int, default=32,
                         help="image size the chips are resized to and the network input "
                              "(a multiple of 32)")
-    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs per network")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="maximum epochs per network (0 with --init-from: keep the "
+                             "starting network as it is)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--patience", type=int, default=3,
@@ -86,12 +94,35 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--network", choices=("original", "dehazed"), default=None,
                         help="train only this network and stop (to train the two in parallel "
                              "processes); the same command without it then finishes the model")
+    parser.add_argument("--member", type=int, default=0,
+                        help="with --network: train ensemble member K of that network (K > 0 "
+                             "is saved as <network>-K.pt, seeded with --seed + K, and starts "
+                             "from --init-from's <network>.pt); the finishing run averages "
+                             "every member of a network")
+    parser.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                        help="learning rate x0.1 on a validation plateau (the paper) or a "
+                             "cosine decay over --epochs (short restarts for ensemble members)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     parser.add_argument("--max-epochs-this-run", type=int, default=None,
                         help="stop after this many epochs (resume later with the same command)")
     parser.add_argument("--name", default=None, help="model name recorded in pipeline.json")
     return parser
+
+
+def member_name(kind: str, member: int) -> str:
+    """File stem of ensemble member ``member`` of network ``kind`` (0 is the kind itself)."""
+    return kind if member == 0 else f"{kind}-{member}"
+
+
+def trained_members(checkpoint_dir: Path, kind: str) -> list[str]:
+    """The extra members of ``kind`` that ``--network kind --member K`` runs trained here."""
+    found = []
+    for path in checkpoint_dir.glob(f"{kind}-*_last.pt"):
+        suffix = path.name[len(kind) + 1:-len("_last.pt")]
+        if suffix.isdigit() and int(suffix) > 0:
+            found.append(int(suffix))
+    return [member_name(kind, k) for k in sorted(found)]
 
 
 def _write_log(path: Path, histories: dict[str, list[dict[str, float]]]) -> None:
@@ -129,6 +160,12 @@ def _check_held_out_is_unseen(init_dir: Path, held_out: set[str]) -> None:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
+    if args.member and args.network is None:
+        raise SystemExit("--member trains one network: give --network too")
+    if args.member < 0:
+        raise SystemExit("--member must be 0 or more")
+    if args.epochs == 0 and not args.init_from:
+        raise SystemExit("--epochs 0 keeps the starting network: give --init-from")
     if args.combine == "stack" and args.no_dehazed_model:
         raise SystemExit("--combine stack needs the dehazed network (drop --no-dehazed-model)")
     if args.threads:
@@ -169,11 +206,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         lr_patience=args.lr_patience, init_from=args.init_from,
         loss=LossWeights(args.loss_bce, args.loss_f2, args.loss_focal),
         augment=not args.no_augment, seed=args.seed, amp=amp,
-        imagenet_weights=args.imagenet_weights)
+        imagenet_weights=args.imagenet_weights, schedule=args.schedule,
+        run_seed=args.seed + args.member if args.member else None)
     histories: dict[str, list[dict[str, float]]] = {}
 
-    # parallel single-network runs keep their own logs; the finishing run writes both
-    suffix = f"_{args.network}" if args.network else ""
+    # parallel single-network runs keep their own logs; the finishing run writes all
+    suffix = f"_{member_name(args.network, args.member)}" if args.network else ""
 
     def on_epoch(name: str, history: list[dict[str, float]]) -> None:
         histories[name] = history
@@ -187,25 +225,41 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if args.network not in sets:
             raise SystemExit(f"--network {args.network}: this run has no such network")
         sets = {args.network: sets[args.network]}
-    for name, images in sets.items():
-        model, histories[name], finished = train_network(
-            name, model_config, train_config, (images[train_idx], y[train_idx]),
-            (images[val_idx], y[val_idx]), out / "checkpoints", device,
-            args.max_epochs_this_run, on_epoch)
-        on_epoch(name, histories[name])
-        if not finished:
-            print(f"[{name}] paused; run the same command again to resume")
-            return {}
-        save_network(model, out / f"{name}.pt")
-        if args.network is not None:
-            print(f"[{name}] trained; run the command without --network to finish the model")
-            return {}
+    members: dict[str, list[str]] = {}
+    member_val: dict[str, np.ndarray] = {}
+    member_test: dict[str, np.ndarray] = {}
+    for kind, images in sets.items():
+        names = [member_name(kind, args.member)] if args.network else \
+            [kind, *trained_members(out / "checkpoints", kind)]
+        for name in names:
+            model, histories[name], finished = train_network(
+                name, model_config, train_config, (images[train_idx], y[train_idx]),
+                (images[val_idx], y[val_idx]), out / "checkpoints", device,
+                args.max_epochs_this_run, on_epoch, init_name=kind)
+            on_epoch(name, histories[name])
+            if not finished:
+                print(f"[{name}] paused; run the same command again to resume")
+                return {}
+            save_network(model, out / f"{name}.pt")
+            if args.network is not None:
+                print(f"[{name}] trained; run the command without --network to finish the model")
+                return {}
+            for views in TTA_VIEWS:
+                member_val[f"{name}_tta{views}"] = predict_batches(
+                    model, images[val_idx], device, views, amp=amp, progress=True,
+                    desc=f"{name} val TTA{views}")
+            member_test[f"{name}_tta8"] = predict_batches(
+                model, images[test_idx], device, 8, amp=amp, progress=True,
+                desc=f"{name} test TTA8")
+        members[kind] = names
+        # a kind's probability is its members' mean (one member: the network itself)
         for views in TTA_VIEWS:
-            val_probs[f"{name}_tta{views}"] = predict_batches(
-                model, images[val_idx], device, views, amp=amp, progress=True,
-                desc=f"{name} val TTA{views}")
-        test_probs[f"{name}_tta8"] = predict_batches(
-            model, images[test_idx], device, 8, amp=amp, progress=True, desc=f"{name} test TTA8")
+            val_probs[f"{kind}_tta{views}"] = np.mean(
+                [member_val[f"{n}_tta{views}"] for n in names], axis=0)
+        test_probs[f"{kind}_tta8"] = np.mean([member_test[f"{n}_tta8"] for n in names], axis=0)
+        if len(names) > 1:
+            val_probs.update({MEMBER_PREFIX + k: v for k, v in member_val.items()
+                              if k.rsplit("_tta", 1)[0] in names})
 
     ValOutputs([data.names[i] for i in val_idx], y[val_idx], val_probs).save(out / VAL_OUTPUTS_FILE)
     combine = "stack" if args.combine == "stack" else "per-label"
@@ -220,6 +274,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "labels": labels,
         "image_size": args.size,
         "model": model_config.to_dict(),
+        "members": members,
         "dehaze": asdict(dehaze_params),
         "postprocess": post.to_dict(),
         "metrics": {split: {"f2": m["f2"], "n_images": m["n_images"]}
@@ -229,7 +284,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "command": "python -m classifier " + shlex.join(getattr(args, "argv", sys.argv[1:])),
             "train_config": train_config.to_dict(),
             "epochs": {name: len(hist) for name, hist in histories.items()},
-            "best_val_f2_no_tta": {name: max(r["val_f2"] for r in hist)
+            "best_val_f2_no_tta": {name: max((r["val_f2"] for r in hist), default=None)
                                    for name, hist in histories.items()},
             "seconds": round(time.time() - started, 1),
             "device": str(device),

@@ -4,8 +4,9 @@
     results = predictor.predict([rgb_uint8, ...])   # one forward pass per chunk
 
 Per chunk: resize to the model's image size -> dehaze (only when some label uses the
-dehazed network) -> 8 dihedral TTA views through each needed network in one pass ->
-per-label choice -> ridge layer -> thresholds.
+dehazed network) -> 8 dihedral TTA views through each needed network in one pass (and
+through each of its ensemble members, averaged) -> per-label choice -> ridge layer ->
+thresholds.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import numpy as np
 
 from classifier.dehaze import DehazeParams, dehaze_many
 from classifier.imageio import ImageDecodeError, decode_image, resize_square
-from classifier.model import resolve_device
+from classifier.model import VGGMultiLabel, resolve_device
 from classifier.postprocess import Postprocessor
 from classifier.store import (
-    NETWORKS,
     load_network,
     load_postprocessor,
     model_version,
+    network_members,
     read_pipeline,
     resolve_model_dir,
 )
@@ -64,9 +65,15 @@ class Predictor:
         self.amp = self.device.type == "cuda" if amp is None else amp
         self.postprocessor = postprocessor or load_postprocessor(self.spec)
         self.dehaze_params = DehazeParams(**self.spec.get("dehaze", {}))
-        self.networks = {name: load_network(self.model_dir / f"{name}.pt", self.device)
-                         for name in NETWORKS if (self.model_dir / f"{name}.pt").exists()}
+        # network kind -> its ensemble members (member 0 first)
+        self.networks: dict[str, list[VGGMultiLabel]] = {
+            kind: [load_network(self.model_dir / f"{name}.pt", self.device) for name in names]
+            for kind, names in network_members(self.model_dir, self.spec).items()}
         self.version = model_version(self.model_dir)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return any(len(members) > 1 for members in self.networks.values())
 
     def prepare(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Resize decoded RGB uint8 images to the model's size and stack them."""
@@ -76,8 +83,10 @@ class Predictor:
         return np.stack([resize_square(img, size) for img in images])
 
     def network_outputs(self, prepared: np.ndarray, views: int | None = None,
-                        needed: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Probabilities of each needed network on prepared images (TTA-averaged)."""
+                        needed: Sequence[str] | None = None,
+                        members: int | None = None) -> dict[str, np.ndarray]:
+        """Probabilities of each needed network on prepared images: TTA-averaged, then
+        averaged over the network's ensemble members (the first ``members`` of them)."""
         views = self.tta_views if views is None else views
         if needed is None:
             post = self.postprocessor
@@ -86,8 +95,9 @@ class Predictor:
         out = {}
         for name in needed:
             inputs = dehaze_many(prepared, self.dehaze_params) if name == "dehazed" else prepared
-            out[name] = predict_batches(self.networks[name], inputs, self.device, views,
-                                        self.batch_size, self.amp)
+            out[name] = np.mean([predict_batches(net, inputs, self.device, views,
+                                                 self.batch_size, self.amp)
+                                 for net in self.networks[name][:members]], axis=0)
         return out
 
     def scores(self, prepared: np.ndarray) -> np.ndarray:

@@ -3,8 +3,11 @@
     pipeline.json     labels, image size, network config, fitted post-processing, metrics
     original.pt       network trained on original images   (fp16 weights + config)
     dehazed.pt        network trained on dehazed images    (fp16 weights + config)
-    val_outputs.npz   validation probabilities of both networks, 1 and 8 TTA views,
-                      so every ablation can be refitted exactly like the full pipeline
+    original-K.pt     extra ensemble members of a network (optional; pipeline.json's
+                      "members" lists them, and a network's probability is their mean)
+    val_outputs.npz   validation probabilities of both networks, 1 and 8 TTA views
+                      (and of each member), so every ablation can be refitted exactly
+                      like the full pipeline
     val.csv, test.csv the validation split and the untouched test split (Planet CSV)
     train_log.csv, learning_curves.png, checkpoints/ (resumable, not shipped)
 
@@ -60,14 +63,50 @@ def load_network(path: Path, device: torch.device) -> VGGMultiLabel:
     return model.to(device).to(memory_format=torch.channels_last).eval()
 
 
+def network_members(model_dir: Path, spec: dict[str, Any]) -> dict[str, list[str]]:
+    """Network kind -> file stems of its ensemble members, member 0 first. Models written
+    before ensembles have one member per kind, named after the kind."""
+    if "members" in spec:
+        return {kind: list(names) for kind, names in spec["members"].items() if names}
+    return {kind: [kind] for kind in NETWORKS if (model_dir / f"{kind}.pt").exists()}
+
+
+def member_index(kind: str, name: str) -> int:
+    """0 for ``original``, K for ``original-K``."""
+    return 0 if name == kind else int(name[len(kind) + 1:])
+
+
+MEMBER_PREFIX = "member_"
+
+
 @dataclass
 class ValOutputs:
+    """Validation probabilities: ``<kind>_tta<views>`` is a network kind's (ensemble-
+    averaged) output; ``member_<name>_tta<views>`` each member's own, when a kind has more
+    than one."""
+
     names: list[str]
     targets: np.ndarray
     probs: dict[str, np.ndarray]
 
-    def get(self, network: str, views: int) -> np.ndarray | None:
+    def get(self, network: str, views: int, members: int | None = None) -> np.ndarray | None:
+        """A kind's probabilities; with ``members`` the mean of its first that many."""
+        if members is not None:
+            own = self.member_outputs(network, views)
+            if own:
+                return np.mean(own[:members], axis=0)
         return self.probs.get(f"{network}_tta{views}")
+
+    def member_outputs(self, network: str, views: int) -> list[np.ndarray]:
+        found = {}
+        for key, value in self.probs.items():
+            if not (key.startswith(MEMBER_PREFIX) and key.endswith(f"_tta{views}")):
+                continue
+            name = key[len(MEMBER_PREFIX):-len(f"_tta{views}")]
+            if name == network or (name.startswith(f"{network}-")
+                                   and name[len(network) + 1:].isdigit()):
+                found[member_index(network, name)] = value
+        return [found[k] for k in sorted(found)]
 
     def save(self, path: Path) -> None:
         np.savez_compressed(path, names=np.array(self.names), targets=self.targets,

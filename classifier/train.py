@@ -44,6 +44,14 @@ class TrainConfig:
     amp: bool = False
     imagenet_weights: str | None = None
     init_from: str | None = None
+    schedule: str = "plateau"
+    run_seed: int | None = None
+
+    @property
+    def generator_seed(self) -> int:
+        """Seeds initialisation, batch order and augmentation; the split keeps ``seed``,
+        so ensemble members differ in everything but the data they may see."""
+        return self.seed if self.run_seed is None else self.run_seed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,31 +140,51 @@ def _load_initial_weights(model: VGGMultiLabel, path: Path) -> None:
     print(f"initialised from {path}")
 
 
+Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Scheduler:
+    """The paper's x0.1 on plateau, or a cosine decay over ``epochs`` (to 1% of the
+    start): a short restart from a trained network that ends annealed, the way
+    snapshot ensembles make their members."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(config.epochs, 1), eta_min=config.lr * 0.01)
+    if config.schedule != "plateau":
+        raise ValueError(f"unknown schedule {config.schedule!r} (plateau or cosine)")
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.1, patience=config.lr_patience)
+
+
 def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
                   train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                   checkpoint_dir: Path, device: torch.device,
                   max_epochs_this_run: int | None = None,
                   on_epoch: Callable[[str, list[dict[str, float]]], None] | None = None,
+                  init_name: str | None = None,
                   ) -> tuple[VGGMultiLabel, list[dict[str, float]], bool]:
     """Train (or resume) one network; returns the best model by validation F2, the log and
-    whether training has finished (False when ``max_epochs_this_run`` paused it)."""
+    whether training has finished (False when ``max_epochs_this_run`` paused it).
+
+    ``init_name`` is the network file of ``config.init_from`` to start from (default:
+    ``name``). With ``config.epochs == 0`` that starting network is kept unchanged."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     last_path = checkpoint_dir / f"{name}_last.pt"
     best_path = checkpoint_dir / f"{name}_best.pt"
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.generator_seed)
+    generator = torch.Generator().manual_seed(config.generator_seed)
     model = create_model(model_config, config.imagenet_weights)
     if config.init_from and not last_path.exists():
-        _load_initial_weights(model, Path(config.init_from) / f"{name}.pt")
+        _load_initial_weights(model, Path(config.init_from) / f"{init_name or name}.pt")
     model = model.to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=0.1, patience=config.lr_patience)
+    scheduler = make_scheduler(optimizer, config)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     history: list[dict[str, float]] = []
     best, stale, epoch, finished = -1.0, 0, 0, False
-    if last_path.exists():
+    resumed = last_path.exists()
+    if resumed:
         state = torch.load(last_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -165,6 +193,13 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
         history, best, stale = state["history"], state["best"], state["stale"]
         epoch, finished = state["epoch"], state["finished"]
         print(f"[{name}] resumed after epoch {epoch} (best val F2 {best:.4f})")
+
+    def save_last() -> None:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                    "history": history, "best": best, "stale": stale, "epoch": epoch,
+                    "finished": finished, "train_config": config.to_dict()}, last_path)
+
     ran = 0
     while not finished and epoch < config.epochs:
         if max_epochs_this_run is not None and ran >= max_epochs_this_run:
@@ -178,7 +213,10 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
         history.append(row)
         epoch += 1
         ran += 1
-        scheduler.step(row["val_f2"])
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(row["val_f2"])
+        else:
+            scheduler.step()
         if row["val_f2"] > best:
             best, stale = row["val_f2"], 0
             torch.save({"config": model_config.to_dict(), "state_dict": model.state_dict(),
@@ -190,12 +228,15 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
               f"val F2 {row['val_f2']:.4f} (@0.2 {row['val_f2_at_0.2']:.4f}) "
               f"lr {row['lr']:.0e} {row['seconds']:.0f}s" + ("  *best*" if stale == 0 else ""),
               flush=True)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                    "history": history, "best": best, "stale": stale, "epoch": epoch,
-                    "finished": finished, "train_config": config.to_dict()}, last_path)
+        save_last()
         if on_epoch is not None:
             on_epoch(name, history)
+    if not resumed and config.epochs == 0 and config.init_from:
+        # zero epochs of continued training: the starting network joins as it is
+        finished = True
+        torch.save({"config": model_config.to_dict(), "state_dict": model.state_dict(),
+                    "epoch": 0, "val_f2": None}, best_path)
+        save_last()
     if best_path.exists():
         state = torch.load(best_path, map_location=device, weights_only=True)
         model.load_state_dict(state["state_dict"])

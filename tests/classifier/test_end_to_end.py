@@ -201,3 +201,85 @@ def test_continued_training_starts_from_the_given_model(model_dir: Path,
     # another split would validate on images the starting networks trained on
     with pytest.raises(SystemExit, match="were training images of that model"):
         main([*args, "--out", str(tmp_path / "other"), "--seed", "1"])
+
+
+def test_ensemble_members_trained_in_separate_runs_are_averaged(
+        model_dir: Path, dataset: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from classifier.predictor import Predictor
+    from classifier.store import ValOutputs, load_network
+    from classifier.train import predict_batches
+
+    labels, images = dataset
+    args = ["train", "--labels", str(labels), "--images", str(images), "--out", str(tmp_path),
+            "--size", "32", "--width", "0.125", "--hidden", "32", "--batch-size", "16",
+            "--lr", "3e-3", "--val-fraction", "0.25", "--test-fraction", "0.25",
+            "--init-from", str(model_dir)]
+    with pytest.raises(SystemExit, match="--network"):
+        main([*args, "--epochs", "1", "--member", "1"])
+    # member 0 of each kind: the starting networks as they are (zero epochs)
+    assert main([*args, "--epochs", "0", "--network", "original"]) == 1
+    assert main([*args, "--epochs", "0", "--network", "dehazed"]) == 1
+    # two restarts of the original network with their own seeds and a cosine schedule
+    for member in ("1", "2"):
+        assert main([*args, "--epochs", "2", "--schedule", "cosine", "--network", "original",
+                     "--member", member]) == 1
+    assert (tmp_path / "train_log_original-1.csv").exists()
+    assert main([*args, "--epochs", "2", "--schedule", "cosine"]) == 0  # finish, no training
+
+    spec = json.loads((tmp_path / "pipeline.json").read_text())
+    assert spec["members"] == {"original": ["original", "original-1", "original-2"],
+                               "dehazed": ["dehazed"]}
+    assert spec["training"]["epochs"] == {"original": 0, "original-1": 2, "original-2": 2,
+                                          "dehazed": 0}
+    start = torch.load(model_dir / "original.pt", weights_only=True)["state_dict"]
+    kept = torch.load(tmp_path / "original.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(start[k], kept[k]) for k in start)
+    nets = [load_network(tmp_path / f"{n}.pt", torch.device("cpu"))
+            for n in spec["members"]["original"]]
+    first_conv = next(k for k, v in start.items() if v.ndim == 4)
+    w1, w2 = (net.state_dict()[first_conv] for net in nets[1:])
+    assert not torch.allclose(w1, w2)  # different seeds, different members
+    # the cosine schedule decays the learning rate within a run
+    log = (tmp_path / "train_log.csv").read_text().splitlines()
+    header = log[0].split(",")
+    lrs = [float(r.split(",")[header.index("lr")]) for r in log[1:]
+           if r.startswith("original-1,")]
+    assert lrs[0] == pytest.approx(3e-3) and lrs[1] < lrs[0]
+
+    # stored validation outputs: a kind's output is its members' mean, members kept apart
+    val = ValOutputs.load(tmp_path / "val_outputs.npz")
+    members = val.member_outputs("original", 8)
+    assert len(members) == 3
+    np.testing.assert_allclose(val.get("original", 8), np.mean(members, axis=0), atol=1e-6)
+    np.testing.assert_allclose(val.get("original", 8, members=1), members[0])
+    assert val.member_outputs("dehazed", 8) == []
+
+    # the predictor averages the members' TTA outputs
+    predictor = Predictor(tmp_path, device="cpu")
+    assert predictor.is_ensemble and len(predictor.networks["original"]) == 3
+    prepared = np.stack([np.asarray(Image.new("RGB", (32, 32), (40 * i, 90, 30)))
+                         for i in range(4)])
+    out = predictor.network_outputs(prepared, needed=["original"])["original"]
+    expected = np.mean([predict_batches(n, prepared, torch.device("cpu"), 8) for n in nets],
+                       axis=0)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    one = predictor.network_outputs(prepared, needed=["original"], members=1)["original"]
+    np.testing.assert_allclose(one, predict_batches(nets[0], prepared, torch.device("cpu"), 8),
+                               atol=1e-5)
+
+    # the report measures the ensemble against its first members alone
+    capsys.readouterr()
+    assert main(["report", "--model", str(tmp_path), "--labels", str(tmp_path / "test.csv"),
+                 "--images", str(images), "--out", str(tmp_path / "report")]) == 0
+    assert "no ensemble (one network of each kind)" in (tmp_path / "report/report.md").read_text()
+
+
+def test_models_without_ensembles_have_no_ensemble_ablation(model_dir: Path) -> None:
+    from classifier.predictor import Predictor
+
+    predictor = Predictor(model_dir, device="cpu")
+    assert not predictor.is_ensemble
+    assert set(predictor.networks) == {"original", "dehazed"}
