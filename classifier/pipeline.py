@@ -40,6 +40,7 @@ from classifier.store import (
     MEMBER_PREFIX,
     VAL_OUTPUTS_FILE,
     ValOutputs,
+    load_network,
     save_network,
     write_pipeline,
 )
@@ -102,6 +103,9 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
                         help="learning rate x0.1 on a validation plateau (the paper) or a "
                              "cosine decay over --epochs (short restarts for ensemble members)")
+    parser.add_argument("--weights", choices=("fp16", "int8"), default="fp16",
+                        help="how the networks are stored: fp16, or int8 per output channel "
+                             "(half the size again; for ensembles)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     parser.add_argument("--max-epochs-this-run", type=int, default=None,
@@ -240,10 +244,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if not finished:
                 print(f"[{name}] paused; run the same command again to resume")
                 return {}
-            save_network(model, out / f"{name}.pt")
+            save_network(model, out / f"{name}.pt", args.weights)
             if args.network is not None:
                 print(f"[{name}] trained; run the command without --network to finish the model")
                 return {}
+            # outputs of the weights as stored, so the layer is fitted on what ships
+            model = load_network(out / f"{name}.pt", device)
             for views in TTA_VIEWS:
                 member_val[f"{name}_tta{views}"] = predict_batches(
                     model, images[val_idx], device, views, amp=amp, progress=True,

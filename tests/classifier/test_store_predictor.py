@@ -18,6 +18,7 @@ from classifier.store import (
     PIPELINE_FILE,
     ValOutputs,
     load_network,
+    read_network_file,
     read_pipeline,
     resolve_model_dir,
     save_network,
@@ -224,3 +225,28 @@ def test_original_only_model_directory(model_dir, tmp_path):
     assert set(predictor.networks) == {"original"}
     results = predictor.predict(_images()[:2])
     assert len(results) == 2 and all(isinstance(r, Prediction) for r in results)
+
+
+def test_int8_network_files_are_small_and_predict_like_the_original(tmp_path, tiny_model):
+    model = _spread_head(tiny_model(num_labels=3, seed=2, width=0.25, hidden=32), seed=2)
+    save_network(model, tmp_path / "fp16.pt")
+    save_network(model, tmp_path / "int8.pt", precision="int8")
+    blob = torch.load(tmp_path / "int8.pt", map_location="cpu", weights_only=True)
+    conv = next(k for k, v in blob["state_dict"].items() if v.ndim == 4)
+    assert blob["state_dict"][conv].dtype == torch.int8
+    assert blob["int8_scales"][conv].shape == (blob["state_dict"][conv].shape[0],)
+    assert (tmp_path / "int8.pt").stat().st_size < 0.6 * (tmp_path / "fp16.pt").stat().st_size
+    # each weight is within half a quantisation step of the original
+    _config, state = read_network_file(tmp_path / "int8.pt")
+    original = model.state_dict()[conv]
+    step = original.abs().reshape(original.shape[0], -1).amax(1) / 127
+    assert ((state[conv] - original).abs().reshape(original.shape[0], -1).amax(1)
+            <= step * 0.5 + 1e-7).all()
+    assert not torch.equal(state[conv], original)
+    loaded = load_network(tmp_path / "int8.pt", torch.device("cpu"))
+    x = torch.rand(8, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected, got = torch.sigmoid(model(x)), torch.sigmoid(loaded(x))
+    assert (expected - got).abs().max() < 0.02
+    with pytest.raises(ValueError, match="precision"):
+        save_network(model, tmp_path / "x.pt", precision="int4")
