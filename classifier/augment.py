@@ -54,6 +54,9 @@ def random_warp(images: torch.Tensor, max_angle: float = 45.0, elastic_alpha: fl
                          align_corners=False)
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Dihedral symmetry, then rotation + elastic warp, on an N x 3 x S x S float batch."""
-    return random_warp(random_dihedral(images, generator), generator=generator)
+def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None,
+                  warp: bool = True) -> torch.Tensor:
+    """Dihedral symmetry, then (with ``warp``) rotation + elastic warp, on an
+    N x 3 x S x S float batch."""
+    flipped = random_dihedral(images, generator)
+    return random_warp(flipped, generator=generator) if warp else flipped

@@ -23,16 +23,29 @@ VGG16_STAGES = 5
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild the network; saved next to its weights."""
+    """Everything needed to rebuild the network; saved next to its weights.
+
+    ``keep_resolution_after`` = N (1-4) skips the max-pool that ends VGG stage N, so the
+    later stages see maps twice as large. At 32 px the last stage otherwise convolves 2 x 2
+    maps (3 x 3 kernels on mostly padding); N = 4 gives it 4 x 4 maps for about 1.3x the
+    compute, and the head reads 2 x 2 x C features instead of 1 x 1 x C. The layer indices
+    (and so the weight names) stay those of VGG16, so such a network can start from one
+    trained without it.
+    """
 
     num_labels: int
     input_size: int = 32
     width: float = 0.5
     hidden: int = 512
     dropout: float = 0.3
+    keep_resolution_after: int = 0
 
     def channels(self) -> list[int | str]:
         return [v if v == "M" else max(8, int(round(int(v) * self.width))) for v in cfgs["D"]]
+
+    @property
+    def pools(self) -> int:
+        return VGG16_STAGES - (1 if self.keep_resolution_after else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,12 +56,18 @@ class VGGMultiLabel(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        if not 0 <= config.keep_resolution_after < VGG16_STAGES:
+            raise ValueError("keep_resolution_after must be 0 (off) or a stage 1-4, "
+                             f"got {config.keep_resolution_after}")
         if config.input_size % 2**VGG16_STAGES:
             raise ValueError(f"input_size must be a multiple of 32, got {config.input_size}")
         self.config = config
         channels = config.channels()
         self.features = make_layers(channels, batch_norm=True)
-        spatial = config.input_size // 2**VGG16_STAGES
+        if config.keep_resolution_after:
+            pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
+            self.features[pools[config.keep_resolution_after - 1]] = nn.Identity()
+        spatial = config.input_size // 2**config.pools
         flat = int(channels[-2]) * spatial * spatial
         self.head = nn.Sequential(
             nn.Flatten(),

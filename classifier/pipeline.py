@@ -71,11 +71,17 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
                         help="channel multiplier of VGG16 (1.0 = the full network)")
     parser.add_argument("--hidden", type=int, default=512, help="units in the fully connected head")
     parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--keep-resolution-after", type=int, default=0, metavar="STAGE",
+                        help="skip the max-pool after this VGG stage (1-4; 0: none), so the "
+                             "later stages see larger maps (4: the last stage sees 4x4 at 32px)")
     parser.add_argument("--loss-bce", type=float, default=1.0, help="weight of the log loss")
     parser.add_argument("--loss-f2", type=float, default=0.5, help="weight of the soft F2 loss")
     parser.add_argument("--loss-focal", type=float, default=1.0,
                         help="weight of the focal (hard example) loss")
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--no-warp", action="store_true",
+                        help="augment with the 8 flips/rotations only, no free rotation or "
+                             "elastic warp (what test-time augmentation shows the network)")
     parser.add_argument("--no-dehazed-model", action="store_true",
                         help="train only the original-image network")
     parser.add_argument("--val-fraction", type=float, default=0.1)
@@ -204,12 +210,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                                     for img in tqdm(data.images, desc="dehaze", unit="img")])
 
     model_config = ModelConfig(num_labels=len(labels), input_size=args.size, width=args.width,
-                               hidden=args.hidden, dropout=args.dropout)
+                               hidden=args.hidden, dropout=args.dropout,
+                               keep_resolution_after=args.keep_resolution_after)
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
         lr_patience=args.lr_patience, init_from=args.init_from,
         loss=LossWeights(args.loss_bce, args.loss_f2, args.loss_focal),
-        augment=not args.no_augment, seed=args.seed, amp=amp,
+        augment=not args.no_augment, warp=not args.no_warp, seed=args.seed, amp=amp,
         imagenet_weights=args.imagenet_weights, schedule=args.schedule,
         run_seed=args.seed + args.member if args.member else None)
     histories: dict[str, list[dict[str, float]]] = {}

@@ -40,6 +40,7 @@ class TrainConfig:
     lr_patience: int = 1
     loss: LossWeights = field(default_factory=LossWeights)
     augment: bool = True
+    warp: bool = True  # free rotation + elastic warp on top of the dihedral transforms
     seed: int = 0
     amp: bool = False
     imagenet_weights: str | None = None
@@ -99,7 +100,8 @@ def train_one_epoch(model: VGGMultiLabel, optimizer: torch.optim.Optimizer, imag
             continue
         batch = to_tensor(images[idx], device)
         if config.augment:
-            batch = augment_batch(batch, generator if device.type == "cpu" else None)
+            batch = augment_batch(batch, generator if device.type == "cpu" else None,
+                                  warp=config.warp)
             batch = batch.contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(targets[idx]).to(device)
         with autocast(device, config.amp):
@@ -129,15 +131,32 @@ def evaluate(model: VGGMultiLabel, images: np.ndarray, targets: np.ndarray,
 
 def _load_initial_weights(model: VGGMultiLabel, path: Path) -> None:
     """Start from an earlier model's network (continued training: the optimizer and the
-    schedule start afresh). The architectures must match exactly."""
+    schedule start afresh). The architectures must match, except that a network with
+    ``keep_resolution_after`` may start from one without it (see ``adapt_head``)."""
     if not path.exists():
         raise FileNotFoundError(f"--init-from: {path} does not exist")
     config, state = read_network_file(path)
-    if config != model.config.to_dict():
+    ours = model.config.to_dict()
+    theirs = {**config, "keep_resolution_after": config.get("keep_resolution_after", 0)}
+    if {**theirs, "keep_resolution_after": 0} != {**ours, "keep_resolution_after": 0}:
         raise ValueError(f"--init-from: {path} is a {config} network, "
-                         f"this run trains {model.config.to_dict()}")
+                         f"this run trains {ours}")
+    if theirs != ours:
+        state = adapt_head(state, model)
     model.load_state_dict(state)
     print(f"initialised from {path}")
+
+
+def adapt_head(state: dict[str, torch.Tensor], model: VGGMultiLabel) -> dict[str, torch.Tensor]:
+    """Fit a trained network's head to ``model``, whose last feature map has k times as
+    many positions: each input weight is spread over its channel's k positions and divided
+    by k, so the new head starts as "average the map, then the old head"."""
+    key = "head.1.weight"
+    old, new = state[key], model.state_dict()[key]
+    k = new.shape[1] // old.shape[1]
+    if k * old.shape[1] != new.shape[1]:
+        raise ValueError(f"cannot spread a head of {old.shape[1]} inputs over {new.shape[1]}")
+    return {**state, key: old.repeat_interleave(k, dim=1) / k}
 
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
@@ -173,6 +192,10 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
     best_path = checkpoint_dir / f"{name}_best.pt"
     torch.manual_seed(config.generator_seed)
     generator = torch.Generator().manual_seed(config.generator_seed)
+    resumed = last_path.exists()
+    state = torch.load(last_path, map_location=device, weights_only=False) if resumed else {}
+    if "model_config" in state:  # a member may have its own architecture
+        model_config = ModelConfig(**state["model_config"])
     model = create_model(model_config, config.imagenet_weights)
     if config.init_from and not last_path.exists():
         _load_initial_weights(model, Path(config.init_from) / f"{init_name or name}.pt")
@@ -183,9 +206,7 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     history: list[dict[str, float]] = []
     best, stale, epoch, finished = -1.0, 0, 0, False
-    resumed = last_path.exists()
     if resumed:
-        state = torch.load(last_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -198,7 +219,8 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
                     "history": history, "best": best, "stale": stale, "epoch": epoch,
-                    "finished": finished, "train_config": config.to_dict()}, last_path)
+                    "finished": finished, "train_config": config.to_dict(),
+                    "model_config": model_config.to_dict()}, last_path)
 
     ran = 0
     while not finished and epoch < config.epochs:

@@ -223,9 +223,10 @@ def test_ensemble_members_trained_in_separate_runs_are_averaged(
     assert main([*args, "--epochs", "0", "--network", "original"]) == 1
     assert main([*args, "--epochs", "0", "--network", "dehazed"]) == 1
     # two restarts of the original network with their own seeds and a cosine schedule
-    for member in ("1", "2"):
+    # (member 2 with its own architecture: the last VGG stage at twice the resolution)
+    for member, extra in (("1", []), ("2", ["--keep-resolution-after", "4"])):
         assert main([*args, "--epochs", "2", "--schedule", "cosine", "--network", "original",
-                     "--member", member]) == 1
+                     "--member", member, *extra]) == 1
     assert (tmp_path / "train_log_original-1.csv").exists()
     assert main([*args, "--epochs", "2", "--schedule", "cosine"]) == 0  # finish, no training
 
@@ -242,6 +243,7 @@ def test_ensemble_members_trained_in_separate_runs_are_averaged(
         assert torch.allclose(value.float(), kept[key].float(), atol=float(step) + 1e-6), key
     nets = [load_network(tmp_path / f"{n}.pt", torch.device("cpu"))
             for n in spec["members"]["original"]]
+    assert [n.config.keep_resolution_after for n in nets] == [0, 0, 4]
     first_conv = next(k for k, v in start.items() if v.ndim == 4)
     w1, w2 = (net.state_dict()[first_conv] for net in nets[1:])
     assert not torch.allclose(w1, w2)  # different seeds, different members

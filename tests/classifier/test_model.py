@@ -112,3 +112,42 @@ def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
+
+
+def test_keep_resolution_after_gives_the_last_stage_larger_maps() -> None:
+    from classifier.model import ModelConfig, VGGMultiLabel
+
+    plain = VGGMultiLabel(ModelConfig(num_labels=3, width=0.125, hidden=16))
+    wide = VGGMultiLabel(ModelConfig(num_labels=3, width=0.125, hidden=16,
+                                     keep_resolution_after=4))
+    x = torch.rand(2, 3, 32, 32)
+    assert plain.features(x).shape[-2:] == (1, 1)
+    assert wide.features(x).shape[-2:] == (2, 2)
+    assert wide(x).shape == (2, 3)
+    # same layer indices, so the same weight names: one can start from the other
+    conv_keys = {k for k in plain.state_dict() if k.startswith("features.")}
+    assert conv_keys == {k for k in wide.state_dict() if k.startswith("features.")}
+    with pytest.raises(ValueError, match="keep_resolution_after"):
+        VGGMultiLabel(ModelConfig(num_labels=3, keep_resolution_after=5))
+
+
+def test_adapted_head_starts_as_average_pooling_then_the_old_head(tmp_path) -> None:
+    from classifier.model import ModelConfig, VGGMultiLabel
+    from classifier.store import save_network
+    from classifier.train import _load_initial_weights
+
+    torch.manual_seed(0)
+    plain = VGGMultiLabel(ModelConfig(num_labels=3, width=0.125, hidden=16)).eval()
+    save_network(plain, tmp_path / "plain.pt", precision="fp16")
+    wide = VGGMultiLabel(ModelConfig(num_labels=3, width=0.125, hidden=16,
+                                     keep_resolution_after=4)).eval()
+    _load_initial_weights(wide, tmp_path / "plain.pt")
+    features = torch.rand(4, wide.head[1].in_features // 4, 2, 2)
+    with torch.no_grad():
+        pooled = features.mean(dim=(2, 3))
+        expected = plain.head[1](pooled)
+        got = wide.head[1](features.flatten(1))
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=1e-2)
+    other = VGGMultiLabel(ModelConfig(num_labels=3, width=0.25, hidden=16))
+    with pytest.raises(ValueError, match="--init-from"):
+        _load_initial_weights(other, tmp_path / "plain.pt")
