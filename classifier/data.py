@@ -80,6 +80,19 @@ def _stem(member_name: str) -> str | None:
     return path.stem
 
 
+def list_image_names(source: str | Path) -> list[str]:
+    """Every image name in a folder or a .tar (for unlabelled images: no CSV names them)."""
+    source = Path(source)
+    if source.is_dir():
+        stems = (_stem(p.name) for p in source.rglob("*") if p.is_file())
+    elif source.exists():
+        with tarfile.open(source) as archive:
+            stems = [_stem(m.name) for m in archive if m.isfile()]
+    else:
+        raise FileNotFoundError(f"image source not found: {source}")
+    return sorted({stem for stem in stems if stem})
+
+
 def iter_image_bytes(source: str | Path, wanted: set[str]) -> Iterator[tuple[str, bytes]]:
     """Yield (image_name, file bytes) for the wanted names from a folder or a .tar file."""
     source = Path(source)

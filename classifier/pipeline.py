@@ -32,6 +32,7 @@ from tqdm import tqdm
 from classifier import plots
 from classifier.data import load_images, read_labels, split_indices, write_labels
 from classifier.dehaze import DehazeParams, dehaze
+from classifier.distill import Distillation
 from classifier.losses import LossWeights
 from classifier.metrics import f2_score, per_label_scores
 from classifier.model import ModelConfig, resolve_device
@@ -109,6 +110,14 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
                         help="learning rate x0.1 on a validation plateau (the paper) or a "
                              "cosine decay over --epochs (short restarts for ensemble members)")
+    parser.add_argument("--teacher", default=None, metavar="MODEL_DIR",
+                        help="distillation: a model whose TTA probabilities become soft targets "
+                             "(mixed into the labels by --teacher-weight, and alone on "
+                             "--unlabeled images)")
+    parser.add_argument("--teacher-weight", type=float, default=0.5,
+                        help="weight of the teacher's probabilities in the training targets")
+    parser.add_argument("--unlabeled", default=None, metavar="DIR|TAR",
+                        help="unlabelled images the teacher labels (with --teacher)")
     parser.add_argument("--weights", choices=("fp16", "int8"), default="fp16",
                         help="how the networks are stored: fp16, or int8 per output channel "
                              "(half the size again; for ensembles)")
@@ -153,17 +162,18 @@ def _split_report(y: np.ndarray, probs: dict[str, np.ndarray], post: Any,
             "per_label": per_label_scores(y, decided, labels)}
 
 
-def _check_held_out_is_unseen(init_dir: Path, held_out: set[str]) -> None:
-    """Continued training must not validate or test on images the starting networks
-    trained on: every held-out image must be in the starting model's own val/test split."""
+def _check_held_out_is_unseen(init_dir: Path, held_out: set[str],
+                              option: str = "--init-from") -> None:
+    """Continued training (or a teacher) must not validate or test on images the starting
+    networks trained on: every held-out image must be in that model's own val/test split."""
     split_files = [init_dir / "val.csv", init_dir / "test.csv"]
     if not all(f.exists() for f in split_files):
-        raise SystemExit(f"--init-from {init_dir}: no val.csv/test.csv there, so it cannot be "
+        raise SystemExit(f"{option} {init_dir}: no val.csv/test.csv there, so it cannot be "
                          "checked that this run's validation and test images are unseen")
     unseen = {name for f in split_files for name in read_labels(f).names}
     leaked = held_out - unseen
     if leaked:
-        raise SystemExit(f"--init-from {init_dir}: {len(leaked)} of this run's validation/test "
+        raise SystemExit(f"{option} {init_dir}: {len(leaked)} of this run's validation/test "
                          f"images (e.g. {sorted(leaked)[0]}) were training images of that model; "
                          "use the same data and --seed as it was trained with")
 
@@ -174,6 +184,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--member trains one network: give --network too")
     if args.member < 0:
         raise SystemExit("--member must be 0 or more")
+    if args.unlabeled and not args.teacher:
+        raise SystemExit("--unlabeled images need a --teacher to label them")
     if args.epochs == 0 and not args.init_from:
         raise SystemExit("--epochs 0 keeps the starting network: give --init-from")
     if args.combine == "stack" and args.no_dehazed_model:
@@ -200,6 +212,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.init_from:
         _check_held_out_is_unseen(Path(args.init_from),
                                   {data.names[i] for i in (*val_idx, *test_idx)})
+    distill = None
+    if args.teacher:
+        _check_held_out_is_unseen(Path(args.teacher),
+                                  {data.names[i] for i in (*val_idx, *test_idx)}, "--teacher")
+        distill = Distillation.load(args.teacher, labels, args.unlabeled, args.size,
+                                    args.teacher_weight, args.device)
     print(f"{len(labels)} labels; {len(train_idx)} train / {len(val_idx)} val / "
           f"{len(test_idx)} test images of {args.size}px on {device}")
 
@@ -243,8 +261,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         names = [member_name(kind, args.member)] if args.network else \
             [kind, *trained_members(out / "checkpoints", kind)]
         for name in names:
+            train_set = (images[train_idx], y[train_idx])
+            if distill is not None:
+                train_set = distill.training_set(kind, data.images[train_idx], *train_set)
+                print(f"[{name}] distillation: {len(train_set[0])} training images")
             model, histories[name], finished = train_network(
-                name, model_config, train_config, (images[train_idx], y[train_idx]),
+                name, model_config, train_config, train_set,
                 (images[val_idx], y[val_idx]), out / "checkpoints", device,
                 args.max_epochs_this_run, on_epoch, init_name=kind)
             on_epoch(name, histories[name])

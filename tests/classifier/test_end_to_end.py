@@ -288,3 +288,46 @@ def test_models_without_ensembles_have_no_ensemble_ablation(model_dir: Path) -> 
     predictor = Predictor(model_dir, device="cpu")
     assert not predictor.is_ensemble
     assert set(predictor.networks) == {"original", "dehazed"}
+
+
+def test_distillation_from_a_teacher_on_unlabelled_images(
+        model_dir: Path, dataset: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from classifier.data import list_image_names
+    from classifier.distill import Distillation
+
+    labels, images = dataset
+    # unlabelled chips: a folder of images no CSV names
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(20):
+        chip(rng, {"reddish"} if i % 2 else {"bright"}).save(folder / f"u_{i}.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    assert list_image_names(folder) == sorted(f"u_{i}" for i in range(20))
+
+    spec = json.loads((model_dir / "pipeline.json").read_text())
+    distill = Distillation.load(model_dir, spec["labels"], folder, 32, 0.5, "cpu")
+    assert distill.unlabeled.shape == (20, 32, 32, 3)
+    raw = distill.unlabeled[:4]
+    targets = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], np.float32)
+    x, y = distill.training_set("original", raw, raw, targets)
+    assert x.shape == (24, 32, 32, 3) and y.shape == (24, 3)
+    teacher = distill.soft_targets("original", raw)
+    np.testing.assert_allclose(y[:4], 0.5 * targets + 0.5 * teacher, atol=1e-6)
+    np.testing.assert_allclose(y[4:], distill.soft_targets("original", distill.unlabeled),
+                               atol=1e-6)
+    # the dehazed network gets dehazed unlabelled chips, with the teacher's dehazed targets
+    xd, _ = distill.training_set("dehazed", raw, raw, targets)
+    assert not np.array_equal(xd[4:], distill.unlabeled)
+
+    args = ["train", "--labels", str(labels), "--images", str(images), "--out", str(tmp_path / "m"),
+            "--size", "32", "--epochs", "1", "--width", "0.125", "--hidden", "32",
+            "--batch-size", "16", "--val-fraction", "0.25", "--test-fraction", "0.25",
+            "--teacher", str(model_dir), "--unlabeled", str(folder), "--network", "original"]
+    assert main(args) == 1
+    assert "distillation: 80 training images" in capsys.readouterr().out  # 60 + 20
+    with pytest.raises(SystemExit, match="need a --teacher"):
+        main([a for a in args if a not in ("--teacher", str(model_dir))])
+    with pytest.raises(SystemExit, match="--teacher .* were training images"):
+        main([*args, "--seed", "1", "--out", str(tmp_path / "other")])
