@@ -144,6 +144,13 @@ def trained_members(checkpoint_dir: Path, kind: str) -> list[str]:
     return [member_name(kind, k) for k in sorted(found)]
 
 
+def _finished(checkpoint: Path) -> bool:
+    """Whether a network's last checkpoint says its training is over (no data needed)."""
+    if not checkpoint.exists():
+        return False
+    return bool(torch.load(checkpoint, map_location="cpu", weights_only=False)["finished"])
+
+
 def _write_log(path: Path, histories: dict[str, list[dict[str, float]]]) -> None:
     rows = [{"network": name, **row} for name, hist in histories.items() for row in hist]
     if not rows:
@@ -262,7 +269,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             [kind, *trained_members(out / "checkpoints", kind)]
         for name in names:
             train_set = (images[train_idx], y[train_idx])
-            if distill is not None:
+            if distill is not None and not _finished(out / "checkpoints" / f"{name}_last.pt"):
                 train_set = distill.training_set(kind, data.images[train_idx], *train_set)
                 print(f"[{name}] distillation: {len(train_set[0])} training images")
             model, histories[name], finished = train_network(

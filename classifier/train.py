@@ -208,8 +208,9 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
     best, stale, epoch, finished = -1.0, 0, 0, False
     if resumed:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if not state["finished"]:  # a finished network (maybe another schedule) just loads
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         history, best, stale = state["history"], state["best"], state["stale"]
         epoch, finished = state["epoch"], state["finished"]
