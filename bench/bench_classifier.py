@@ -131,8 +131,9 @@ def bench_pipeline(predictor: Predictor, blobs: list[bytes], batch: int, repeat:
           f"{t_bare / t_cl:.2f}x")
     print(f"forward, channels_last bf16 autocast:   {batch / t_bf16:9.0f} img/s  "
           f"{t_bare / t_bf16:.2f}x  (max |p diff| over TTA views {bf16_diff:.4f})")
-    networks = sum(1 for use in (predictor.postprocessor.needs_original,
-                                 predictor.postprocessor.needs_dehazed) if use)
+    post = predictor.postprocessor
+    networks = sum(len(predictor.networks[kind]) for kind, use in
+                   (("original", post.needs_original), ("dehazed", post.needs_dehazed)) if use)
     print(f"full pipeline from JPEG bytes:          {n / t_full:9.0f} img/s  "
           f"{(n / t_full) / bare_ips:.3f}x of bare "
           f"({predictor.tta_views} TTA views x {networks} networks = "
