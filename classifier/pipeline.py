@@ -121,6 +121,9 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--weights", choices=("fp16", "int8"), default="fp16",
                         help="how the networks are stored: fp16, or int8 per output channel "
                              "(half the size again; for ensembles)")
+    parser.add_argument("--fp16-networks", default="", metavar="NAMES",
+                        help="comma-separated network files kept in fp16 under --weights int8 "
+                             "(e.g. original: the search model's default backbone)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     parser.add_argument("--max-epochs-this-run", type=int, default=None,
@@ -280,7 +283,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if not finished:
                 print(f"[{name}] paused; run the same command again to resume")
                 return {}
-            save_network(model, out / f"{name}.pt", args.weights)
+            fp16 = name in args.fp16_networks.split(",")
+            save_network(model, out / f"{name}.pt", "fp16" if fp16 else args.weights)
             if args.network is not None:
                 print(f"[{name}] trained; run the command without --network to finish the model")
                 return {}

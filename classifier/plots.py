@@ -13,11 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def learning_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], path: Path) -> None:
     fig, (ax_loss, ax_f2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, rows in histories.items():
-        epochs = [r["epoch"] for r in rows]
-        ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", label=f"{name} train")
-        ax_loss.plot(epochs, [r["val_loss"] for r in rows], "--o", label=f"{name} val (BCE)")
-        ax_f2.plot(epochs, [r["val_f2"] for r in rows], "-o", label=f"{name} val F2")
+    drawn = [(name, rows) for name, rows in histories.items() if rows]  # --epochs 0: none
+    for i, (name, rows) in enumerate(drawn):
+        epochs, color = [r["epoch"] for r in rows], f"C{i % 10}"  # one colour per network
+        ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", color=color,
+                     label=f"{name} train")
+        ax_loss.plot(epochs, [r["val_loss"] for r in rows], "--o", color=color, alpha=0.6,
+                     label=f"{name} val (BCE)")
+        ax_f2.plot(epochs, [r["val_f2"] for r in rows], "-o", color=color, label=f"{name} val F2")
     ax_loss.set(title="loss", xlabel="epoch")
     ax_f2.set(title="validation F2 (tuned thresholds, no TTA)", xlabel="epoch")
     for ax in (ax_loss, ax_f2):

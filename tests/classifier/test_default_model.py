@@ -20,6 +20,9 @@ def test_default_model_is_the_documented_ensemble() -> None:
     blob = torch.load(DEFAULT_MODEL_DIR / "original-8.pt", map_location="cpu", weights_only=True)
     assert blob["config"]["keep_resolution_after"] == 4
     assert any(v.dtype == torch.int8 for v in blob["state_dict"].values())
+    # member 0 stays fp16: the search model's default backbone
+    blob = torch.load(DEFAULT_MODEL_DIR / "original.pt", map_location="cpu", weights_only=True)
+    assert not any(v.dtype == torch.int8 for v in blob["state_dict"].values())
 
 
 def test_default_model_predicts_with_every_member() -> None:

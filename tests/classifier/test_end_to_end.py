@@ -228,7 +228,13 @@ def test_ensemble_members_trained_in_separate_runs_are_averaged(
         assert main([*args, "--epochs", "2", "--schedule", "cosine", "--network", "original",
                      "--member", member, *extra]) == 1
     assert (tmp_path / "train_log_original-1.csv").exists()
-    assert main([*args, "--epochs", "2", "--schedule", "cosine"]) == 0  # finish, no training
+    # finish (no training); member 0 stays fp16, the others int8
+    assert main([*args, "--epochs", "2", "--schedule", "cosine",
+                 "--fp16-networks", "original"]) == 0
+    dtypes = {name: {v.dtype for v in torch.load(tmp_path / f"{name}.pt",
+                                                   weights_only=True)["state_dict"].values()}
+              for name in ("original", "original-1")}
+    assert torch.int8 not in dtypes["original"] and torch.int8 in dtypes["original-1"]
 
     spec = json.loads((tmp_path / "pipeline.json").read_text())
     assert spec["members"] == {"original": ["original", "original-1", "original-2"],
