@@ -25,7 +25,8 @@ def learning_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], path
     ax_f2.set(title="validation F2 (tuned thresholds, no TTA)", xlabel="epoch")
     for ax in (ax_loss, ax_f2):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:  # a run that only kept networks (--epochs 0) draws none
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
