@@ -42,6 +42,7 @@ from classifier.store import (
     VAL_OUTPUTS_FILE,
     ValOutputs,
     load_network,
+    member_index,
     save_network,
     write_pipeline,
 )
@@ -139,12 +140,9 @@ def member_name(kind: str, member: int) -> str:
 
 def trained_members(checkpoint_dir: Path, kind: str) -> list[str]:
     """The extra members of ``kind`` that ``--network kind --member K`` runs trained here."""
-    found = []
-    for path in checkpoint_dir.glob(f"{kind}-*_last.pt"):
-        suffix = path.name[len(kind) + 1:-len("_last.pt")]
-        if suffix.isdigit() and int(suffix) > 0:
-            found.append(int(suffix))
-    return [member_name(kind, k) for k in sorted(found)]
+    found = (member_index(kind, path.name[:-len("_last.pt")])
+             for path in checkpoint_dir.glob(f"{kind}-*_last.pt"))
+    return [member_name(kind, k) for k in sorted(k for k in found if k)]
 
 
 def _finished(checkpoint: Path) -> bool:

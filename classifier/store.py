@@ -49,8 +49,9 @@ WEIGHT_PRECISIONS = ("fp16", "int8")
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 per output channel: the scale is each channel's largest |w| / 127,
     so the rounding error is at most 0.4% of that channel's range. Conv and linear
-    weights feed batch norm or a sigmoid, which shrug this off, and a network file takes
-    a quarter of fp32 - what lets several ensemble members fit the repository."""
+    weights feed batch norm or a sigmoid; on Planet chips validation F2 moved by 0.0002,
+    but features of inputs far from the training data can move more (see README). A
+    network file takes a quarter of fp32 - what lets several ensemble members fit."""
     flat = weight.detach().float().reshape(weight.shape[0], -1)
     scale = flat.abs().amax(dim=1).clamp_min(1e-12) / 127.0
     q = torch.round(flat / scale[:, None]).clamp_(-127, 127).to(torch.int8)
@@ -103,9 +104,12 @@ def network_members(model_dir: Path, spec: dict[str, Any]) -> dict[str, list[str
     return {kind: [kind] for kind in NETWORKS if (model_dir / f"{kind}.pt").exists()}
 
 
-def member_index(kind: str, name: str) -> int:
-    """0 for ``original``, K for ``original-K``."""
-    return 0 if name == kind else int(name[len(kind) + 1:])
+def member_index(kind: str, name: str) -> int | None:
+    """0 for ``original``, K for ``original-K``; None when ``name`` is no member of ``kind``."""
+    if name == kind:
+        return 0
+    suffix = name[len(kind) + 1:] if name.startswith(f"{kind}-") else ""
+    return int(suffix) if suffix.isdigit() else None
 
 
 MEMBER_PREFIX = "member_"
@@ -134,10 +138,9 @@ class ValOutputs:
         for key, value in self.probs.items():
             if not (key.startswith(MEMBER_PREFIX) and key.endswith(f"_tta{views}")):
                 continue
-            name = key[len(MEMBER_PREFIX):-len(f"_tta{views}")]
-            if name == network or (name.startswith(f"{network}-")
-                                   and name[len(network) + 1:].isdigit()):
-                found[member_index(network, name)] = value
+            index = member_index(network, key[len(MEMBER_PREFIX):-len(f"_tta{views}")])
+            if index is not None:
+                found[index] = value
         return [found[k] for k in sorted(found)]
 
     def save(self, path: Path) -> None:
