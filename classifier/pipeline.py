@@ -43,6 +43,7 @@ from classifier.store import (
     ValOutputs,
     load_network,
     member_index,
+    read_network_file,
     save_network,
     write_pipeline,
 )
@@ -106,8 +107,9 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--member", type=int, default=0,
                         help="with --network: train ensemble member K of that network (K > 0 "
                              "is saved as <network>-K.pt, seeded with --seed + K, and starts "
-                             "from --init-from's <network>.pt); the finishing run averages "
-                             "every member of a network")
+                             "from --init-from's <network>.pt, or with --epochs 0 keeps "
+                             "--init-from's <network>-K.pt as it is); the finishing run "
+                             "averages every member of a network")
     parser.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
                         help="learning rate x0.1 on a validation plateau (the paper) or a "
                              "cosine decay over --epochs (short restarts for ensemble members)")
@@ -143,6 +145,20 @@ def trained_members(checkpoint_dir: Path, kind: str) -> list[str]:
     found = (member_index(kind, path.name[:-len("_last.pt")])
              for path in checkpoint_dir.glob(f"{kind}-*_last.pt"))
     return [member_name(kind, k) for k in sorted(k for k in found if k)]
+
+
+def starting_network(init_from: str | None, kind: str, name: str, epochs: int,
+                     config: ModelConfig) -> tuple[str, ModelConfig]:
+    """The network file of ``--init-from`` a member starts from, and its architecture.
+
+    Training members start from the kind's member 0 (in this run's architecture); with
+    zero epochs a member that the starting model already has is kept as it is, in its own
+    architecture, so an ensemble can be refitted with more members without its
+    checkpoints."""
+    path = Path(init_from) / f"{name}.pt" if init_from else None
+    if epochs == 0 and path is not None and path.exists():
+        return name, ModelConfig(**read_network_file(path)[0])
+    return kind, config
 
 
 def _finished(checkpoint: Path) -> bool:
@@ -273,10 +289,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             if distill is not None and not _finished(out / "checkpoints" / f"{name}_last.pt"):
                 train_set = distill.training_set(kind, data.images[train_idx], *train_set)
                 print(f"[{name}] distillation: {len(train_set[0])} training images")
+            init_name, config = starting_network(args.init_from, kind, name, args.epochs,
+                                                 model_config)
             model, histories[name], finished = train_network(
-                name, model_config, train_config, train_set,
+                name, config, train_config, train_set,
                 (images[val_idx], y[val_idx]), out / "checkpoints", device,
-                args.max_epochs_this_run, on_epoch, init_name=kind)
+                args.max_epochs_this_run, on_epoch, init_name=init_name)
             on_epoch(name, histories[name])
             if not finished:
                 print(f"[{name}] paused; run the same command again to resume")

@@ -281,6 +281,27 @@ def test_ensemble_members_trained_in_separate_runs_are_averaged(
     np.testing.assert_allclose(one, predict_batches(nets[0], prepared, torch.device("cpu"), 8),
                                atol=1e-5)
 
+    # a finished ensemble refitted without its checkpoints: zero epochs keep every member
+    # as it is (member 2 in its own architecture), stored int8 weights stay the same
+    refit = ["train", "--labels", str(labels), "--images", str(images), "--out",
+             str(tmp_path / "refit"), "--size", "32", "--width", "0.125", "--hidden", "32",
+             "--val-fraction", "0.25", "--test-fraction", "0.25", "--init-from", str(tmp_path),
+             "--weights", "int8", "--fp16-networks", "original"]
+    for member in ("0", "1", "2"):
+        assert main([*refit, "--epochs", "0", "--network", "original", "--member", member]) == 1
+    assert main([*refit, "--epochs", "0", "--network", "dehazed"]) == 1
+    assert main([*refit, "--epochs", "0"]) == 0
+    again = json.loads((tmp_path / "refit/pipeline.json").read_text())
+    assert again["members"] == spec["members"]
+    for name in ("original", "original-1", "original-2", "dehazed"):
+        before = torch.load(tmp_path / f"{name}.pt", weights_only=True)
+        after = torch.load(tmp_path / "refit" / f"{name}.pt", weights_only=True)
+        assert before["config"] == after["config"], name
+        for key, value in before["state_dict"].items():
+            assert torch.equal(value, after["state_dict"][key]), (name, key)
+    np.testing.assert_allclose(ValOutputs.load(tmp_path / "refit/val_outputs.npz").get(
+        "original", 8), val.get("original", 8), atol=1e-6)
+
     # the report measures the ensemble against its first members alone
     capsys.readouterr()
     assert main(["report", "--model", str(tmp_path), "--labels", str(tmp_path / "test.csv"),
