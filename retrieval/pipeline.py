@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=60, help="hashing epochs per code length")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--word-dropout", type=float, default=0.5,
+                        help="with --text-encoder bow: each caption word dropped with this "
+                             "probability per step, so short queries map like whole captions")
     parser.add_argument("--val-fraction", type=float, default=0.2,
                         help="items held out to report validation MAP (not trained on)")
     parser.add_argument("--threads", type=int, default=0)
@@ -90,7 +93,8 @@ def run(args: argparse.Namespace) -> dict:
     metrics: dict[str, dict[str, float]] = {}
     for bits in bits_list:
         config = HashConfig(bits=bits, method=args.method, epochs=args.epochs, seed=args.seed,
-                            batch_size=args.batch_size, lr=args.lr)
+                            batch_size=args.batch_size, lr=args.lr,
+                            word_dropout=args.word_dropout if encoder.name == "bow" else 0.0)
         model = train_hashing(image_x[train_idx], text_x[train_idx], train.labels, config)
         save_hash_model(model, out / f"hash_{bits}.pt")
         database.image_codes[bits] = model.image_codes(image_x[train_idx])

@@ -37,6 +37,7 @@ class HashConfig:
     adversarial: float = 0.05      # modality nets fooling the discriminators
     balance: float = 0.1           # DCMH only
     anchors: int = 4096            # other-side items per batch (sampled when N is larger)
+    word_dropout: float = 0.0      # TxtNet input words dropped per item (bag of words only)
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -76,6 +77,17 @@ def _batches(n: int, size: int, rng: np.random.Generator):
         idx = order[start:start + size]
         if len(idx) > 1:  # BatchNorm needs two samples
             yield torch.from_numpy(idx)
+
+
+def drop_words(bags: torch.Tensor, rate: float, rng: np.random.Generator) -> torch.Tensor:
+    """Each word of each bag-of-words row dropped with probability ``rate``, keeping at
+    least one: the text network then also learns the short queries people type, not
+    only whole captions."""
+    keep = torch.from_numpy(rng.random(tuple(bags.shape)) >= rate) | (bags == 0)
+    dropped = bags * keep
+    empty = dropped.sum(dim=1) == 0
+    dropped[empty] = bags[empty]
+    return dropped
 
 
 @torch.no_grad()
@@ -144,7 +156,10 @@ def train_hashing(image_x: np.ndarray, text_x: np.ndarray, labels: np.ndarray,
             other_h = (ht if name == "imgnet" else hv)
             total = 0.0
             for idx in _batches(n, config.batch_size, rng):
-                f, h = net(x[idx])
+                inputs = x[idx]
+                if name == "txtnet" and config.word_dropout > 0:
+                    inputs = drop_words(inputs, config.word_dropout, rng)
+                f, h = net(inputs)
                 # The other side of the pairs: every item, or a random sample of anchors
                 # on large sets (an unbiased estimate of the same mean, batch x anchors).
                 anchors = (torch.from_numpy(rng.choice(n, config.anchors, replace=False))
