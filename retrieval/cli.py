@@ -12,7 +12,13 @@ from retrieval import pipeline
 
 def _evaluate(args: argparse.Namespace) -> int:
     from retrieval.data import load_collection
-    from retrieval.evaluation import TOP_K, evaluate_codes, plot_pr
+    from retrieval.evaluation import (
+        TOP_K,
+        evaluate_codes,
+        label_queries,
+        plot_pr,
+        word_query_precision,
+    )
     from retrieval.store import Retriever
 
     retriever = Retriever(args.model)
@@ -30,11 +36,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         database = retriever.database
     image_x, text_x = pipeline.vectors(retriever, queries)
     results = {}
+    words = label_queries(retriever.label_names)
     for bits in retriever.bits:
         model = retriever.models[bits]
         results[bits] = evaluate_codes(model.image_codes(image_x), model.text_codes(text_x),
                                        queries.labels, database.image_codes[bits],
                                        database.text_codes[bits], database.labels)
+        results[bits]["words"] = word_query_precision(
+            retriever.text_codes(words, bits, check=False), database.image_codes[bits],
+            database.labels)
     print(f"{len(queries)} queries, database of {len(database.names)} items, "
           f"method {retriever.spec['method']}, text encoder {retriever.encoder.name}")
     print(f"{'bits':>5} {'MAP i2t':>8} {'MAP t2i':>8} {'MAP i2i':>8} "
@@ -42,6 +52,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     for bits, r in results.items():
         print(f"{bits:>5} {r['i2t']:8.4f} {r['t2i']:8.4f} {r['i2i']:8.4f} "
               f"{r[f'i2t@{TOP_K}']:9.4f} {r[f't2i@{TOP_K}']:9.4f}")
+    prevalence = database.labels.mean(axis=0)
+    print(f"\nlabel-name queries ('{words[0]}', ...) -> images, precision@{TOP_K} "
+          f"(chance: the label's share of the database)")
+    print(f"{'query':>20} {'chance':>7} " + " ".join(f"{b:>4}b" for b in results))
+    for i, word in enumerate(words):
+        print(f"{word:>20} {prevalence[i]:7.3f} "
+              + " ".join(f"{r['words'][i]:5.3f}" for r in results.values()))
+    print(f"{'mean':>20} {prevalence.mean():7.3f} "
+          + " ".join(f"{r['words'].mean():5.3f}" for r in results.values()))
     if args.plot:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_pr(results, Path(args.plot), f"{retriever.spec['method']} on "
@@ -52,6 +71,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                 for task in ("i2t", "t2i", "i2i")},
         f"map@{TOP_K}": {task: {str(b): round(r[f"{task}@{TOP_K}"], 4)
                                 for b, r in results.items()} for task in ("i2t", "t2i")},
+        f"label_query_precision@{TOP_K}": {str(b): round(float(r["words"].mean()), 4)
+                                            for b, r in results.items()},
         "method": retriever.spec["method"], "n_queries": len(queries),
         "n_database": len(database.names),
     }

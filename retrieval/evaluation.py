@@ -28,6 +28,32 @@ def evaluate_codes(query_image: np.ndarray, query_text: np.ndarray, query_labels
     return out
 
 
+def label_queries(label_names: list[str]) -> list[str]:
+    """One query per label, typed the way people type it: the label's own words."""
+    return [name.replace("_", " ") for name in label_names]
+
+
+def precision_at_k(distances: np.ndarray, relevant: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Per query, the share of the k nearest items that are relevant, with ties at the
+    k-th distance counted at their mean (codes of a few bits tie by the thousand, and an
+    index breaks ties arbitrarily)."""
+    k = min(k, distances.shape[1])
+    out = np.zeros(len(distances))
+    for q, (dist, rel) in enumerate(zip(distances, relevant)):
+        cut = np.partition(dist, k - 1)[k - 1]
+        closer = dist < cut
+        at_cut = dist == cut
+        out[q] = (rel[closer].sum() + (k - closer.sum()) * rel[at_cut].mean()) / k
+    return out
+
+
+def word_query_precision(query_codes: np.ndarray, db_image: np.ndarray,
+                         db_labels: np.ndarray, k: int = TOP_K) -> np.ndarray:
+    """Precision@k of one short text query per label (``label_queries``) against the
+    database images: whole-caption MAP hides how a two-word query fares."""
+    return precision_at_k(hamming(query_codes, db_image), db_labels.T > 0, k)
+
+
 def plot_pr(results: dict[int, dict], path: Path, title: str) -> None:
     """One panel per task, one curve per code length."""
     import matplotlib

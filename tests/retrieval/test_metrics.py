@@ -58,3 +58,25 @@ def test_pr_curve_over_radius():
     # r=0: {0} -> P 1, R 1/2 ; r=1: {0,1} -> P 1/2, R 1/2 ; r=2: all -> P 2/3, R 1
     assert precision.tolist() == pytest.approx([1, 0.5, 2 / 3])
     assert recall.tolist() == pytest.approx([0.5, 0.5, 1.0])
+
+
+def test_precision_at_k_counts_ties_at_the_cut_at_their_mean():
+    from retrieval.evaluation import precision_at_k
+
+    distances = np.array([[0, 1, 1, 1, 1, 5]])
+    relevant = np.array([[True, True, False, False, False, True]])
+    # k=3: item 0 for sure, then 2 of the four tied at distance 1, of which 1/4 relevant
+    assert precision_at_k(distances, relevant, 3)[0] == pytest.approx((1 + 2 * 0.25) / 3)
+    assert precision_at_k(distances, relevant, 1)[0] == 1.0
+    assert precision_at_k(distances, relevant, 6)[0] == pytest.approx(3 / 6)
+    assert precision_at_k(distances, relevant, 100)[0] == pytest.approx(3 / 6)  # k > N
+
+
+def test_word_queries_are_the_label_names_and_score_against_image_labels():
+    from retrieval.evaluation import label_queries, word_query_precision
+
+    assert label_queries(["bare_ground", "water"]) == ["bare ground", "water"]
+    db_labels = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
+    db_codes = np.array([[1, 1], [1, 1], [-1, -1], [-1, -1]], np.int8)
+    queries = np.array([[1, 1], [1, 1]], np.int8)  # both queries land on label 0's codes
+    np.testing.assert_allclose(word_query_precision(queries, db_codes, db_labels, 2), [1, 0])
