@@ -19,16 +19,24 @@ import numpy as np
 import torch
 
 from classifier.model import ModelConfig, VGGMultiLabel, resolve_device
-from classifier.store import load_network, read_pipeline, resolve_model_dir, save_network
+from classifier.store import (
+    load_network,
+    network_members,
+    read_pipeline,
+    resolve_model_dir,
+    save_network,
+)
 from classifier.train import TrainConfig, to_tensor, train_network
 
 
 def backbone_file(name: str | Path) -> Path:
-    """A network file (.pt, e.g. another retrieval model's backbone.pt) or the
+    """A network file (.pt, e.g. another retrieval model's backbone.pt) or the first
     original-image network of a classifier model directory ('default' = shipped)."""
     if str(name).endswith(".pt"):
         return Path(name)
-    return resolve_model_dir(name) / "original.pt"
+    model_dir = resolve_model_dir(name)
+    first = network_members(model_dir, read_pipeline(model_dir))["original"][0]
+    return model_dir / f"{first}.pt"
 
 
 def load_backbone(name: str | Path) -> VGGMultiLabel:
