@@ -127,6 +127,10 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--fp16-networks", default="", metavar="NAMES",
                         help="comma-separated network files kept in fp16 under --weights int8 "
                              "(e.g. original: the search model's default backbone)")
+    parser.add_argument("--members", default="", metavar="NAMES",
+                        help="finishing run: the comma-separated networks that make the model "
+                             "(e.g. original-8,original-10,dehazed; default: every trained "
+                             "member), chosen e.g. by validation cross-validation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     parser.add_argument("--max-epochs-this-run", type=int, default=None,
@@ -159,6 +163,21 @@ def starting_network(init_from: str | None, kind: str, name: str, epochs: int,
     if epochs == 0 and path is not None and path.exists():
         return name, ModelConfig(**read_network_file(path)[0])
     return kind, config
+
+
+def chosen_members(kind: str, trained: list[str], members: str) -> list[str]:
+    """The members of ``kind`` that make the model: all trained ones, or those that
+    ``--members`` names (each must have been trained here or kept with --epochs 0)."""
+    if not members:
+        return trained
+    wanted = [name for name in members.split(",") if member_index(kind, name) is not None]
+    missing = [name for name in wanted if name not in trained and name != kind]
+    if missing:
+        raise SystemExit(f"--members {members}: no trained {', '.join(missing)} in this "
+                         f"run's checkpoints")
+    if not wanted:
+        raise SystemExit(f"--members {members} names no {kind} network")
+    return sorted(wanted, key=lambda name: member_index(kind, name))
 
 
 def _finished(checkpoint: Path) -> bool:
@@ -283,7 +302,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     member_test: dict[str, np.ndarray] = {}
     for kind, images in sets.items():
         names = [member_name(kind, args.member)] if args.network else \
-            [kind, *trained_members(out / "checkpoints", kind)]
+            chosen_members(kind, [kind, *trained_members(out / "checkpoints", kind)],
+                           args.members)
         for name in names:
             train_set = (images[train_idx], y[train_idx])
             if distill is not None and not _finished(out / "checkpoints" / f"{name}_last.pt"):

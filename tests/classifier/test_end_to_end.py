@@ -301,6 +301,17 @@ def test_ensemble_members_trained_in_separate_runs_are_averaged(
             assert torch.equal(value, after["state_dict"][key]), (name, key)
     np.testing.assert_allclose(ValOutputs.load(tmp_path / "refit/val_outputs.npz").get(
         "original", 8), val.get("original", 8), atol=1e-6)
+    # --members picks the networks that make the model (member 0 may be left out)
+    assert main([*refit, "--epochs", "0", "--members", "original-2,dehazed,original-1"]) == 0
+    chosen = json.loads((tmp_path / "refit/pipeline.json").read_text())
+    assert chosen["members"] == {"original": ["original-1", "original-2"], "dehazed": ["dehazed"]}
+    np.testing.assert_allclose(ValOutputs.load(tmp_path / "refit/val_outputs.npz").get(
+        "original", 8), np.mean(members[1:], axis=0), atol=1e-6)
+    assert len(Predictor(tmp_path / "refit", device="cpu").networks["original"]) == 2
+    with pytest.raises(SystemExit, match="no trained original-7"):
+        main([*refit, "--epochs", "0", "--members", "original-7,dehazed"])
+    with pytest.raises(SystemExit, match="names no dehazed network"):
+        main([*refit, "--epochs", "0", "--members", "original-1"])
 
     # the report measures the ensemble against its first members alone
     capsys.readouterr()
