@@ -17,11 +17,19 @@ from classifier.evaluation import (
     Evaluator,
     Setting,
     ablations,
+    member_subsets,
     per_label_table,
     validation_cv,
 )
 from classifier.imageio import ImageDecodeError, decode_image
 from classifier.predictor import Predictor
+from classifier.store import (
+    VAL_OUTPUTS_FILE,
+    ValOutputs,
+    load_postprocessor,
+    read_pipeline,
+    resolve_model_dir,
+)
 
 
 def _threshold(value: str) -> str | float:
@@ -78,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--validation-cv", action="store_true",
                      help="also compare the settings by cross-validation on the model's stored "
                           "validation outputs (choose configurations there, not on test)")
+
+    mem = sub.add_parser("members", help="validation CV of every subset of a model's "
+                                          "original-image ensemble members")
+    mem.add_argument("--model", default="default", help="model directory, or 'default'")
+    mem.add_argument("--baseline", default="", metavar="NAMES",
+                     help="comma-separated members the others are compared with (default: all)")
+    mem.add_argument("--max-members", type=int, default=None)
 
     pred = sub.add_parser("predict", help="tags and probabilities for image files")
     _add_model_args(pred)
@@ -172,6 +187,21 @@ def _validation_cv_table(evaluator: Evaluator) -> list[str]:
     return [*lines, ""]
 
 
+def cmd_members(args: argparse.Namespace) -> int:
+    model_dir = resolve_model_dir(args.model)
+    val = ValOutputs.load(model_dir / VAL_OUTPUTS_FILE)
+    post = load_postprocessor(read_pipeline(model_dir)).config
+    baseline = [name for name in args.baseline.split(",") if name]
+    rows = member_subsets(val, post, baseline, args.max_members)
+    print(f"{len(val.targets)} validation images, 5 folds x 2 shuffles, post-processing "
+          f"refitted per fold; vs {', '.join(baseline) or 'all members'} (± standard error)")
+    for row in rows:
+        print(f"{' + '.join(row['members']):50s} CV F2 {row['f2']:.4f}  "
+              f"{row['diff']:+.4f} ± {row['diff_se']:.4f}")
+    print(json.dumps(rows))
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     predictor = _load(args)
     failed = 0
@@ -203,5 +233,5 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     if args.command == "train":
         return 0 if pipeline.main(args) else 1
-    return {"evaluate": cmd_evaluate, "report": cmd_report, "predict": cmd_predict,
-            "dehaze": cmd_dehaze}[args.command](args)
+    return {"evaluate": cmd_evaluate, "report": cmd_report, "members": cmd_members,
+            "predict": cmd_predict, "dehaze": cmd_dehaze}[args.command](args)

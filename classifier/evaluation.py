@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -117,31 +118,60 @@ def per_label_table(per_label: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def validation_cv(val: ValOutputs, settings: Sequence[Setting], folds: int = 5,
-                  repeats: int = 2, seed: int = 0) -> list[dict[str, Any]]:
-    """Each setting fitted on (folds-1)/folds of the stored validation outputs and scored on
-    the rest, over ``repeats`` shuffles: a way to choose between configurations without
-    touching the test split. Differences are paired with the first setting, split by split."""
+def cv_scores(val: ValOutputs, setting: Setting, folds: int = 5, repeats: int = 2,
+              seed: int = 0) -> np.ndarray:
+    """F2 of ``setting`` fitted on (folds-1)/folds of the stored validation outputs and
+    scored on the rest, per split (``repeats`` shuffles): the same splits for every
+    setting, so scores of two settings can be compared split by split."""
     y = val.targets
     splits = [split for r in range(repeats)
               for split in KFold(folds, shuffle=True, random_state=seed + r).split(y)]
-    per_setting = []
-    for setting in tqdm(settings, desc="validation CV", unit="setting"):
-        p_original = val.get("original", setting.views, setting.members)
-        p_dehazed = val.get("dehazed", setting.views, setting.members)
-        scores = []
-        for fit, held in splits:
-            post = fit_postprocessor(setting.post, y[fit], p_original[fit],
-                                     None if p_dehazed is None else p_dehazed[fit], seed)
-            decided = post.decide(post.scores(
-                p_original[held], None if p_dehazed is None else p_dehazed[held]))
-            scores.append(f2_score(y[held], decided))
-        per_setting.append(np.asarray(scores))
-    rows = []
-    for setting, scores in zip(settings, per_setting):
-        diff = scores - per_setting[0]
-        rows.append({"setting": setting.name, "f2": float(scores.mean()),
-                     "diff": float(diff.mean()),
-                     "diff_se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1
-                     else 0.0})
-    return rows
+    p_original = val.get("original", setting.views, setting.members)
+    p_dehazed = val.get("dehazed", setting.views, setting.members)
+    scores = []
+    for fit, held in splits:
+        post = fit_postprocessor(setting.post, y[fit], p_original[fit],
+                                 None if p_dehazed is None else p_dehazed[fit], seed)
+        decided = post.decide(post.scores(
+            p_original[held], None if p_dehazed is None else p_dehazed[held]))
+        scores.append(f2_score(y[held], decided))
+    return np.asarray(scores)
+
+
+def paired(scores: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
+    """Mean score, and its mean difference to ``baseline`` with the standard error."""
+    diff = scores - baseline
+    return {"f2": float(scores.mean()), "diff": float(diff.mean()),
+            "diff_se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0}
+
+
+def validation_cv(val: ValOutputs, settings: Sequence[Setting], folds: int = 5,
+                  repeats: int = 2, seed: int = 0) -> list[dict[str, Any]]:
+    """Each setting scored by ``cv_scores``: a way to choose between configurations without
+    touching the test split. Differences are paired with the first setting, split by split."""
+    per_setting = [cv_scores(val, setting, folds, repeats, seed)
+                   for setting in tqdm(settings, desc="validation CV", unit="setting")]
+    return [{"setting": setting.name, **paired(scores, per_setting[0])}
+            for setting, scores in zip(settings, per_setting)]
+
+
+def member_subsets(val: ValOutputs, post: PostprocessConfig, baseline: Sequence[str] = (),
+                   max_members: int | None = None) -> list[dict[str, Any]]:
+    """Every subset of the stored original-image members (up to ``max_members``), each
+    averaged and scored by ``cv_scores`` with the post-processing ``post``, best first;
+    differences are paired with ``baseline`` (default: all members). Choosing the best
+    of many noisy scores flatters it: read the standard errors."""
+    names = val.member_names("original")
+    if not names:
+        raise SystemExit("the model has one original-image network: no members to choose")
+    unknown = sorted(set(baseline) - set(names))
+    if unknown:
+        raise SystemExit(f"no stored outputs of {', '.join(unknown)}; members: {', '.join(names)}")
+    subsets = [tuple(s) for r in range(1, min(len(names), max_members or len(names)) + 1)
+               for s in combinations(names, r)]
+    reference = tuple(n for n in names if n in baseline) if baseline else tuple(names)
+    scores = {subset: cv_scores(val.with_members("original", subset), Setting("subset", post=post))
+              for subset in tqdm({reference, *subsets}, desc="member subsets", unit="subset")}
+    rows = [{"members": list(subset), **paired(scores[subset], scores[reference])}
+            for subset in subsets]
+    return sorted(rows, key=lambda row: -row["f2"])

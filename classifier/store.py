@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,14 +135,23 @@ class ValOutputs:
         return self.probs.get(f"{network}_tta{views}")
 
     def member_outputs(self, network: str, views: int) -> list[np.ndarray]:
-        found = {}
-        for key, value in self.probs.items():
-            if not (key.startswith(MEMBER_PREFIX) and key.endswith(f"_tta{views}")):
-                continue
-            index = member_index(network, key[len(MEMBER_PREFIX):-len(f"_tta{views}")])
-            if index is not None:
-                found[index] = value
-        return [found[k] for k in sorted(found)]
+        keys = (f"{MEMBER_PREFIX}{name}_tta{views}" for name in self.member_names(network))
+        return [self.probs[key] for key in keys if key in self.probs]
+
+    def member_names(self, network: str) -> list[str]:
+        """The members with stored outputs, by member index (empty: one network)."""
+        found = {member_index(network, key[len(MEMBER_PREFIX):].rsplit("_tta", 1)[0])
+                 for key in self.probs if key.startswith(MEMBER_PREFIX)} - {None}
+        return [network if k == 0 else f"{network}-{k}" for k in sorted(found)]
+
+    def with_members(self, network: str, names: Sequence[str]) -> ValOutputs:
+        """These outputs with ``network``'s probability the mean of the named members."""
+        probs = dict(self.probs)
+        for key in [k for k in probs if k.startswith(f"{network}_tta")]:
+            views = key[len(f"{network}_tta"):]
+            probs[key] = np.mean([self.probs[f"{MEMBER_PREFIX}{n}_tta{views}"] for n in names],
+                                 axis=0)
+        return ValOutputs(self.names, self.targets, probs)
 
     def save(self, path: Path) -> None:
         np.savez_compressed(path, names=np.array(self.names), targets=self.targets,

@@ -281,6 +281,21 @@ def test_ensemble_members_trained_in_separate_runs_are_averaged(
     np.testing.assert_allclose(one, predict_batches(nets[0], prepared, torch.device("cpu"), 8),
                                atol=1e-5)
 
+    assert val.member_names("original") == ["original", "original-1", "original-2"]
+    np.testing.assert_allclose(val.with_members("original", ["original-2"]).get("original", 1),
+                               val.member_outputs("original", 1)[2])
+    # every subset of the members, scored by validation CV against member 0 alone
+    capsys.readouterr()
+    assert main(["members", "--model", str(tmp_path), "--baseline", "original"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(rows) == 7 and [r["f2"] for r in rows] == sorted((r["f2"] for r in rows),
+                                                                 reverse=True)
+    alone = next(r for r in rows if r["members"] == ["original"])
+    assert alone["diff"] == 0 and any(r["diff"] != 0 for r in rows)
+    assert all(0 <= r["f2"] <= 1 for r in rows)
+    with pytest.raises(SystemExit, match="no stored outputs of original-7"):
+        main(["members", "--model", str(tmp_path), "--baseline", "original-7"])
+
     # a finished ensemble refitted without its checkpoints: zero epochs keep every member
     # as it is (member 2 in its own architecture), stored int8 weights stay the same
     refit = ["train", "--labels", str(labels), "--images", str(images), "--out",
