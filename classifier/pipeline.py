@@ -43,6 +43,7 @@ from classifier.store import (
     ValOutputs,
     load_network,
     member_index,
+    member_name,
     read_network_file,
     save_network,
     write_pipeline,
@@ -137,11 +138,6 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
                         help="stop after this many epochs (resume later with the same command)")
     parser.add_argument("--name", default=None, help="model name recorded in pipeline.json")
     return parser
-
-
-def member_name(kind: str, member: int) -> str:
-    """File stem of ensemble member ``member`` of network ``kind`` (0 is the kind itself)."""
-    return kind if member == 0 else f"{kind}-{member}"
 
 
 def trained_members(checkpoint_dir: Path, kind: str) -> list[str]:

@@ -105,6 +105,11 @@ def network_members(model_dir: Path, spec: dict[str, Any]) -> dict[str, list[str
     return {kind: [kind] for kind in NETWORKS if (model_dir / f"{kind}.pt").exists()}
 
 
+def member_name(kind: str, member: int) -> str:
+    """File stem of ensemble member ``member`` of network ``kind`` (0 is the kind itself)."""
+    return kind if member == 0 else f"{kind}-{member}"
+
+
 def member_index(kind: str, name: str) -> int | None:
     """0 for ``original``, K for ``original-K``; None when ``name`` is no member of ``kind``."""
     if name == kind:
@@ -142,7 +147,7 @@ class ValOutputs:
         """The members with stored outputs, by member index (empty: one network)."""
         found = {member_index(network, key[len(MEMBER_PREFIX):].rsplit("_tta", 1)[0])
                  for key in self.probs if key.startswith(MEMBER_PREFIX)} - {None}
-        return [network if k == 0 else f"{network}-{k}" for k in sorted(found)]
+        return [member_name(network, k) for k in sorted(found)]
 
     def with_members(self, network: str, names: Sequence[str]) -> ValOutputs:
         """These outputs with ``network``'s probability the mean of the named members."""
