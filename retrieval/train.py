@@ -83,8 +83,7 @@ def drop_words(bags: torch.Tensor, rate: float, rng: np.random.Generator) -> tor
     """Each word of each bag-of-words row dropped with probability ``rate``, keeping at
     least one: the text network then also learns the short queries people type, not
     only whole captions."""
-    keep = torch.from_numpy(rng.random(tuple(bags.shape)) >= rate) | (bags == 0)
-    dropped = bags * keep
+    dropped = bags * torch.from_numpy(rng.random(tuple(bags.shape)) >= rate)
     empty = dropped.sum(dim=1) == 0
     dropped[empty] = bags[empty]
     return dropped
