@@ -4,11 +4,13 @@ setup timed in the same run (all cores, channels_last, fp32).
 
 Compared: plain NCHW memory, bfloat16 autocast, one thread, and two one-thread
 processes at once (how ``python -m classifier train --network original|dehazed`` trains
-the two networks side by side). Each configuration runs in its own process, so thread
-settings cannot leak from one to the next.
+the two networks side by side), and with ``--widths`` the default setup at other network
+widths (what a wider member would cost here). Each configuration runs in its own process,
+so thread settings cannot leak from one to the next. The last column is the time one
+epoch over ``--epoch-images`` chips would take (default: the 25,906 Planet training chips).
 
-    python bench/bench_training.py [--size 32] [--width 0.5] [--batch-size 64] [--steps 20]
-                                   [--repeat 3]
+    python bench/bench_training.py [--size 32] [--width 0.5] [--widths 0.75,1.0]
+                                   [--batch-size 64] [--steps 20] [--repeat 3]
 
 The configurations run in turn, ``--repeat`` rounds; each prints its median round.
 """
@@ -33,6 +35,13 @@ CONFIGS = (  # name, threads, channels_last, bf16, processes
     ("one thread", 1, True, False, 1),
     ("two one-thread processes at once", 1, True, False, 2),
 )
+Config = tuple[str, float, int, bool, bool, int]  # name, width, then as in CONFIGS
+
+
+def configs(width: float, widths: list[float]) -> list[Config]:
+    """CONFIGS at ``width``, then the default setup at each of ``widths``."""
+    return ([(name, width, *rest) for name, *rest in CONFIGS]
+            + [(f"default at width {w}", w, *CONFIGS[0][1:]) for w in widths])
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
@@ -72,10 +81,10 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             "threads": torch.get_num_threads()}
 
 
-def run_config(args: argparse.Namespace, threads: int, channels_last: bool, bf16: bool,
-               processes: int) -> list[dict[str, float]]:
+def run_config(args: argparse.Namespace, width: float, threads: int, channels_last: bool,
+               bf16: bool, processes: int) -> list[dict[str, float]]:
     command = [sys.executable, __file__, "--child", "--size", str(args.size), "--width",
-               str(args.width), "--batch-size", str(args.batch_size), "--steps",
+               str(width), "--batch-size", str(args.batch_size), "--steps",
                str(args.steps), "--threads", str(threads)]
     command += ["--channels-last"] if channels_last else []
     command += ["--bf16"] if bf16 else []
@@ -97,6 +106,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--width", type=float, default=0.5)
+    parser.add_argument("--widths", default="", metavar="W,W",
+                        help="also time the default setup at these widths")
+    parser.add_argument("--epoch-images", type=int, default=25906,
+                        help="images per epoch for the minutes-per-epoch column")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3, help="rounds over all configurations")
@@ -112,18 +125,20 @@ def main() -> None:
     print(f"training step, VGG16-BN width {args.width}, {args.size} px, batch "
           f"{args.batch_size}, {args.steps} steps, median of {args.repeat} rounds, "
           f"{os.cpu_count()} cores")
-    rounds: dict[str, list[float]] = {name: [] for name, *_ in CONFIGS}
+    table = configs(args.width, [float(w) for w in args.widths.split(",") if w])
+    rounds: dict[str, list[float]] = {name: [] for name, *_ in table}
     for _ in range(args.repeat):  # interleaved, so drifting machine load hits all alike
-        for name, threads, channels_last, bf16, processes in CONFIGS:
-            results = run_config(args, threads, channels_last, bf16, processes)
+        for name, *setup in table:
+            results = run_config(args, *setup)
             rounds[name].append(max(r["seconds_per_step"] for r in results))
     baseline = None
-    for name, *_, processes in CONFIGS:
+    for name, *_, processes in table:
         seconds = statistics.median(rounds[name])
         throughput = processes * args.batch_size / seconds
         baseline = baseline or throughput
         print(f"{name:42s} {seconds * 1e3:7.0f} ms/step  {throughput:7.0f} img/s  "
-              f"{throughput / baseline:5.2f}x")
+              f"{throughput / baseline:5.2f}x  {args.epoch_images / throughput / 60:6.1f} "
+              f"min/epoch")
 
 
 if __name__ == "__main__":
