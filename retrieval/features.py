@@ -46,14 +46,17 @@ def load_backbone(name: str | Path) -> VGGMultiLabel:
 def train_backbone(images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,
                    val_labels: np.ndarray, out: Path, width: float = 0.25,
                    epochs: int = 30, seed: int = 0) -> VGGMultiLabel:
-    """Train a classifier network on the training items only; saved as out/backbone.pt."""
+    """Train a classifier network on the training items only; saved as out/backbone.pt
+    and returned as read back from it: the database codes must come from the weights
+    that ship (fp16), not from the fp32 ones in memory, or ``retrieval verify`` and the
+    app re-encode the database to slightly different codes."""
     config = ModelConfig(num_labels=labels.shape[1], input_size=images.shape[1], width=width)
     train_config = TrainConfig(epochs=epochs, seed=seed)
     model, _history, _finished = train_network(
         "backbone", config, train_config, (images, labels), (val_images, val_labels),
         out / "checkpoints", resolve_device("cpu"))
     save_network(model, out / "backbone.pt")
-    return model
+    return load_backbone(out / "backbone.pt")
 
 
 def backbone_size(name: str | Path) -> int:
