@@ -8,7 +8,7 @@ in the model directory, exactly as training fitted the shipped one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
@@ -23,6 +23,8 @@ from classifier.metrics import f2_score, per_label_scores
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
 from classifier.predictor import Predictor
 from classifier.store import VAL_OUTPUTS_FILE, ValOutputs
+
+Adjust = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -118,22 +120,31 @@ def per_label_table(per_label: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def cv_splits(n: int, folds: int = 5, repeats: int = 2,
+              seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit, held-out) index pairs: ``folds`` folds of ``repeats`` shuffles."""
+    return [split for r in range(repeats)
+            for split in KFold(folds, shuffle=True, random_state=seed + r).split(np.arange(n))]
+
+
 def cv_scores(val: ValOutputs, setting: Setting, folds: int = 5, repeats: int = 2,
-              seed: int = 0) -> np.ndarray:
+              seed: int = 0, adjust: Adjust | None = None) -> np.ndarray:
     """F2 of ``setting`` fitted on (folds-1)/folds of the stored validation outputs and
     scored on the rest, per split (``repeats`` shuffles): the same splits for every
-    setting, so scores of two settings can be compared split by split."""
+    setting, so scores of two settings can be compared split by split. ``adjust``
+    (decided, scores) -> decided changes the label sets before scoring (experiments)."""
     y = val.targets
-    splits = [split for r in range(repeats)
-              for split in KFold(folds, shuffle=True, random_state=seed + r).split(y)]
     p_original = val.get("original", setting.views, setting.members)
     p_dehazed = val.get("dehazed", setting.views, setting.members)
     scores = []
-    for fit, held in splits:
+    for fit, held in cv_splits(len(y), folds, repeats, seed):
         post = fit_postprocessor(setting.post, y[fit], p_original[fit],
                                  None if p_dehazed is None else p_dehazed[fit], seed)
-        decided = post.decide(post.scores(
-            p_original[held], None if p_dehazed is None else p_dehazed[held]))
+        held_scores = post.scores(p_original[held],
+                                  None if p_dehazed is None else p_dehazed[held])
+        decided = post.decide(held_scores)
+        if adjust is not None:
+            decided = adjust(decided, held_scores)
         scores.append(f2_score(y[held], decided))
     return np.asarray(scores)
 

@@ -33,18 +33,16 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from classifier.evaluation import paired  # noqa: E402
+from classifier.evaluation import Adjust, Setting, cv_scores, cv_splits, paired  # noqa: E402
 from classifier.metrics import f2_score  # noqa: E402
-from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor  # noqa: E402
 from classifier.store import VAL_OUTPUTS_FILE, ValOutputs  # noqa: E402
 from classifier.thresholds import apply_thresholds, fit_thresholds  # noqa: E402
 
 WEATHER = ("clear", "partly_cloudy", "haze", "cloudy")
-Decision = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (decided, scores) -> decided
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -52,7 +50,7 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def structure_rules(labels: list[str]) -> dict[str, Decision]:
+def structure_rules(labels: list[str]) -> dict[str, Adjust]:
     """Label-structure rules applied to the shipped decision."""
     weather = np.array([labels.index(name) for name in WEATHER])
     cloudy = labels.index("cloudy")
@@ -69,7 +67,7 @@ def structure_rules(labels: list[str]) -> dict[str, Decision]:
         out[np.arange(len(out)), weather[scores[:, weather].argmax(axis=1)]] = True
         return out
 
-    def cloudy_alone(level: float) -> Decision:
+    def cloudy_alone(level: float) -> Adjust:
         def rule(decided: np.ndarray, scores: np.ndarray) -> np.ndarray:
             out = decided.copy()
             rows = scores[:, cloudy] > level
@@ -78,24 +76,10 @@ def structure_rules(labels: list[str]) -> dict[str, Decision]:
             return out
         return rule
 
-    rules: dict[str, Decision] = {"at least one weather label": at_least_one,
+    rules: dict[str, Adjust] = {"at least one weather label": at_least_one,
                                   "exactly one weather label": exactly_one}
     rules.update({f"cloudy alone above {level}": cloudy_alone(level) for level in (0.5, 0.7, 0.9)})
     return rules
-
-
-def shipped_scores(y: np.ndarray, p_original: np.ndarray, p_dehazed: np.ndarray | None,
-                   splits: list[tuple[np.ndarray, np.ndarray]],
-                   rule: Decision | None = None) -> np.ndarray:
-    scores = []
-    for fit, held in splits:
-        post: Postprocessor = fit_postprocessor(
-            PostprocessConfig(), y[fit], p_original[fit],
-            None if p_dehazed is None else p_dehazed[fit])
-        s = post.scores(p_original[held], None if p_dehazed is None else p_dehazed[held])
-        decided = post.decide(s)
-        scores.append(f2_score(y[held], rule(decided, s) if rule else decided))
-    return np.asarray(scores)
 
 
 def layer_scores(y: np.ndarray, features: np.ndarray, fallback: np.ndarray,
@@ -130,13 +114,13 @@ def main() -> None:
     y = val.targets.astype(bool)
     p_original, p_dehazed = val.get("original", 8), val.get("dehazed", 8)
     members = val.member_outputs("original", 8) or [p_original]
-    splits = [split for r in range(2)
-              for split in KFold(5, shuffle=True, random_state=r).split(y)]
+    splits = cv_splits(len(y))  # the splits of cv_scores, so the scores pair up
 
-    baseline = shipped_scores(y, p_original, p_dehazed, splits)
+    shipped = Setting("shipped")
+    baseline = cv_scores(val, shipped)
     rows = {"shipped (per-label choice, ridge, tuned thresholds)": baseline}
     for name, rule in structure_rules(labels).items():
-        rows[name] = shipped_scores(y, p_original, p_dehazed, splits, rule)
+        rows[name] = cv_scores(val, shipped, adjust=rule)
     extra = [] if p_dehazed is None else [logit(p_dehazed)]
     layers = {
         "logistic layer on ensemble logits": (

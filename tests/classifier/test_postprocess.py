@@ -214,3 +214,31 @@ def test_validation_cv_scores_held_out_folds_and_pairs_differences(val_outputs):
     post = fit_postprocessor(PostprocessConfig(), y, p_original, p_dehazed)
     in_sample = _f2(y, post.decide(post.scores(p_original, p_dehazed)))
     assert rows[0]["f2"] <= in_sample + 1e-9
+
+
+def test_cv_splits_cover_every_row_once_per_shuffle_and_adjust_changes_the_label_sets(
+        val_outputs):
+    from classifier.evaluation import Setting, cv_scores, cv_splits
+    from classifier.store import ValOutputs
+
+    splits = cv_splits(50, folds=5, repeats=2)
+    assert len(splits) == 10
+    for shuffle in (splits[:5], splits[5:]):
+        held = np.concatenate([h for _, h in shuffle])
+        assert sorted(held.tolist()) == list(range(50))
+        assert all(len(set(f) & set(h)) == 0 for f, h in shuffle)
+    assert splits[0][1].tolist() != splits[5][1].tolist()  # a new shuffle
+
+    y, p_original, p_dehazed = val_outputs
+    val = ValOutputs([f"i{k}" for k in range(len(y))], y,
+                     {"original_tta8": p_original, "dehazed_tta8": p_dehazed})
+    plain = cv_scores(val, Setting("full"), folds=4, repeats=1)
+    same = cv_scores(val, Setting("full"), folds=4, repeats=1,
+                     adjust=lambda decided, scores: decided)
+    nothing = cv_scores(val, Setting("full"), folds=4, repeats=1,
+                        adjust=lambda decided, scores: np.zeros_like(decided))
+    at_half = cv_scores(val, Setting("full"), folds=4, repeats=1,
+                           adjust=lambda decided, scores: scores > 0.5)
+    np.testing.assert_array_equal(plain, same)
+    assert (plain > 0.5).all() and (nothing == 0).all()
+    assert not np.array_equal(at_half, plain)
