@@ -77,7 +77,7 @@ def structure_rules(labels: list[str]) -> dict[str, Adjust]:
         return rule
 
     rules: dict[str, Adjust] = {"at least one weather label": at_least_one,
-                                  "exactly one weather label": exactly_one}
+                                "exactly one weather label": exactly_one}
     rules.update({f"cloudy alone above {level}": cloudy_alone(level) for level in (0.5, 0.7, 0.9)})
     return rules
 

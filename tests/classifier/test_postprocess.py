@@ -238,7 +238,7 @@ def test_cv_splits_cover_every_row_once_per_shuffle_and_adjust_changes_the_label
     nothing = cv_scores(val, Setting("full"), folds=4, repeats=1,
                         adjust=lambda decided, scores: np.zeros_like(decided))
     at_half = cv_scores(val, Setting("full"), folds=4, repeats=1,
-                           adjust=lambda decided, scores: scores > 0.5)
+                        adjust=lambda decided, scores: scores > 0.5)
     np.testing.assert_array_equal(plain, same)
     assert (plain > 0.5).all() and (nothing == 0).all()
     assert not np.array_equal(at_half, plain)
