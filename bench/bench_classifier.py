@@ -33,8 +33,8 @@ from reference_dehaze import dehaze_reference  # noqa: E402
 from classifier.data import iter_image_bytes, read_labels  # noqa: E402
 from classifier.dehaze import DehazeParams, dehaze  # noqa: E402
 from classifier.imageio import decode_image  # noqa: E402
+from classifier.inference import autocast, to_tensor  # noqa: E402
 from classifier.predictor import Predictor  # noqa: E402
-from classifier.train import autocast, to_tensor  # noqa: E402
 from classifier.tta import tta_views  # noqa: E402
 
 

@@ -3,6 +3,12 @@
 Uploads come in every mode (CMYK JPEGs like Planet's, RGBA PNGs, palette GIFs, 16-bit
 greyscale or 4-band TIFFs, EXIF-rotated phone pictures); the network wants RGB uint8.
 Errors are raised as ImageDecodeError with a message a user can act on.
+
+Memory: a worker needs a 32 px model input and a 256 px display copy, not a 40 MP array.
+With ``keep_longest`` / ``keep_shortest`` the image is shrunk while it is decoded: JPEG's
+DCT scaling (``draft``) skips most of the work, other formats are reduced by an integer
+factor (``Image.reduce``) right after decoding, before any mode conversion, so a
+full-size array never outlives the call.
 """
 
 from __future__ import annotations
@@ -13,9 +19,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
+# EXIF orientation -> the transpose that shows the picture upright (as ImageOps does)
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
 
 
 class ImageDecodeError(ValueError):
@@ -27,7 +38,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
         lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
         scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
@@ -43,13 +54,42 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         raise ImageDecodeError(f"unsupported image mode {img.mode!r}") from exc
 
 
+def reduction_factor(width: int, height: int, keep_longest: int = 0,
+                     keep_shortest: int = 0) -> int:
+    """The largest integer factor that keeps the longer side >= ``keep_longest`` and the
+    shorter side >= ``keep_shortest`` (1: keep full size)."""
+    if not keep_longest and not keep_shortest:
+        return 1
+    factors = []
+    if keep_longest:
+        factors.append(max(width, height) // keep_longest)
+    if keep_shortest:
+        factors.append(min(width, height) // keep_shortest)
+    return max(1, min(factors))
+
+
+def _reduce(img: Image.Image, factor: int) -> Image.Image:
+    """Integer box reduction in the image's own mode where PIL can, else after RGB."""
+    if factor <= 1:
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L"):
+        img = img.convert("I")
+    try:
+        return img.reduce(factor)
+    except ValueError:  # palette, 1-bit and other modes reduce() does not take
+        return _to_rgb(img).reduce(factor)
+
+
 def decode_image(
-    source: bytes | str | Path | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: bytes | str | Path | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS,
+    keep_longest: int = 0, keep_shortest: int = 0,
 ) -> np.ndarray:
     """Return an HxWx3 uint8 RGB array; raise ImageDecodeError for unusable input.
 
     ``max_pixels`` guards against decompression bombs: the header is checked before
-    any pixel is decoded.
+    any pixel is decoded. ``keep_longest`` / ``keep_shortest`` (0: full size) let the
+    decoder shrink the image by an integer factor as long as its sides stay at least
+    that long (see the module docstring).
     """
     if isinstance(source, bytes):
         if not source:
@@ -67,10 +107,15 @@ def decode_image(
                     )
                 if getattr(img, "n_frames", 1) > 1:
                     img.seek(0)
+                factor = reduction_factor(width, height, keep_longest, keep_shortest)
+                if factor > 1 and img.format in ("JPEG", "MPO"):
+                    img.draft(None, (-(-width // factor), -(-height // factor)))
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
-                arr = np.asarray(rgb, dtype=np.uint8)
+                orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+                small = _reduce(img, reduction_factor(*img.size, keep_longest, keep_shortest))
+                if orientation in _TRANSPOSE:
+                    small = small.transpose(_TRANSPOSE[orientation])
+                arr = np.asarray(_to_rgb(small), dtype=np.uint8)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

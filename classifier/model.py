@@ -98,6 +98,11 @@ class VGGMultiLabel(nn.Module):
         that other models (the cross-modal hashing ImgNet) build on."""
         return self.head[:4](self.features(images - self.mean))
 
+    def forward_with_embedding(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, hidden descriptors) from one pass: ``forward`` and ``embed`` at once."""
+        hidden = self.embed(images)
+        return self.head[4:](hidden), hidden
+
 
 def create_model(config: ModelConfig, imagenet_weights: str | Path | None = None) -> VGGMultiLabel:
     """Build the network; optionally copy ImageNet VGG16-BN conv weights from a local file."""

@@ -33,6 +33,7 @@ from classifier import plots
 from classifier.data import load_images, read_labels, split_indices, write_labels
 from classifier.dehaze import DehazeParams, dehaze
 from classifier.distill import Distillation
+from classifier.inference import predict_batches
 from classifier.losses import LossWeights
 from classifier.metrics import f2_score, per_label_scores
 from classifier.model import ModelConfig, resolve_device
@@ -48,7 +49,7 @@ from classifier.store import (
     save_network,
     write_pipeline,
 )
-from classifier.train import TrainConfig, predict_batches, train_network
+from classifier.train import TrainConfig, train_network
 
 TTA_VIEWS = (1, 8)
 

@@ -6,22 +6,27 @@
 Per chunk: resize to the model's image size -> dehaze (only when some label uses the
 dehazed network) -> 8 dihedral TTA views through each needed network in one pass (and
 through each of its ensemble members, averaged) -> per-label choice -> ridge layer ->
-thresholds.
+thresholds. ``batch_size`` is the forward-pass batch: a chunk of that many images is one
+pass per network. With ``features=True`` each result also carries the hidden-layer
+descriptor of the first original-image network (view 0) from that same pass, which the
+search model's image codes are made of when it builds on that network.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from classifier.dehaze import DehazeParams, dehaze_many
 from classifier.imageio import ImageDecodeError, decode_image, resize_square
+from classifier.inference import predict_batches, predict_with_embeddings
 from classifier.model import VGGMultiLabel, resolve_device
 from classifier.postprocess import Postprocessor
 from classifier.store import (
+    file_digest,
     load_network,
     load_postprocessor,
     model_version,
@@ -29,7 +34,6 @@ from classifier.store import (
     read_pipeline,
     resolve_model_dir,
 )
-from classifier.train import predict_batches
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Prediction:
     probabilities: dict[str, float]
     tags: list[str]
     confidence: float = 1.0
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def decision_confidence(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -70,6 +75,9 @@ class Predictor:
             kind: [load_network(self.model_dir / f"{name}.pt", self.device) for name in names]
             for kind, names in network_members(self.model_dir, self.spec).items()}
         self.version = model_version(self.model_dir)
+        first = network_members(self.model_dir, self.spec)["original"][0]
+        #: sha256 of the network file whose descriptors ``features=True`` returns
+        self.feature_network_digest = file_digest(self.model_dir / f"{first}.pt")
 
     @property
     def is_ensemble(self) -> bool:
@@ -87,35 +95,55 @@ class Predictor:
                         members: int | None = None) -> dict[str, np.ndarray]:
         """Probabilities of each needed network on prepared images: TTA-averaged, then
         averaged over the network's ensemble members (the first ``members`` of them)."""
+        return self._outputs(prepared, views, needed, members)[0]
+
+    def _outputs(self, prepared: np.ndarray, views: int | None = None,
+                 needed: Sequence[str] | None = None, members: int | None = None,
+                 features: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         views = self.tta_views if views is None else views
         if needed is None:
             post = self.postprocessor
             needed = [n for n, use in (("original", post.needs_original),
                                        ("dehazed", post.needs_dehazed)) if use]
-        out = {}
+        out, descriptors = {}, None
+        if features and "original" not in needed:  # descriptors only: member 0, view 0
+            descriptors = predict_with_embeddings(self.networks["original"][0], prepared,
+                                                  self.device, 1, self.batch_size, self.amp)[1]
         for name in needed:
             inputs = dehaze_many(prepared, self.dehaze_params) if name == "dehazed" else prepared
-            out[name] = np.mean([predict_batches(net, inputs, self.device, views,
-                                                 self.batch_size, self.amp)
-                                 for net in self.networks[name][:members]], axis=0)
-        return out
+            runs = []
+            for index, net in enumerate(self.networks[name][:members]):
+                if features and name == "original" and index == 0:
+                    probs, descriptors = predict_with_embeddings(
+                        net, inputs, self.device, views, self.batch_size, self.amp)
+                else:
+                    probs = predict_batches(net, inputs, self.device, views, self.batch_size,
+                                            self.amp)
+                runs.append(probs)
+            out[name] = np.mean(runs, axis=0)
+        return out, descriptors
 
     def scores(self, prepared: np.ndarray) -> np.ndarray:
         outputs = self.network_outputs(prepared)
         return self.postprocessor.scores(outputs.get("original"), outputs.get("dehazed"))
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
-        """Tags and per-label scores for decoded RGB uint8 images of any size."""
+    def predict(self, images: Sequence[np.ndarray], features: bool = False) -> list[Prediction]:
+        """Tags and per-label scores for decoded RGB uint8 images of any size, one forward
+        pass per network for each ``batch_size`` images; with ``features`` each result
+        carries its descriptor (see the module docstring)."""
         results: list[Prediction] = []
         for start in range(0, len(images), self.batch_size):
-            scores = self.scores(self.prepare(images[start:start + self.batch_size]))
+            outputs, descriptors = self._outputs(
+                self.prepare(images[start:start + self.batch_size]), features=features)
+            scores = self.postprocessor.scores(outputs.get("original"), outputs.get("dehazed"))
             decided = self.postprocessor.decide(scores)
             confidence = decision_confidence(scores, self.postprocessor.thresholds)
-            for row, tags, sure in zip(scores, decided, confidence):
+            for i, (row, tags, sure) in enumerate(zip(scores, decided, confidence)):
                 results.append(Prediction(
                     {label: round(float(p), 4) for label, p in zip(self.labels, row)},
                     [label for label, on in zip(self.labels, tags) if on],
-                    round(float(sure), 4)))
+                    round(float(sure), 4),
+                    descriptors[i] if descriptors is not None else None))
         return results
 
     def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction | ImageDecodeError]:

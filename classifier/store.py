@@ -181,6 +181,15 @@ def load_postprocessor(spec: dict[str, Any]) -> Postprocessor:
     return Postprocessor.from_dict(spec["postprocess"])
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of a file: tells whether two models use the very same network weights."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def model_version(model_dir: str | Path) -> str:
     """A version string that changes whenever the fitted pipeline changes.
 

@@ -9,7 +9,6 @@ Shaped like torchvision's ``references/classification/train.py``.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,12 +21,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from classifier.augment import augment_batch
+from classifier.inference import autocast, predict_batches, to_tensor
 from classifier.losses import LossWeights, combined_loss
 from classifier.metrics import f2_score
 from classifier.model import ModelConfig, VGGMultiLabel, create_model
 from classifier.store import read_network_file
 from classifier.thresholds import apply_thresholds, fit_thresholds
-from classifier.tta import predict_proba
 
 
 @dataclass
@@ -56,35 +55,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """N x S x S x 3 uint8 -> N x 3 x S x S float in [0, 1], channels_last on ``device``."""
-    batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
-    return batch.contiguous(memory_format=torch.channels_last)
-
-
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """fp16 autocast on CUDA, bfloat16 on CPU; a no-op when disabled."""
-    if not enabled:
-        return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def predict_batches(model: VGGMultiLabel, images: np.ndarray, device: torch.device,
-                    views: int = 1, batch_size: int = 256, amp: bool = False,
-                    progress: bool = False, desc: str = "predict") -> np.ndarray:
-    """Probabilities (N x L) for uint8 images, ``views`` dihedral TTA views averaged."""
-    model.eval()
-    out = []
-    steps = range(0, len(images), batch_size)
-    for start in tqdm(steps, desc=desc, disable=not progress, unit="batch"):
-        batch = to_tensor(images[start:start + batch_size], device)
-        with autocast(device, amp):
-            out.append(predict_proba(model, batch, views).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), np.float32)
 
 
 def train_one_epoch(model: VGGMultiLabel, optimizer: torch.optim.Optimizer, images: np.ndarray,

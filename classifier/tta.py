@@ -26,3 +26,14 @@ def predict_proba(model: nn.Module, images: torch.Tensor, views: int = DIHEDRAL)
     n = images.shape[0]
     logits = model(tta_views(images, views)).float()
     return torch.sigmoid(logits).view(views, n, -1).mean(dim=0)
+
+
+@torch.inference_mode()
+def predict_proba_and_embedding(model: nn.Module, images: torch.Tensor,
+                                views: int = DIHEDRAL) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like ``predict_proba``, plus each image's hidden-layer descriptor (N x hidden) of
+    view 0, the untransformed image: what ``model.embed`` gives, from the same pass."""
+    n = images.shape[0]
+    logits, hidden = model.forward_with_embedding(tta_views(images, views))
+    probs = torch.sigmoid(logits.float()).view(views, n, -1).mean(dim=0)
+    return probs, hidden[:n]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from classifier.inference import to_tensor
 from classifier.model import ModelConfig, VGGMultiLabel, resolve_device
 from classifier.store import (
     load_network,
@@ -26,7 +27,7 @@ from classifier.store import (
     resolve_model_dir,
     save_network,
 )
-from classifier.train import TrainConfig, to_tensor, train_network
+from classifier.train import TrainConfig, train_network
 
 
 def backbone_file(name: str | Path) -> Path:

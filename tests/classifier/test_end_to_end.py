@@ -208,9 +208,9 @@ def test_ensemble_members_trained_in_separate_runs_are_averaged(
         capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
+    from classifier.inference import predict_batches
     from classifier.predictor import Predictor
     from classifier.store import ValOutputs, load_network, read_network_file
-    from classifier.train import predict_batches
 
     labels, images = dataset
     args = ["train", "--labels", str(labels), "--images", str(images), "--out", str(tmp_path),
