@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from classifier.imageio import resize_square
-from classifier.store import load_network
-from retrieval.features import describe, load_backbone
+from classifier.store import file_digest, load_network
+from retrieval.features import backbone_file, describe
 from retrieval.index import HammingIndex
 from retrieval.networks import img_net, lab_net, txt_net
 from retrieval.text import TextEncoder, Vocabulary, encoder_from_dict
@@ -115,8 +115,12 @@ class Retriever:
         self.encoder: TextEncoder = encoder_from_dict(self.spec["text_encoder"])
         self.vocabulary = Vocabulary(self.spec["vocabulary"])
         backbone = self.spec["backbone"]
-        self.backbone = (load_network(self.model_dir / "backbone.pt", torch.device("cpu"))
-                         if backbone == "backbone.pt" else load_backbone(backbone))
+        backbone_path = (self.model_dir / "backbone.pt" if backbone == "backbone.pt"
+                         else backbone_file(backbone))
+        self.backbone = load_network(backbone_path, torch.device("cpu"))
+        #: sha256 of the backbone's weights file: a classifier whose first original-image
+        #: network has the same digest yields these very descriptors from its own pass
+        self.backbone_digest = file_digest(backbone_path)
         self.models = {b: load_hash_model(self.model_dir / f"hash_{b}.pt") for b in self.bits}
         self.database = Database.load(self.model_dir / "database.npz")
         self._indexes: dict[tuple[str, int], HammingIndex] = {}
@@ -131,7 +135,12 @@ class Retriever:
         return self.encoder.encode(texts)
 
     def image_codes(self, images: list[np.ndarray], bits: int) -> np.ndarray:
-        return self.models[bits].image_codes(self.image_descriptors(images))
+        return self.codes_from_descriptors(self.image_descriptors(images), bits)
+
+    def codes_from_descriptors(self, descriptors: np.ndarray, bits: int) -> np.ndarray:
+        """Image codes from backbone descriptors computed elsewhere (e.g. by the
+        classifier's own forward pass over the same network)."""
+        return self.models[bits].image_codes(np.asarray(descriptors, dtype=np.float32))
 
     def text_codes(self, texts: list[str], bits: int, check: bool = True) -> np.ndarray:
         if check:

@@ -1,0 +1,36 @@
+"""Hash codes in their three forms, converted in one place.
+
+- signs: N x bits int8 in {-1, +1}, what the hashing networks output;
+- packed: N x bits/8 uint8, bit 0 first (most significant), what faiss searches;
+- int: one signed 64-bit integer per code (codes of up to 64 bits), what a database
+  column stores; bit 0 is the integer's most significant bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def pack(codes: np.ndarray) -> np.ndarray:
+    """{-1, +1} (or {0, 1}) N x bits -> N x bits/8 uint8."""
+    return np.packbits((np.asarray(codes) > 0).astype(np.uint8), axis=1)
+
+
+def to_int(codes: np.ndarray) -> list[int]:
+    """{-1,+1} rows (<= 64 bits) -> signed 64-bit integers."""
+    bits = codes.shape[1]
+    if bits > 64:
+        raise ValueError(f"{bits}-bit codes do not fit a 64-bit integer")
+    weights = np.left_shift(np.uint64(1), np.arange(bits - 1, -1, -1, dtype=np.uint64))
+    unsigned = ((codes > 0).astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    return [int(v) - (1 << 64) if int(v) >= 1 << 63 else int(v) for v in unsigned]
+
+
+def from_int(values: Sequence[int], bits: int) -> np.ndarray:
+    """Signed 64-bit integers -> {-1,+1} rows of ``bits`` bits."""
+    unsigned = np.asarray(values, dtype=np.int64).reshape(-1).view(np.uint64)
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint64)
+    on = (unsigned[:, None] >> shifts) & np.uint64(1)
+    return np.where(on == 1, 1, -1).astype(np.int8)
