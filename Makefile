@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check classifier webapp tests bench docs manage.py
+	$(PY) -m ruff check classifier retrieval webapp tests bench docs manage.py
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q

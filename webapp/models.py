@@ -181,10 +181,20 @@ class Batch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Self-healing queue (webapp.services.recognition / healing): the worker running the
+    # batch holds a lease (``worker``) that it renews (``heartbeat_at``) per chunk; a
+    # batch with neither a fresh heartbeat nor a recent message is sent again.
+    queued_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="when a worker message was last sent")
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="last sign of life of its worker")
+    worker = models.CharField(max_length=200, blank=True,
+                              help_text="lease of the worker running it (empty: none)")
 
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "batches"
+        indexes = [models.Index(fields=["submitted", "status"], name="batch_unfinished")]
 
     def __str__(self) -> str:
         return f"batch {self.pk}"
@@ -210,6 +220,9 @@ class BatchItem(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
     reused = models.BooleanField(default=False, help_text="image was known: no new prediction")
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="times a worker started on it (> 0 while queued: a worker "
+                             "stopped during it)")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -245,3 +258,17 @@ class ImageCode(models.Model):
 
     def __str__(self) -> str:
         return f"codes of {self.image}"
+
+
+class RemovedImageCode(models.Model):
+    """A tombstone: search indexes kept in other processes drop this image's codes.
+
+    Written when an ImageCode row is deleted (with its image); indexes apply these like
+    any other change since their last version, and old ones are purged by the heal job.
+    """
+
+    image_id = models.BigIntegerField()
+    removed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"codes of image {self.image_id} removed"

@@ -169,14 +169,32 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 # Recognition.
 CLASSIFIER_MODEL = os.environ.get("CLASSIFIER_MODEL", "default")
 CLASSIFIER_DEVICE = os.environ.get("CLASSIFIER_DEVICE", "auto")
+# Images per forward pass (one chunk = one pass per network); a chunk also stops growing
+# once its images hold PREDICT_CHUNK_PIXELS pixels as uploaded, so chunks of very large
+# images stay short (a worker renews its lease between chunks).
 PREDICT_CHUNK_SIZE = env_int("PREDICT_CHUNK_SIZE", 64)
+PREDICT_CHUNK_PIXELS = env_int("PREDICT_CHUNK_PIXELS", 200_000_000)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
 DISPLAY_SIZE = env_int("DISPLAY_SIZE", 256)
 # Cross-modal search: a `python -m retrieval train` directory ('default' = shipped).
 RETRIEVAL_MODEL = os.environ.get("RETRIEVAL_MODEL", "default")
 RETRIEVAL_BITS = env_int("RETRIEVAL_BITS", 0)  # 0: the model's longest codes
+# A process's search indexes read the codes changed since their last version at most
+# every SEARCH_SYNC_SECONDS, re-reading SEARCH_SYNC_OVERLAP seconds of earlier changes
+# (transactions that committed late; clock skew between machines).
+SEARCH_SYNC_SECONDS = float(os.environ.get("SEARCH_SYNC_SECONDS", "0.5"))
+SEARCH_SYNC_OVERLAP = float(os.environ.get("SEARCH_SYNC_OVERLAP", "5"))
+SEARCH_THREADS = env_int("SEARCH_THREADS", 1)  # faiss threads per web process
 # Seconds a worker sleeps between chunks: leaves CPU to the web server on a shared box.
 WORKER_CHUNK_PAUSE = float(os.environ.get("WORKER_CHUNK_PAUSE", "0"))
+# Self-healing queue: a batch whose worker has shown no sign of life (and that no message
+# was sent for) for BATCH_STALE_SECONDS is sent again by the heal job, which Celery beat
+# runs every HEAL_INTERVAL_SECONDS inside every worker (`celery worker --beat`).
+BATCH_STALE_SECONDS = float(os.environ.get("BATCH_STALE_SECONDS", "120"))
+HEAL_INTERVAL_SECONDS = float(os.environ.get("HEAL_INTERVAL_SECONDS", "30"))
+# Tests only: a worker that decodes an image with one of these sha256 digests SIGKILLs
+# its own process (how the suite proves that a poison input fails alone). Empty: off.
+TEST_POISON_SHA256 = env_list("TEST_POISON_SHA256", "")
 
 # Celery on Redis. Tasks are acknowledged after they finish, so a killed worker's batch
 # is delivered again (after the visibility timeout) and finished by another worker.
@@ -193,6 +211,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Beat keeps its schedule in memory: the only periodic job is the heal job, every worker
+# may run it (it claims each batch it resends in the database), and nothing is lost when a
+# worker or Redis restarts.
+CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
+CELERY_BEAT_SCHEDULE = {
+    "heal-queue": {"task": "webapp.tasks.heal_queue", "schedule": HEAL_INTERVAL_SECONDS,
+                   "options": {"expires": HEAL_INTERVAL_SECONDS}},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,58 +1,53 @@
-"""Celery tasks: thin wrappers; the work is in webapp.services.recognition."""
+"""Celery tasks: thin wrappers over the services, with one retry policy for all.
+
+Every task is acknowledged late and rejected when its worker is lost (settings), so a
+message is never dropped by a crash; the services make every task idempotent.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
+from webapp.services import healing, recognition, search
+
 log = logging.getLogger(__name__)
-TRANSIENT = (OperationalError, InterfaceError, BrokerError, ConnectionError, TimeoutError)
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True,
-             autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120,
-             retry_jitter=True, max_retries=10)
-def predict_batch(self, batch_id: int) -> dict[str, int | str] | None:
+class WorkerTask(Task):
+    """The retry policy, defined once: database and broker hiccups are retried with
+    exponential backoff (jittered, at most 2 minutes apart, 10 times)."""
+
+    autoretry_for = (OperationalError, InterfaceError, BrokerError, ConnectionError,
+                     TimeoutError)
+    retry_backoff = 2
+    retry_backoff_max = 120
+    retry_jitter = True
+    max_retries = 10
+
+
+@shared_task(base=WorkerTask)
+def predict_batch(batch_id: int) -> dict[str, int | str] | None:
     """Predict a batch's queued images. Idempotent: safe to run twice or after a crash."""
-    from webapp.services.recognition import process_batch
-
-    batch = process_batch(batch_id)
+    batch = recognition.process_batch(batch_id)
     if batch is None:
         return None
     return {"batch": batch.pk, "status": batch.status, "done": batch.done,
             "failed": batch.failed}
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True,
-             autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120,
-             retry_jitter=True, max_retries=10)
-def encode_images(self, image_ids: list[int]) -> int:
-    """Hash codes for search, for new or re-tagged images (idempotent)."""
-    from webapp.services import search
-
+@shared_task(base=WorkerTask)
+def encode_images(image_ids: list[int], text_only: bool = False) -> int:
+    """Search codes for re-tagged images (``text_only``) or for images without codes."""
     if not search.available():
         return 0
-    return search.encode_images(image_ids)
+    return search.encode_images(image_ids, text_only=text_only)
 
 
-def encode_later(image_ids: list[int]) -> None:
-    """Queue encode_images once the current transaction commits.
-
-    A broker outage must not fail the edit that triggered it: the codes can be made
-    later with `manage.py rebuild_index --missing-only`.
-    """
-    from django.db import transaction
-
-    ids = sorted(set(image_ids))
-
-    def send() -> None:
-        try:
-            encode_images.delay(ids)
-        except Exception:  # noqa: BLE001 - logged, recoverable by rebuild_index
-            log.exception("could not queue search codes for %d images", len(ids))
-
-    if ids:
-        transaction.on_commit(send)
+@shared_task(base=WorkerTask)
+def heal_queue() -> dict[str, int]:
+    """Periodic (Celery beat): resend stalled or lost batches, purge old tombstones."""
+    return healing.heal()

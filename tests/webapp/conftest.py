@@ -116,6 +116,9 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "CELERY_VISIBILITY_TIMEOUT": str(
             settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]),
         "PREDICT_CHUNK_SIZE": str(settings.PREDICT_CHUNK_SIZE),
+        # the heal job (Celery beat inside each worker) on a test's time scale
+        "BATCH_STALE_SECONDS": "3",
+        "HEAL_INTERVAL_SECONDS": "1",
         "TORCH_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "SECRET_KEY": "test-worker",
@@ -125,16 +128,19 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A real `celery worker` process (solo pool) on the test queue."""
+    """A real `celery worker` process on the test queue, with its embedded beat (the heal
+    job), as `make run` starts it; ``pool``: solo (tasks in the main process) or prefork
+    (one child process that the main process replaces when it dies)."""
 
-    def __init__(self, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, log_path: Path, extra_env: dict[str, str] | None = None,
+                 pool: str = "solo") -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.log_path = log_path
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool", "solo",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "--hostname", self.name],
+            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool", pool,
+             "--concurrency", "1", "--beat", "--loglevel", "INFO", "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "--hostname", self.name],
             cwd=ROOT, env=worker_env(extra_env), stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
         self.wait_ready()
@@ -169,8 +175,8 @@ class WorkerProcess:
 def start_worker(tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
-    def start(**extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", extra_env)
+    def start(pool: str = "solo", **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", extra_env, pool)
         workers.append(worker)
         return worker
 

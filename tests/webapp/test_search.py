@@ -190,3 +190,30 @@ def test_without_a_retrieval_model_search_says_so(settings, user, client):
     assert APIClient().get(f"/api/images/{image.pk}/similar/").status_code == 503
     page = client.get("/gallery/", {"q": "water"})
     assert page.status_code == 200 and b"not available" in page.content
+
+
+@pytest.mark.django_db
+def test_indexes_apply_only_what_changed_since_their_last_version(collection, user, settings,
+                                                                  monkeypatch):
+    """A process's indexes are not reloaded when codes change: they read the rows changed
+    since their last sync (and the tombstones of removed ones), then answer with them."""
+    settings.SEARCH_SYNC_OVERLAP = 0.0
+    by_image, _ = search._collection_indexes()  # loaded once
+    assert len(by_image) == 12
+    applied = []
+    real_upsert = type(by_image).upsert
+    monkeypatch.setattr(type(by_image), "upsert",
+                        lambda self, ids, codes: applied.append(list(ids))
+                        or real_upsert(self, ids, codes))
+    newcomer = predicted_image_with_pixels(user, "water", 77)
+    search.encode_images([newcomer.pk])
+    anchor = collection["water"][0]
+    found = [m.image_id for m in search.similar_images(anchor, k=20)]
+    assert newcomer.pk in found
+    assert applied == [[newcomer.pk], [newcomer.pk]]  # image and text index, one row each
+    assert search._collection_indexes()[0] is by_image  # the same index, updated in place
+
+    gone = collection["water"][1]
+    gone.delete()  # its code row goes with it; the tombstone tells every process
+    found = [m.image_id for m in search.similar_images(anchor, k=20)]
+    assert gone.pk not in found and len(by_image) == 12

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import socket
+import subprocess
 import time
 
 import pytest
@@ -108,3 +111,134 @@ def test_worker_killed_mid_batch_loses_nothing_and_predicts_once(api, start_work
     assert Prediction.objects.count() == n
     assert _predicted_in_logs(first, second) == n  # nobody predicted an image twice
     assert _predicted_in_logs(second) == n - done_before
+
+
+def _items_done(batch_id: int) -> int:
+    return BatchItem.objects.filter(batch_id=batch_id, status="done").count()
+
+
+def _wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, what
+        time.sleep(0.05)
+
+
+def test_poison_image_fails_alone_and_the_rest_is_tagged(api, start_worker):
+    """An image that kills the process decoding it (here: on purpose, by a test-only hook)
+    is retried alone once, then fails with a message; the worker is never killed in a loop."""
+    files = {f"chip{i}.jpg": make_image("jpeg", seed=300 + i) for i in range(8)}
+    poison = hashlib.sha256(files["chip2.jpg"]).hexdigest()
+    worker = start_worker(pool="prefork", TEST_POISON_SHA256=poison)
+    batch = wait_for_batch(_upload(api, files)["id"], timeout=120)
+    assert (batch.total, batch.done, batch.failed) == (8, 7, 1)
+    item = BatchItem.objects.get(batch=batch, filename="chip2.jpg")
+    assert item.status == "failed"
+    assert item.error == "the worker stopped while processing this image; it was not retried again"
+    assert item.attempts == 2  # once in its chunk, once alone: never in a loop
+    assert Prediction.objects.count() == 7
+    assert _predicted_in_logs(worker) == 7
+    log = worker.log_path.read_text()
+    assert log.count("exited with 'signal 9 (SIGKILL)'") == 2, log[-3000:]
+
+
+def test_whole_worker_killed_batch_healed_by_the_other_worker(api, start_worker):
+    """A lost machine: the worker's whole process group is SIGKILLed. The broker would give
+    the message back only after its visibility timeout (an hour, as in production); the
+    heal job of the surviving worker sends the batch again once its heartbeat is stale."""
+    n = 16
+    files = {f"chip{i:02d}.jpg": make_image("jpeg", seed=400 + i) for i in range(n)}
+    hour = {"CELERY_VISIBILITY_TIMEOUT": "3600", "WORKER_CHUNK_PAUSE": "1.0"}
+    workers = [start_worker(**hour), start_worker(**hour)]
+    batch_id = _upload(api, files)["id"]
+    _wait_until(lambda: _items_done(batch_id) >= 4, 60, "first chunk never finished")
+    holder = Batch.objects.get(pk=batch_id).worker
+    pid = int(holder.split(":")[1])
+    running = next(w for w in workers if w.process.pid == pid)
+    running.kill()
+    killed_at = time.time()
+    done_before = _items_done(batch_id)
+    assert done_before < n and Batch.objects.get(pk=batch_id).status == "running"
+
+    batch = wait_for_batch(batch_id, timeout=90)
+    took = time.time() - killed_at
+    assert (batch.done, batch.failed) == (n, 0)
+    assert Prediction.objects.count() == n
+    assert _predicted_in_logs(*workers) == n  # nobody predicted an image twice
+    survivor = next(w for w in workers if w is not running)
+    assert _predicted_in_logs(survivor) == n - done_before
+    assert "heal: sent 1 stalled batches again" in survivor.log_path.read_text()
+    assert took < 600, f"healed after {took:.0f} s, not within minutes"
+
+
+class RedisServer:
+    """A redis-server of the test's own (no persistence), to restart mid-batch."""
+
+    def __init__(self, folder) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.folder, self.process = folder, None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_until(self._answers, 10, "redis-server did not start")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        """Everything it held (queued and unacknowledged messages) is lost."""
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    from webapp.celery import app
+
+    server = RedisServer(tmp_path)
+    previous = app.conf.broker_url
+    app.conf.broker_url = server.url
+    app.pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    yield server
+    app.conf.broker_url = previous
+    app.pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    server.stop()
+
+
+def test_redis_restarted_mid_batch_loses_no_batch(api, start_worker, own_redis):
+    """Redis without persistence restarts while one batch runs and two wait: every queued
+    and unacknowledged message is gone; the heal job sends the batches again."""
+    worker = start_worker(REDIS_URL=own_redis.url, WORKER_CHUNK_PAUSE="0.5")
+    batches = []
+    for b in range(3):
+        files = {f"b{b}-{i}.jpg": make_image("jpeg", seed=500 + 10 * b + i) for i in range(8)}
+        batches.append(_upload(api, files)["id"])
+    _wait_until(lambda: _items_done(batches[0]) >= 4, 60, "first chunk never finished")
+    own_redis.restart()
+    for batch_id in batches:
+        batch = wait_for_batch(batch_id, timeout=90)
+        assert (batch.done, batch.failed) == (8, 0)
+    assert Prediction.objects.count() == 24
+    assert _predicted_in_logs(worker) == 24  # each image predicted exactly once
+    assert "heal: sent" in worker.log_path.read_text()

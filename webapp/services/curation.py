@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from webapp.models import Image, ImageLabel, Label, Prediction
-from webapp.tasks import encode_later
+from webapp.services.jobs import encode_on_commit
 
 
 class UnknownLabels(ValueError):
@@ -69,7 +69,7 @@ def set_labels(image: Image, names: Iterable[str], user) -> list[str]:
         ImageLabel(image=image, label=label, source=ImageLabel.Source.PERSON, added_by=user,
                    reviewed=True) for label in new.values()])
     mark_reviewed(Image.objects.filter(pk=image.pk), user)
-    encode_later([image.pk])  # its text code follows its labels
+    encode_on_commit([image.pk], text_only=True)  # its text code follows its labels
     image.refresh_from_db()
     return sorted(image.labels.values_list("label__name", flat=True))
 
@@ -98,7 +98,7 @@ def accept_predictions(images: QuerySet[Image], user) -> int:
             for name, label in labels.items()])
         count += 1
     mark_reviewed(images.filter(prediction__isnull=False), user)
-    encode_later(list(images.values_list("pk", flat=True)))
+    encode_on_commit(images.values_list("pk", flat=True), text_only=True)
     return count
 
 
@@ -110,13 +110,13 @@ def add_label(images: QuerySet[Image], label: Label, user) -> int:
     ImageLabel.objects.bulk_create([
         ImageLabel(image_id=i, label=label, source=ImageLabel.Source.PERSON, added_by=user,
                    reviewed=True) for i in sorted(ids - have)])
-    encode_later(sorted(ids - have))
+    encode_on_commit(ids - have, text_only=True)
     return len(ids - have)
 
 
 @transaction.atomic
 def remove_label(images: QuerySet[Image], label: Label) -> int:
     entries = ImageLabel.objects.filter(image__in=images, label=label)
-    encode_later(list(entries.values_list("image_id", flat=True)))
+    encode_on_commit(list(entries.values_list("image_id", flat=True)), text_only=True)
     deleted, _ = entries.delete()
     return deleted

@@ -20,6 +20,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from webapp.models import Batch, BatchItem, Image
+from webapp.services import jobs
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS, save_original
 from webapp.services.upload_limits import format_size, safe_filename
@@ -145,9 +146,7 @@ def refresh_counts(batch: Batch) -> Batch:
 
 
 def submit_batch(batch: Batch) -> Batch:
-    """All files are in: predict what is queued (after the transaction commits)."""
-    from webapp.tasks import predict_batch
-
+    """All files are in: predict what is queued (sent once the transaction commits)."""
     with transaction.atomic():
         batch = Batch.objects.select_for_update().get(pk=batch.pk)
         if not batch.submitted:
@@ -155,20 +154,20 @@ def submit_batch(batch: Batch) -> Batch:
             batch.save(update_fields=["submitted"])
         refresh_counts(batch)
         if batch.status != Batch.Status.DONE:
-            batch_id = batch.pk
-            transaction.on_commit(lambda: predict_batch.delay(batch_id))
+            Batch.objects.filter(pk=batch.pk).update(queued_at=timezone.now())
+            jobs.predict_batch_on_commit(batch.pk)
     return batch
 
 
 def requeue_unfinished() -> list[int]:
-    """Send again every submitted batch that is not done (e.g. after Redis lost its queue).
+    """Send again every submitted batch that is not done (``manage.py requeue_batches``).
 
-    Safe to call any time: the task is idempotent.
+    Safe to call any time: the task is idempotent. The heal job does this by itself for
+    stalled batches; this is for an operator who does not want to wait.
     """
-    from webapp.tasks import predict_batch
-
     ids = list(Batch.objects.filter(submitted=True).exclude(status=Batch.Status.DONE)
                .values_list("pk", flat=True))
+    Batch.objects.filter(pk__in=ids).update(queued_at=timezone.now())
     for batch_id in ids:
-        predict_batch.delay(batch_id)
+        jobs.predict_batch_on_commit(batch_id)
     return ids

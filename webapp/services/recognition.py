@@ -1,54 +1,147 @@
 """Worker side: predict a batch's queued images in chunks, one forward pass per chunk.
 
-Idempotent by construction: an item is marked done in the same transaction that stores
-its image's prediction, and a prediction is unique per (image, model). A worker killed
-mid-chunk leaves that chunk queued; whoever runs the task next predicts it, and nothing
-already stored is predicted again.
+One pass per image. Each image is decoded once, shrunk while decoding (never held at
+full size beyond its own decode), and turned into what the pipeline needs: the model
+input and the display copy. The same forward pass gives the tags and the descriptor its
+search image code is made of; the text code comes from the labels it then has. A chunk
+holds model-size inputs and display copies only, and stops growing at
+``PREDICT_CHUNK_PIXELS`` uploaded pixels.
+
+Exactly once. An item is marked done in the same transaction that stores its image's
+prediction, and a prediction is unique per (image, model). The worker running a batch
+holds a lease on it (``Batch.worker``) that it renews (``Batch.heartbeat_at``) per chunk
+and per image; it commits a chunk only while it still holds the lease, and a second
+worker takes a batch only once the first one's heartbeat is stale.
+
+Poison inputs fail alone. Items count the times a worker started on them; an item still
+queued after an attempt was in a chunk when its worker died, so it is retried on its
+own, and one that a worker died on alone fails with a message instead of killing
+workers in a loop.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from classifier.imageio import ImageDecodeError, decode_image
+from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from classifier.predictor import Prediction as ModelOutput
 from classifier.predictor import Predictor, load_predictor
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Prediction
+from webapp.services import search
 from webapp.services.curation import apply_model_labels
 from webapp.services.ingest import refresh_counts
 from webapp.services.model_registry import active_model
-from webapp.services.storage import save_display_copies
-from webapp.tasks import encode_later
+from webapp.services.storage import display_array, save_display_copies
 
 log = logging.getLogger(__name__)
+
+POISONED = "the worker stopped while processing this image; it was not retried again"
+FAILED = ("prediction failed because of an internal error; upload the file again later "
+          "or tell an administrator")
 
 _predictors: dict[str, Predictor] = {}
 _lock = threading.Lock()
 
 
 def predictor_for(model: ModelVersion) -> Predictor:
-    """Loaded once per worker process and model version."""
+    """Loaded once per worker process and model version; one chunk = one forward pass."""
     with _lock:
         if model.version not in _predictors:
             if settings.TORCH_THREADS:
                 import torch
 
                 torch.set_num_threads(settings.TORCH_THREADS)
-            predictor = load_predictor(model.path, device=settings.CLASSIFIER_DEVICE)
+            predictor = load_predictor(model.path, device=settings.CLASSIFIER_DEVICE,
+                                       batch_size=settings.PREDICT_CHUNK_SIZE)
             if predictor.version != model.version:
                 raise RuntimeError(f"model directory {model.path} now holds "
                                    f"{predictor.version}, not {model.version}; register it again")
             _predictors[model.version] = predictor
         return _predictors[model.version]
+
+
+class LeaseLost(Exception):
+    """Another worker took the batch over (this one was silent for too long)."""
+
+
+class Lease:
+    """This worker's claim on a batch, renewed in the database as its heartbeat."""
+
+    def __init__(self, batch_id: int) -> None:
+        self.batch_id = batch_id
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.every = min(settings.BATCH_STALE_SECONDS / 4, 10.0)
+        self._last = 0.0
+
+    def claim(self) -> bool:
+        """Take the batch unless another worker holds it with a fresh heartbeat (a holder
+        that was a process of this machine and is gone does not count)."""
+        now = timezone.now()
+        stale = now - timedelta(seconds=settings.BATCH_STALE_SECONDS)
+        free = Q(worker="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
+        holder = Batch.objects.filter(pk=self.batch_id).values_list("worker", flat=True).first()
+        if holder and _dead_here(holder):
+            free |= Q(worker=holder)
+        taken = (Batch.objects.filter(free, pk=self.batch_id, submitted=True)
+                 .exclude(status=Batch.Status.DONE)
+                 .update(worker=self.token, heartbeat_at=now))
+        if taken:
+            Batch.objects.filter(pk=self.batch_id, status=Batch.Status.QUEUED).update(
+                status=Batch.Status.RUNNING, started_at=now)
+            self._last = time.monotonic()
+        return bool(taken)
+
+    def beat(self, force: bool = False) -> None:
+        """Renew the heartbeat (at most every ``every`` seconds unless forced)."""
+        if not force and time.monotonic() - self._last < self.every:
+            return
+        if not Batch.objects.filter(pk=self.batch_id, worker=self.token).update(
+                heartbeat_at=timezone.now()):
+            raise LeaseLost(f"batch {self.batch_id} was taken over by another worker")
+        self._last = time.monotonic()
+
+    def hold(self) -> None:
+        """Inside a transaction: lock the batch row and check the lease is still ours."""
+        if not Batch.objects.select_for_update().filter(pk=self.batch_id,
+                                                        worker=self.token).exists():
+            raise LeaseLost(f"batch {self.batch_id} was taken over by another worker")
+
+    def release(self) -> None:
+        try:
+            Batch.objects.filter(pk=self.batch_id, worker=self.token).update(worker="")
+        except DatabaseError:  # the heartbeat goes stale and the lease with it
+            log.warning("could not release the lease on batch %s", self.batch_id)
+
+
+def _dead_here(token: str) -> bool:
+    """Whether a lease token names a process of this machine that no longer runs (a
+    killed pool process: its task comes back at once, no need to wait for staleness)."""
+    host, _, rest = token.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @dataclass
@@ -59,45 +152,123 @@ class ChunkResult:
     predicted_ids: list[int] = field(default_factory=list)
 
 
+@dataclass
+class Decoded:
+    """What the pipeline keeps of one image: model input, display copy, search input."""
+
+    model_input: np.ndarray
+    display: np.ndarray
+    search_input: np.ndarray | None = None
+
+
 def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
     """Predict every queued item of a batch; progress is committed chunk by chunk."""
     batch = Batch.objects.filter(pk=batch_id).first()
     if batch is None or batch.status == Batch.Status.DONE:
         return batch
-    chunk_size = chunk_size or settings.PREDICT_CHUNK_SIZE
-    if batch.status == Batch.Status.QUEUED:
-        Batch.objects.filter(pk=batch_id, status=Batch.Status.QUEUED).update(
-            status=Batch.Status.RUNNING, started_at=timezone.now())
+    lease = Lease(batch_id)
+    if not lease.claim():
+        log.info("batch %s: not taken (not submitted, or another worker runs it)", batch_id)
+        return batch
+    try:
+        _run(lease, chunk_size or settings.PREDICT_CHUNK_SIZE)
+    except LeaseLost as exc:
+        log.warning("%s; this worker stops working on it", exc)
+    finally:
+        lease.release()
+    return Batch.objects.get(pk=batch_id)
+
+
+def _run(lease: Lease, chunk_size: int) -> None:
+    batch_id = lease.batch_id
     model = active_model()
     while True:
-        items = list(BatchItem.objects.filter(batch_id=batch_id, status=BatchItem.Status.QUEUED)
-                     .select_related("image").order_by("position")[:chunk_size])
+        lease.beat(force=True)
+        _fail_poisoned(batch_id)
+        items = next_chunk(batch_id, chunk_size)
         if not items:
             break
+        BatchItem.objects.filter(pk__in=[item.pk for item in items]).update(
+            attempts=F("attempts") + 1)  # committed: survives this process being killed
         try:
-            result = process_chunk(items, model)
+            result = process_chunk(items, model, lease)
             log.info("batch %s: chunk of %d items: predicted=%d reused=%d failed=%d",
                      batch_id, len(items), result.predicted, result.reused, result.failed)
-            encode_later(result.predicted_ids)  # search codes, in their own task
-        except DatabaseError:
-            raise  # transient: the task retries, nothing of this chunk was committed
-        except Exception as exc:  # a bug or a broken model must not loop forever
+        except (DatabaseError, LeaseLost):
+            raise  # transient (the task retries) or not ours any more: nothing was committed
+        except Exception:  # a bug or a broken model must not loop forever
             log.exception("prediction failed for batch %s", batch_id)
             with transaction.atomic():
-                _finish(items, BatchItem.Status.FAILED,
-                        f"prediction failed ({type(exc).__name__}: {exc}); "
-                        "upload the file again later or tell an administrator")
+                _finish(items, BatchItem.Status.FAILED, FAILED)
         with transaction.atomic():
             refresh_counts(Batch.objects.select_for_update().get(pk=batch_id))
         if settings.WORKER_CHUNK_PAUSE:
             time.sleep(settings.WORKER_CHUNK_PAUSE)
     with transaction.atomic():
-        batch = refresh_counts(Batch.objects.select_for_update().get(pk=batch_id))
-    return batch
+        refresh_counts(Batch.objects.select_for_update().get(pk=batch_id))
 
 
-def process_chunk(items: list[BatchItem], model: ModelVersion) -> ChunkResult:
-    """Decode, predict the images that have no prediction by this model, store it all."""
+def next_chunk(batch_id: int, chunk_size: int) -> list[BatchItem]:
+    """The next items to process: one suspect alone (a worker died while it was in a
+    chunk), else up to ``chunk_size`` items within the chunk pixel budget."""
+    queued = (BatchItem.objects.filter(batch_id=batch_id, status=BatchItem.Status.QUEUED)
+              .select_related("image").order_by("position"))
+    suspect = queued.filter(attempts__gte=1).first()
+    if suspect is not None:
+        return [suspect]
+    items: list[BatchItem] = []
+    pixels = 0
+    for item in queued[:chunk_size]:
+        size = item.image.width * item.image.height if item.image else 0
+        if items and pixels + size > settings.PREDICT_CHUNK_PIXELS:
+            break
+        items.append(item)
+        pixels += size
+    return items
+
+
+def _fail_poisoned(batch_id: int) -> None:
+    """Items a worker died on twice (in a chunk, then alone) fail, and so do their images."""
+    poisoned = list(BatchItem.objects.filter(batch_id=batch_id, status=BatchItem.Status.QUEUED,
+                                             attempts__gte=2).select_related("image"))
+    if not poisoned:
+        return
+    with transaction.atomic():
+        for item in poisoned:
+            log.error("batch %s: %s killed its worker twice; failing it", batch_id,
+                      item.image.sha256 if item.image else item.filename)
+            if item.image is not None and item.image.status == Image.Status.PENDING:
+                Image.objects.filter(pk=item.image_id).update(status=Image.Status.BROKEN,
+                                                              error=POISONED)
+        _finish(poisoned, BatchItem.Status.FAILED, POISONED)
+
+
+def _poison_hook(image: Image) -> None:
+    """Tests only (TEST_POISON_SHA256): this process dies as a poison input would kill it."""
+    if image.sha256 in settings.TEST_POISON_SHA256:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def decode_for_pipeline(image: Image, model_size: int,
+                        search_size: int | None = None) -> Decoded:
+    """Decode one stored image straight to the model input and the display copy."""
+    display_size = settings.DISPLAY_SIZE
+    keep_shortest = 2 * max(model_size, search_size or 0)
+    with image.file.open("rb") as handle:
+        rgb = decode_image(handle, settings.MAX_IMAGE_PIXELS, keep_longest=2 * display_size,
+                           keep_shortest=keep_shortest)
+    model_input = resize_square(rgb, model_size)
+    search_input = None
+    if search_size:
+        search_input = model_input if search_size == model_size else \
+            resize_square(rgb, search_size)
+    return Decoded(model_input, display_array(rgb, display_size), search_input)
+
+
+def process_chunk(items: list[BatchItem], model: ModelVersion,
+                  lease: Lease | None = None) -> ChunkResult:
+    """Decode, predict the images that have no prediction by this model, store it all:
+    prediction, labels, display copies and search codes, in one transaction per chunk."""
     result = ChunkResult()
     by_image: dict[int, list[BatchItem]] = defaultdict(list)
     for item in items:
@@ -105,26 +276,41 @@ def process_chunk(items: list[BatchItem], model: ModelVersion) -> ChunkResult:
     images = {item.image_id: item.image for item in items}
     known = set(Prediction.objects.filter(model=model, image_id__in=list(images))
                 .values_list("image_id", flat=True))
-    decoded: dict[int, np.ndarray] = {}
+    todo = [i for i in images if i not in known]
+    decoded: dict[int, Decoded] = {}
     errors: dict[int, str] = {}
-    for image_id, image in images.items():
-        if image_id in known:
+    predictor = predictor_for(model) if todo else None
+    plan = search.code_plan(predictor.feature_network_digest, predictor.image_size) \
+        if predictor else None
+    for image_id in todo:
+        image = images[image_id]
+        if image.status == Image.Status.BROKEN:
+            errors[image_id] = image.error
             continue
+        if lease is not None:
+            lease.beat()
+        _poison_hook(image)
         try:
-            with image.file.open("rb") as handle:
-                decoded[image_id] = decode_image(handle.read(), settings.MAX_IMAGE_PIXELS)
+            decoded[image_id] = decode_for_pipeline(
+                image, predictor.image_size,
+                plan.image_size if plan and not plan.use_features else None)
         except ImageDecodeError as exc:
             errors[image_id] = str(exc)
-        except OSError as exc:
-            errors[image_id] = f"stored file cannot be read ({exc})"
+        except OSError:
+            log.exception("stored file of image %s cannot be read", image_id)
+            errors[image_id] = "the stored file cannot be read; upload it again"
     outputs: dict[int, ModelOutput] = {}
     if decoded:
-        predictor = predictor_for(model)
         ids = list(decoded)
-        outputs = dict(zip(ids, predictor.predict([decoded[i] for i in ids])))
-    displays = {i: save_display_copies(images[i].sha256, decoded[i], settings.DISPLAY_SIZE)
-                for i in outputs}
+        outputs = dict(zip(ids, predictor.predict([decoded[i].model_input for i in ids],
+                                                  features=bool(plan and plan.use_features))))
+    displays = {i: save_display_copies(images[i].sha256, decoded[i].display,
+                                       settings.DISPLAY_SIZE) for i in outputs}
+    if lease is not None:
+        lease.beat()
     with transaction.atomic():
+        if lease is not None:
+            lease.hold()
         for image_id, group in by_image.items():
             image = Image.objects.select_for_update().get(pk=image_id)
             if image_id in errors:
@@ -135,12 +321,30 @@ def process_chunk(items: list[BatchItem], model: ModelVersion) -> ChunkResult:
                 continue
             if image_id in outputs:
                 image.display, image.dehazed = displays[image_id]
-                stored, created = store_prediction(image, model, outputs[image_id])
+                _, created = store_prediction(image, model, outputs[image_id])
                 result.predicted += int(created)
                 result.predicted_ids.append(image_id)
             _finish(group, BatchItem.Status.DONE, "", reused=image_id in known)
             result.reused += len(group) if image_id in known else 0
+        if plan is not None and result.predicted_ids:
+            _store_codes(plan, result.predicted_ids, decoded, outputs)
     return result
+
+
+def _store_codes(plan: search.CodePlan, ids: list[int], decoded: dict[int, Decoded],
+                 outputs: dict[int, ModelOutput]) -> None:
+    """Search codes from this chunk's own pass; a failure leaves them to rebuild_index."""
+    try:
+        with transaction.atomic():
+            if plan.use_features:
+                search.store_codes(ids, descriptors=np.stack([outputs[i].features for i in ids]))
+            else:
+                search.store_codes(ids, pixels=np.stack([decoded[i].search_input for i in ids]))
+    except DatabaseError:
+        raise
+    except Exception:  # noqa: BLE001 - search must never fail a prediction
+        log.exception("search codes of %d images not made; run rebuild_index --missing-only",
+                      len(ids))
 
 
 def store_prediction(image: Image, model: ModelVersion,

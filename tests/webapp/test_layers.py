@@ -1,0 +1,62 @@
+"""Dependencies run one way: tasks -> services -> jobs; libraries never import the app."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from django.db import OperationalError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_services_never_import_tasks_and_jobs_imports_no_service():
+    for path in (ROOT / "webapp" / "services").glob("*.py"):
+        assert not any(n.startswith("webapp.tasks") for n in _imports(path)), path.name
+    jobs = _imports(ROOT / "webapp" / "services" / "jobs.py")
+    assert not any(n.startswith(("webapp.services", "webapp.tasks")) for n in jobs)
+
+
+def test_libraries_import_nothing_from_the_web_app():
+    for package in ("classifier", "retrieval"):
+        for path in (ROOT / package).rglob("*.py"):
+            assert not any(n.startswith(("webapp", "django")) for n in _imports(path)), path
+
+
+def test_tasks_share_one_retry_policy(monkeypatch):
+    from webapp import tasks
+
+    for task in (tasks.predict_batch, tasks.encode_images, tasks.heal_queue):
+        assert isinstance(task, tasks.WorkerTask)
+        assert OperationalError in task.autoretry_for and task.max_retries == 10
+    calls = []
+
+    def flaky(batch_id):
+        calls.append(batch_id)
+        if len(calls) == 1:
+            raise OperationalError("database went away")
+
+    monkeypatch.setattr(tasks.recognition, "process_batch", flaky)
+    monkeypatch.setattr(tasks.WorkerTask, "retry_backoff", False)
+    tasks.predict_batch.apply(args=(5,))
+    assert calls == [5, 5]  # retried after the transient error
+
+
+def test_messages_and_the_beat_schedule_name_real_tasks(settings):
+    from webapp import tasks
+    from webapp.services import jobs
+
+    assert jobs.PREDICT_BATCH == tasks.predict_batch.name
+    assert jobs.ENCODE_IMAGES == tasks.encode_images.name
+    assert settings.CELERY_BEAT_SCHEDULE["heal-queue"]["task"] == tasks.heal_queue.name
