@@ -7,9 +7,10 @@ class WebappConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
+        from django.db.models.signals import post_delete, post_migrate
 
         post_migrate.connect(_curators_group, sender=self)
+        post_delete.connect(_tombstone, sender="webapp.ImageCode")
 
 
 CURATOR_PERMISSIONS = [
@@ -27,3 +28,11 @@ def _curators_group(sender, **kwargs) -> None:
     group, _ = Group.objects.get_or_create(name="curators")
     group.permissions.add(*Permission.objects.filter(
         content_type__app_label="webapp", codename__in=CURATOR_PERMISSIONS))
+
+
+def _tombstone(sender, instance, **kwargs) -> None:
+    """Search indexes kept by other processes learn of a removed code from this row
+    (webapp.services.search); connected here so that every process writes it."""
+    from webapp.models import RemovedImageCode
+
+    RemovedImageCode.objects.create(image_id=instance.image_id)

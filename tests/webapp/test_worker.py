@@ -168,7 +168,9 @@ def test_whole_worker_killed_batch_healed_by_the_other_worker(api, start_worker)
     survivor = next(w for w in workers if w is not running)
     assert _predicted_in_logs(survivor) == n - done_before
     assert "heal: sent 1 stalled batches again" in survivor.log_path.read_text()
-    assert took < 600, f"healed after {took:.0f} s, not within minutes"
+    # stale timeout (3 s) + heal interval (1 s) + the rest of the batch, far below the
+    # visibility timeout; generous so that a loaded machine does not make it flaky
+    assert took < 60, f"healed after {took:.0f} s"
 
 
 class RedisServer:

@@ -24,8 +24,6 @@ import faiss
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_delete
-from django.dispatch import receiver
 from django.utils import timezone
 
 from classifier.imageio import ImageDecodeError, decode_image, resize_square
@@ -182,12 +180,6 @@ def encode_images(image_ids: Sequence[int], text_only: bool = False) -> int:
         with transaction.atomic():
             stored += store_codes(kept, pixels=np.stack(pixels))
     return stored
-
-
-@receiver(post_delete, sender=ImageCode)
-def _tombstone(sender, instance: ImageCode, **kwargs) -> None:
-    """Other processes' indexes learn of a removal from this row (see _Collection)."""
-    RemovedImageCode.objects.create(image_id=instance.image_id)
 
 
 # --- indexes ----------------------------------------------------------------------------
