@@ -6,10 +6,11 @@ added or reviewed; a person's edit marks the image reviewed.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from webapp.models import Image, ImageLabel, Label, Prediction
@@ -37,18 +38,29 @@ def resolve_labels(names: Iterable[str], allow_inactive: bool = False) -> dict[s
 
 def apply_model_labels(image: Image, prediction: Prediction) -> None:
     """Replace the image's unreviewed model labels by the prediction's tags."""
-    if image.reviewed:
+    apply_model_labels_many([(image, prediction)])
+
+
+def apply_model_labels_many(pairs: Sequence[tuple[Image, Prediction]]) -> None:
+    """``apply_model_labels`` for a worker's whole chunk, in four queries: reviewed images
+    are left alone; labels a person added or reviewed are kept."""
+    pairs = [(image, prediction) for image, prediction in pairs if not image.reviewed]
+    if not pairs:
         return
-    keep = set(ImageLabel.objects.filter(image=image)
-               .exclude(source=ImageLabel.Source.MODEL, reviewed=False)
-               .values_list("label__name", flat=True))
-    ImageLabel.objects.filter(image=image, source=ImageLabel.Source.MODEL,
-                              reviewed=False).delete()
-    labels = resolve_labels(prediction.tags, allow_inactive=True) if prediction.tags else {}
+    ids = [image.pk for image, _ in pairs]
+    unreviewed_model = Q(source=ImageLabel.Source.MODEL, reviewed=False)
+    keep: dict[int, set[str]] = defaultdict(set)
+    for image_id, name in (ImageLabel.objects.filter(image_id__in=ids).exclude(unreviewed_model)
+                           .values_list("image_id", "label__name")):
+        keep[image_id].add(name)
+    ImageLabel.objects.filter(unreviewed_model, image_id__in=ids).delete()
+    names = {name for _, prediction in pairs for name in prediction.tags}
+    labels = resolve_labels(names, allow_inactive=True) if names else {}
     ImageLabel.objects.bulk_create([
-        ImageLabel(image=image, label=label, source=ImageLabel.Source.MODEL,
+        ImageLabel(image=image, label=labels[name], source=ImageLabel.Source.MODEL,
                    probability=prediction.probabilities.get(name))
-        for name, label in labels.items() if name not in keep
+        for image, prediction in pairs for name in dict.fromkeys(prediction.tags)
+        if name not in keep[image.pk]
     ])
 
 

@@ -49,8 +49,7 @@ def save_display_copies(sha256: str, rgb: np.ndarray, max_side: int) -> tuple[st
     paths = []
     for kind, pixels in (("display", small), ("dehazed", dehaze(small))):
         path = f"{kind}/{sha256[:2]}/{sha256}.jpg"
-        if default_storage.exists(path):
-            default_storage.delete(path)
+        default_storage.delete(path)  # a redo replaces the copy (no-op when absent)
         paths.append(default_storage.save(path, _jpeg(pixels)))
     return paths[0], paths[1]
 
