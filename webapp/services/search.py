@@ -4,11 +4,11 @@ Every ready image gets an ImageCode: the ImgNet code of its pixels and the TxtNe
 the text of its current labels. The worker makes both in the pass that tags the image
 (``store_codes``); re-tagging re-encodes the text only (``encode_images(text_only=True)``).
 
-Each process keeps in-memory Hamming indexes of the collection and brings them up to date
-before a search (at most every SEARCH_SYNC_SECONDS): it reads only the code rows changed
-since its last version (a short overlap window catches transactions that committed late)
-and the tombstones of removed ones, so web processes need no shared state and a search
-during ingestion costs little more than one on a quiet collection.
+Each process keeps an in-memory Hamming index of the collection's image codes and brings
+it up to date before a search (at most every SEARCH_SYNC_SECONDS): it reads only the code
+rows changed since its last version (a short overlap window catches transactions that
+committed late) and the tombstones of removed ones, so web processes need no shared state
+and a search during ingestion costs little more than one on a quiet collection.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from retrieval.text import UnknownQuery
 from webapp.models import Image, ImageCode, ImageLabel, RemovedImageCode
 
 log = logging.getLogger(__name__)
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entered: _search_images -> _collection_index
 _retrievers: dict[str, Retriever] = {}
 
 __all__ = ["UnknownQuery", "available", "Match", "search_text", "similar_images", "search_upload",
@@ -184,16 +184,17 @@ def encode_images(image_ids: Sequence[int], text_only: bool = False) -> int:
 
 # --- indexes ----------------------------------------------------------------------------
 
-_ROW = np.dtype([("id", np.int64), ("image", np.int64), ("text", np.int64)])
+_ROW = np.dtype([("id", np.int64), ("image", np.int64)])
 
 
 class _Collection:
-    """One process's image-code and text-code indexes over the stored codes of one
-    retrieval model version and code length, kept up to date incrementally."""
+    """One process's index of the collection's image codes (what text, image and
+    "similar" queries are matched against) for one retrieval model version and code
+    length, kept up to date incrementally."""
 
     def __init__(self, version: str, bits: int) -> None:
         self.version, self.bits = version, bits
-        self.by_image, self.by_text = LiveHammingIndex(bits), LiveHammingIndex(bits)
+        self.by_image = LiveHammingIndex(bits)
         self.synced_to: datetime | None = None  # changes from here (minus overlap) on
         self.checked = 0.0
 
@@ -212,26 +213,25 @@ class _Collection:
                            .values_list("image_id", flat=True))
         table = np.fromiter(  # streamed: a million rows never sit in Python objects
             rows.filter(image__status=Image.Status.READY).values_list(
-                "image_id", "image_code", "text_code").iterator(chunk_size=10_000),
+                "image_id", "image_code").iterator(chunk_size=10_000),
             dtype=_ROW)
-        if self.synced_to is not None:  # codes of images that stopped being ready
-            removed += list(rows.exclude(image__status=Image.Status.READY)
-                            .values_list("image_id", flat=True))
         if removed:
             drop = np.array(removed, dtype=np.int64)
             self.by_image.remove(drop)
-            self.by_text.remove(drop)
         if len(table):
             self.by_image.upsert(table["id"], from_int(table["image"], self.bits))
-            self.by_text.upsert(table["id"], from_int(table["text"], self.bits))
         self.synced_to, self.checked = started, time.monotonic()
 
 
 _indexes: dict[tuple[str, int], _Collection] = {}
 
 
-def _collection_indexes() -> tuple[LiveHammingIndex, LiveHammingIndex]:
-    """(image-code index, text-code index) over the stored codes, brought up to date."""
+def _collection_index() -> LiveHammingIndex:
+    """The index of the collection's image codes, brought up to date.
+
+    Call it with ``_lock`` held, and search under the same hold (``_search_images``):
+    an index must not change while it is searched (threaded servers).
+    """
     key = (model_version(), code_bits())
     with _lock:
         collection = _indexes.get(key)
@@ -244,7 +244,13 @@ def _collection_indexes() -> tuple[LiveHammingIndex, LiveHammingIndex]:
             collection.sync()
         elif time.monotonic() - collection.checked >= settings.SEARCH_SYNC_SECONDS:
             collection.sync()
-        return collection.by_image, collection.by_text
+        return collection.by_image
+
+
+def _search_images(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes -> the nearest images of the collection by their image codes."""
+    with _lock:
+        return _collection_index().search(codes, k)
 
 
 @dataclass
@@ -265,7 +271,7 @@ def search_text(query: str, k: int = 50) -> tuple[list[Match], list[str]]:
     model, bits = retriever(), code_bits()
     unknown = model.vocabulary.check(query)
     codes = model.text_codes([query], bits)
-    distances, ids = _collection_indexes()[0].search(codes, k)
+    distances, ids = _search_images(codes, k)
     return _matches(distances[0], ids[0]), unknown
 
 
@@ -277,7 +283,7 @@ def similar_images(image: Image, k: int = 50) -> list[Match]:
         code = ImageCode.objects.filter(image=image, model=model_version()).first()
         if code is None:
             return []
-    distances, ids = _collection_indexes()[0].search(from_int([code.image_code], code.bits),
+    distances, ids = _search_images(from_int([code.image_code], code.bits),
                                                       k + 1)
     return _matches(distances[0], ids[0], exclude=image.pk)[:k]
 
@@ -287,7 +293,7 @@ def search_upload(data: bytes, k: int = 50) -> list[Match]:
     size = retriever().image_size
     pixels = decode_image(data, settings.MAX_IMAGE_PIXELS, keep_shortest=2 * size)
     codes = retriever().image_codes([pixels], code_bits())
-    distances, ids = _collection_indexes()[0].search(codes, k)
+    distances, ids = _search_images(codes, k)
     return _matches(distances[0], ids[0])
 
 
