@@ -194,6 +194,8 @@ class Batch(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "batches"
+        permissions = [("view_all_batches",
+                        "Can see every user's batches, their files and failure reasons")]
         indexes = [models.Index(fields=["submitted", "status"], name="batch_unfinished")]
 
     def __str__(self) -> str:

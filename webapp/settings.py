@@ -166,6 +166,10 @@ FILE_UPLOAD_HANDLERS = [
 ]
 FILE_UPLOAD_PERMISSIONS = 0o640
 
+# Reads (gallery, image pages, read API, search) need a login unless PUBLIC_READS=1;
+# originals and batches are never public (webapp.services.access).
+PUBLIC_READS = env_bool("PUBLIC_READS", False)
+
 # Recognition.
 CLASSIFIER_MODEL = os.environ.get("CLASSIFIER_MODEL", "default")
 CLASSIFIER_DEVICE = os.environ.get("CLASSIFIER_DEVICE", "auto")
@@ -225,7 +229,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_PERMISSION_CLASSES": ["webapp.api.permissions.ReadAccess"],
     "DEFAULT_PAGINATION_CLASS": "webapp.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [

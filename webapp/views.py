@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import mimetypes
+from functools import wraps
 from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from webapp.models import Batch, Image, Label
-from webapp.services import curation, search
+from webapp.models import Image, Label
+from webapp.services import access, curation, search
 from webapp.services.gallery import ImageFilter, gallery_queryset, parse_id
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS
@@ -23,10 +25,27 @@ from webapp.services.storage import FORMATS
 GALLERY_PAGE_SIZE = 48
 
 
+def reads(view):
+    """Pages that read the collection: a login is needed unless PUBLIC_READS is on."""
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not access.can_read(request.user):
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 @require_GET
+@reads
 def gallery(request: HttpRequest) -> HttpResponse:
     """The gallery; with ?q= (text) or ?similar=<id> (image) it is a ranked search."""
     image_filter = ImageFilter.from_params(request.GET)
+    batch = None
+    if image_filter.batch:  # someone else's batch is as good as no batch: nothing shown
+        batch = access.visible_batches(request.user).filter(pk=image_filter.batch).first()
+        if batch is None:
+            image_filter.batch = 0
     text = (request.GET.get("q") or "").strip()[:500]
     similar_to = parse_id(request.GET.get("similar"))
     search_context: dict = {}
@@ -37,7 +56,6 @@ def gallery(request: HttpRequest) -> HttpResponse:
             request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    batch = Batch.objects.filter(pk=image_filter.batch).first() if image_filter.batch else None
     failures = batch.items.filter(status="failed").order_by("position") if batch else []
     return render(request, "webapp/gallery.html", {
         "page": page, "filter": image_filter, "labels": Label.objects.all(),
@@ -89,6 +107,7 @@ def _ranked_page(request: HttpRequest, image_filter: ImageFilter, text: str,
 
 
 @require_http_methods(["GET", "POST"])
+@reads
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(
         Image.objects.select_related("prediction__model", "reviewed_by", "uploaded_by"), pk=pk)
@@ -120,7 +139,9 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "image": image, "labels": labels, "bars": bars, "can_curate": can_curate,
         "vocabulary": [(label, label.name in current)
                        for label in Label.objects.filter(active=True)],
-        "batches": Batch.objects.filter(items__image=image).distinct()[:20],
+        "batches": access.visible_batches(request.user).filter(items__image=image)
+        .distinct()[:20],
+        "show_people": access.can_see_people(request.user),
     })
 
 
@@ -132,29 +153,28 @@ def upload(request: HttpRequest) -> HttpResponse:
     })
 
 
-def _own_batches(request: HttpRequest):
-    batches = Batch.objects.select_related("owner")
-    return batches if request.user.is_staff else batches.filter(owner=request.user)
-
-
 @login_required
 @require_GET
 def batch_list(request: HttpRequest) -> HttpResponse:
-    page = Paginator(_own_batches(request), 25).get_page(request.GET.get("page"))
+    page = Paginator(access.visible_batches(request.user), 25).get_page(request.GET.get("page"))
     return render(request, "webapp/batch_list.html", {"page": page})
 
 
 @login_required
 @require_GET
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    batch = get_object_or_404(_own_batches(request), pk=pk)
+    batch = get_object_or_404(access.visible_batches(request.user), pk=pk)
     failures = batch.items.filter(status="failed").order_by("position")
     return render(request, "webapp/batch_detail.html", {"batch": batch, "failures": failures})
 
 
 @require_GET
-def image_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
-    """Serve stored bytes with a content type we chose, never one the uploader chose."""
+def image_file(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    """Serve stored bytes with a content type we chose, never one the uploader chose.
+    Originals (with their metadata, GPS included) are never public."""
+    public = kind != "original" and access.can_read(request.user)
+    if not (request.user.is_authenticated or public):
+        return redirect_to_login(request.get_full_path())
     image = get_object_or_404(Image, pk=pk)
     field = {"original": image.file, "display": image.display, "dehazed": image.dehazed}.get(kind)
     if not field:

@@ -18,6 +18,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
@@ -78,6 +79,20 @@ def curator(db) -> User:
     person = User.objects.create_user("curator", password="pw-curator-1")
     person.groups.add(Group.objects.get(name="curators"))
     return User.objects.get(pk=person.pk)  # fresh permission cache
+
+
+@pytest.fixture
+def client(user) -> Client:
+    """The browser of a logged-in analyst (reads need a login; see ``anon``)."""
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+@pytest.fixture
+def anon(db) -> Client:
+    """A visitor who is not logged in."""
+    return Client()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
@@ -124,7 +124,7 @@ def test_incremental_upload_then_submit(api, django_capture_on_commit_callbacks)
     assert BatchItem.objects.filter(batch_id=batch_id).count() == 2
 
 
-def test_users_see_only_their_batches_and_staff_sees_all(api, user):
+def test_users_see_only_their_batches_and_the_staff_flag_grants_nothing(api, user):
     other = User.objects.create_user("someone-else", password="pw-other-1")
     theirs, _ = upload(other, [("theirs.jpg", make_image(seed=20))])
     mine, _ = upload(user, [("mine.jpg", make_image(seed=21))])
@@ -142,9 +142,23 @@ def test_users_see_only_their_batches_and_staff_sees_all(api, user):
     staff = APIClient()
     staff.force_authenticate(User.objects.create_user("boss", password="pw-boss-1",
                                                       is_staff=True))
-    assert staff.get(f"/api/batches/{theirs.pk}/").json()["owner"] == "someone-else"
-    assert {b["id"] for b in staff.get("/api/batches/").json()["results"]} == {mine.pk,
-                                                                             theirs.pk}
+    assert staff.get(f"/api/batches/{theirs.pk}/").status_code == 404
+    assert staff.get("/api/batches/").json()["results"] == []
+
+    auditor_user = User.objects.create_user("auditor", password="pw-auditor-1")
+    auditor_user.user_permissions.add(Permission.objects.get(codename="view_all_batches"))
+    auditor = APIClient()
+    auditor.force_authenticate(User.objects.get(pk=auditor_user.pk))
+    assert auditor.get(f"/api/batches/{theirs.pk}/").json()["owner"] == "someone-else"
+    assert {b["id"] for b in auditor.get("/api/batches/").json()["results"]} == {mine.pk,
+                                                                               theirs.pk}
+    # seeing is not owning: only the owner adds files or submits
+    assert auditor.post(f"/api/batches/{theirs.pk}/submit/").status_code == 403
+    assert auditor.post(f"/api/batches/{theirs.pk}/files/",
+                        {"files": files(("y.jpg", make_image(seed=23)))},
+                        format="multipart").status_code == 403
+    assert BatchItem.objects.filter(batch=theirs).count() == 1
+    assert not Batch.objects.get(pk=theirs.pk).submitted
 
 
 def test_batch_list_carries_counts_not_images(api, user):

@@ -109,8 +109,7 @@ def test_every_ready_image_gets_codes_and_rebuild_index_redoes_them(collection):
 
 
 @pytest.mark.django_db
-def test_text_search_ranks_matching_images_first(collection, client):
-    api = APIClient()
+def test_text_search_ranks_matching_images_first(collection, client, api):
     response = api.get("/api/search/", {"q": "river water", "k": 12})
     assert response.status_code == 200, response.content
     body = response.json()
@@ -125,21 +124,21 @@ def test_text_search_ranks_matching_images_first(collection, client):
 
 
 @pytest.mark.django_db
-def test_unknown_words_get_a_clear_message_not_results(collection, client):
-    response = APIClient().get("/api/search/", {"q": "zebra giraffe"})
+def test_unknown_words_get_a_clear_message_not_results(collection, client, api):
+    response = api.get("/api/search/", {"q": "zebra giraffe"})
     assert response.status_code == 400
     assert "try words such as" in response.json()["detail"]
-    partly = APIClient().get("/api/search/", {"q": "zebra water"}).json()
+    partly = api.get("/api/search/", {"q": "zebra water"}).json()
     assert partly["ignored_words"] == ["zebra"] and partly["results"]
-    assert APIClient().get("/api/search/").status_code == 400
+    assert api.get("/api/search/").status_code == 400
     page = client.get("/gallery/", {"q": "zebra giraffe"})
     assert page.status_code == 200 and b"try words such as" in page.content
 
 
 @pytest.mark.django_db
-def test_similar_images_exclude_the_image_and_are_sorted(collection, client):
+def test_similar_images_exclude_the_image_and_are_sorted(collection, client, api):
     anchor = collection["cloud"][0]
-    body = APIClient().get(f"/api/images/{anchor.pk}/similar/", {"k": 5}).json()
+    body = api.get(f"/api/images/{anchor.pk}/similar/", {"k": 5}).json()
     ids = [r["id"] for r in body["results"]]
     distances = [r["distance"] for r in body["results"]]
     assert anchor.pk not in ids and len(ids) == 5 and distances == sorted(distances)
@@ -148,9 +147,9 @@ def test_similar_images_exclude_the_image_and_are_sorted(collection, client):
 
 
 @pytest.mark.django_db
-def test_describe_returns_nearest_texts(collection, client):
+def test_describe_returns_nearest_texts(collection, client, api):
     image = collection["water"][0]
-    body = APIClient().get(f"/api/images/{image.pk}/describe/", {"k": 3}).json()
+    body = api.get(f"/api/images/{image.pk}/describe/", {"k": 3}).json()
     assert 1 <= len(body["texts"]) <= 3
     assert [t["distance"] for t in body["texts"]] == sorted(t["distance"] for t in body["texts"])
     page = client.get(f"/images/{image.pk}/")
@@ -183,11 +182,11 @@ def test_retagging_changes_the_text_code(collection, curator):
 
 
 @pytest.mark.django_db
-def test_without_a_retrieval_model_search_says_so(settings, user, client):
+def test_without_a_retrieval_model_search_says_so(settings, user, client, api):
     settings.RETRIEVAL_MODEL = "/nonexistent/model"
     image = predicted_image(user, 1, ["water"])
-    assert APIClient().get("/api/search/", {"q": "water"}).status_code == 503
-    assert APIClient().get(f"/api/images/{image.pk}/similar/").status_code == 503
+    assert api.get("/api/search/", {"q": "water"}).status_code == 503
+    assert api.get(f"/api/images/{image.pk}/similar/").status_code == 503
     page = client.get("/gallery/", {"q": "water"})
     assert page.status_code == 200 and b"not available" in page.content
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import permissions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from classifier.imageio import ImageDecodeError
 from webapp.api.pagination import PageNumberPagination
+from webapp.api.permissions import ReadAccess
 from webapp.api.serializers import ImageSerializer
 from webapp.models import Image
 from webapp.services import search
@@ -51,7 +52,7 @@ def matches_response(view: APIView, request, matches: list[search.Match], **extr
 class SearchView(APIView):
     """GET ?q=text: images nearest to the text. POST a `file`: images nearest to it."""
 
-    permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+    permission_classes = [ReadAccess]
     parser_classes = [MultiPartParser]
 
     @extend_schema(parameters=[

@@ -4,6 +4,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from webapp.models import Batch, BatchItem, Image, ImageLabel, Label, ModelVersion
+from webapp.services import access
 
 
 class BatchImageSerializer(serializers.ModelSerializer):
@@ -91,6 +92,15 @@ class ImageSerializer(serializers.ModelSerializer):
                   "status", "error", "created_at", "tags", "labels", "predicted_tags",
                   "probabilities", "confidence", "model", "reviewed", "reviewed_by",
                   "reviewed_at", "urls"]
+
+    def to_representation(self, image: Image) -> dict:
+        data = super().to_representation(image)
+        request = self.context.get("request")
+        if not access.can_see_people(request.user if request else None):
+            data["reviewed_by"] = None  # public reads (PUBLIC_READS) name no one
+            for label in data["labels"]:
+                label["added_by"] = None
+        return data
 
     def get_tags(self, image: Image) -> list[str]:
         return sorted(il.label.name for il in image.labels.all())

@@ -8,11 +8,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
-from webapp.api.permissions import CanCurate
+from webapp.api.permissions import CanCurate, ReadAccess
 from webapp.api.serializers import (
     BatchCreateSerializer,
     BatchSerializer,
@@ -23,25 +24,29 @@ from webapp.api.serializers import (
     ModelVersionSerializer,
 )
 from webapp.models import Batch, Label, ModelVersion
-from webapp.services import curation, ingest, search
+from webapp.services import access, curation, ingest, search
 from webapp.services.gallery import ImageFilter, gallery_queryset
 
 
 class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
                    mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Upload batches. Owners see their batches; staff see all."""
+    """Upload batches. Owners see their batches (and holders of the view_all_batches
+    permission see all); only the owner adds files or submits."""
 
     serializer_class = BatchSerializer
     permission_classes = [permissions.IsAuthenticated]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self):
-        batches = Batch.objects.select_related("owner")
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
-            return batches.none()
-        if not self.request.user.is_staff:
-            batches = batches.filter(owner=self.request.user)
-        return batches
+            return Batch.objects.none()
+        return access.visible_batches(self.request.user)
+
+    def owned_batch(self) -> Batch:
+        batch = self.get_object()
+        if not access.owns(self.request.user, batch):
+            raise PermissionDenied("only the batch's owner adds files to it or submits it")
+        return batch
 
     def get_throttles(self):
         if self.action in ("create", "files"):
@@ -78,7 +83,7 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
     def files(self, request, pk=None):
         """Add files to a batch created with submit=false (one request per file gives
         per-file upload progress)."""
-        batch = self.get_object()
+        batch = self.owned_batch()
         if batch.submitted:
             return Response({"detail": "this batch was submitted; start a new batch"},
                             status=status.HTTP_409_CONFLICT)
@@ -97,7 +102,7 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
         """All files are in: start predicting (idempotent)."""
-        batch = ingest.submit_batch(self.get_object())
+        batch = ingest.submit_batch(self.owned_batch())
         return Response(self.get_serializer(batch).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -115,13 +120,16 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     """Tagged images with the gallery's filters; PATCH `tags` to curate."""
 
     serializer_class = ImageSerializer
-    permission_classes = [permissions.IsAuthenticatedOrReadOnly, CanCurate]
+    permission_classes = [ReadAccess, CanCurate]
     http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self):
         image_filter = ImageFilter.from_params(self.request.query_params)
         if self.action != "list":
             image_filter = ImageFilter(include_pending=True)
+        elif image_filter.batch and not access.visible_batches(self.request.user).filter(
+                pk=image_filter.batch).exists():
+            image_filter.batch = 0  # someone else's batch: its images are not listed
         return gallery_queryset(image_filter).select_related("prediction__model",
                                                              "reviewed_by")
 
@@ -170,9 +178,11 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
 class LabelViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = LabelSerializer
+    permission_classes = [ReadAccess]
     queryset = Label.objects.annotate(images=Count("image_labels")).order_by("name")
 
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ModelVersionSerializer
+    permission_classes = [ReadAccess]
     queryset = ModelVersion.objects.all()
