@@ -20,9 +20,10 @@ from webapp.models import (
     Prediction,
     ReviewQueue,
 )
-from webapp.services import curation
+from webapp.services import access, curation
 from webapp.services.export import labels_csv
 from webapp.services.gallery import parse_id, without_nul
+from webapp.services.model_registry import activate_model
 
 
 def thumbnail(image: Image, size: int = 64) -> str:
@@ -246,6 +247,10 @@ class BatchAdmin(admin.ModelAdmin):
                        "created_at", "started_at", "finished_at"]
     inlines = [BatchItemInline]
 
+    def get_queryset(self, request):
+        """Owners' batches, or every batch with view_all_batches: as on the site."""
+        return access.visible_batches(request.user)
+
     def has_add_permission(self, request):
         return False
 
@@ -261,14 +266,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
         f2 = model.metrics.get("test", {}).get("f2")
         return f"{f2:.4f}" if f2 is not None else "-"
 
-    @admin.action(description="Make active (tags new uploads)")
+    @admin.action(description="Make active (tags new uploads)", permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Choose exactly one model.", messages.ERROR)
             return
-        ModelVersion.objects.filter(is_active=True).update(is_active=False)
-        queryset.update(is_active=True)
-        self.message_user(request, f"{queryset.first().version} is now active.")
+        model = activate_model(queryset.get())
+        self.message_user(request, f"{model.version} is now active.")
 
     def has_add_permission(self, request):
         return False  # models come from `manage.py register_model DIR`

@@ -282,6 +282,47 @@ def test_staff_without_curate_permission_gets_no_curation_actions(images):
     assert not images.low.reviewed
 
 
+def test_activating_a_model_needs_change_permission_on_model_versions(curator, images):
+    """A curator (view permission on model versions) sees the list but cannot switch the
+    model that tags uploads; change permission can."""
+    from tests.webapp.helpers import second_model
+    from webapp.models import ModelVersion
+
+    curator.is_staff = True
+    curator.save()
+    other = second_model()
+    active = ModelVersion.objects.get(is_active=True)
+    client = Client()
+    client.force_login(curator)
+    path = "/admin/webapp/modelversion/"
+    html = client.get(path).content.decode()
+    assert client.get(path).status_code == 200 and '<option value="activate">' not in html
+    client.post(path, {"action": "activate", "_selected_action": [other.pk], "index": 0})
+    assert ModelVersion.objects.get(is_active=True) == active
+    curator.user_permissions.add(Permission.objects.get(codename="change_modelversion"))
+    client.force_login(User.objects.get(pk=curator.pk))
+    client.post(path, {"action": "activate", "_selected_action": [other.pk], "index": 0})
+    assert ModelVersion.objects.get(is_active=True) == other
+
+
+def test_admin_batches_follow_the_site_rules(images, admin_user):
+    """Staff with view permission on batches see only their own unless they hold
+    view_all_batches (a superuser holds every permission)."""
+    from webapp.models import Batch
+
+    viewer = User.objects.create_user("viewer", password="pw-viewer-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_batch"))
+    client = Client()
+    client.force_login(viewer)
+    html = client.get("/admin/webapp/batch/").content.decode()
+    assert "0 batches" in html
+    batch = Batch.objects.first()
+    assert client.get(f"/admin/webapp/batch/{batch.pk}/change/").status_code in (302, 404)
+    admin = Client()
+    admin.force_login(admin_user)
+    assert admin.get(f"/admin/webapp/batch/{batch.pk}/change/").status_code == 200
+
+
 # --- export_labels command -------------------------------------------------------------------
 
 def test_export_labels_command_writes_a_planet_csv(images, tmp_path):

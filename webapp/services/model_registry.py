@@ -26,10 +26,18 @@ def register_model(path: str, activate: bool = False) -> ModelVersion:
         )
         for name in spec["labels"]:
             Label.objects.get_or_create(name=name)
-        if activate and not model.is_active:
-            ModelVersion.objects.filter(is_active=True).update(is_active=False)
-            model.is_active = True
-            model.save(update_fields=["is_active"])
+        if activate:
+            activate_model(model)
+    return model
+
+
+@transaction.atomic
+def activate_model(model: ModelVersion) -> ModelVersion:
+    """Make this model the one that tags new uploads (exactly one is active)."""
+    if not model.is_active:
+        ModelVersion.objects.filter(is_active=True).update(is_active=False)
+        model.is_active = True
+        model.save(update_fields=["is_active"])
     return model
 
 
