@@ -732,6 +732,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     tmp = Path(tempfile.mkdtemp(prefix="bench-faults-"))
     db: Database | None = None
     redis: Redis | None = None

@@ -21,5 +21,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PREDICT_CHUNK_SIZE = 4
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
-    "anon": "1000/minute", "user": "10000/minute", "uploads": "10000/minute"}}
+    "anon": "1000/minute", "user": "10000/minute", "uploads": "10000/minute",
+    "image_search": "10000/minute"}}
+# Each test process keeps its own counters (production: the shared Redis cache).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SEARCH_SYNC_SECONDS = 0.0  # every search sees the codes committed before it

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+# var/ holds the database (password hashes, tokens), the secret key and uploads: private.
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -42,7 +45,6 @@ def _secret_key() -> str:
         return os.environ["SECRET_KEY"]
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(50))
@@ -52,7 +54,8 @@ def _secret_key() -> str:
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS",
+                                "http://127.0.0.1:8000,http://localhost:8000")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -65,6 +68,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "csp",
     "webapp",
 ]
 
@@ -77,6 +82,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -115,6 +122,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not :memory:, so that a Celery worker process can see the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # Created private before SQLite opens it (its -wal and -shm files copy the mode).
+    for _name in (DATABASES["default"]["NAME"], DATABASES["default"]["TEST"]["NAME"]):
+        if str(_name) != ":memory:" and not os.path.exists(_name):
+            os.close(os.open(_name, os.O_WRONLY | os.O_CREAT, 0o600))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -151,7 +162,41 @@ HTTPS = env_bool("HTTPS", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600)
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the proxy's health check speaks plain HTTP
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+# Content-Security-Policy (django-csp): everything from this origin, no inline script or
+# style, no framing; served files get a stricter policy of their own (webapp.views).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Login limiting (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one user
+# name, or from one client address, further logins are refused (429) for the cool-off.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend",
+                           "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "webapp.services.access.client_ip"
+# Proxies in front of the web processes whose X-Forwarded-For is trusted; 0: none, the
+# client is the connection's peer (throttles and login limits alike).
+NUM_PROXIES = env_int("NUM_PROXIES", 0)
+# Password reset needs mail: offered only when an SMTP host is configured.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+PASSWORD_RESET = bool(EMAIL_HOST)
 
 # Uploads: files above 2.5 MB go to temporary files; every file passes the size limit
 # handler first, so an oversize file fails alone instead of failing the request.
@@ -215,6 +260,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A broker connection loss (Redis restart) lets a running batch finish: its progress is in
+# the database and the heal job re-sends whatever the broker lost.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Beat keeps its schedule in memory: the only periodic job is the heal job, every worker
 # may run it (it claims each batch it resends in the database), and nothing is lost when a
 # worker or Redis restarts.
@@ -233,13 +281,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "webapp.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "webapp.api.throttles.AnonThrottle",
+        "webapp.api.throttles.UserThrottle",
     ],
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "120/minute"),
         "user": os.environ.get("THROTTLE_USER", "2000/minute"),
         "uploads": os.environ.get("THROTTLE_UPLOADS", "600/minute"),
+        "image_search": os.environ.get("THROTTLE_IMAGE_SEARCH", "30/minute"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "webapp.api.errors.exception_handler",
@@ -255,7 +305,14 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+def _cache_location(url: str) -> str:
+    """Kombu's redis+socket:// (the embedded Redis of `make run`) as redis-py's unix://."""
+    return "unix://" + url[len("redis+socket://"):] if url.startswith("redis+socket://") else url
+
+
+# Shared by every web process: throttle counters (and anything else cached) live in Redis.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                      "LOCATION": _cache_location(REDIS_URL), "KEY_PREFIX": "webapp"}}
 
 LOGGING = {
     "version": 1,

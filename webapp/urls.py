@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -16,7 +18,24 @@ urlpatterns = [
     path("batches/", views.batch_list, name="batch-list-page"),
     path("batches/<int:pk>/", views.batch_detail, name="batch-detail-page"),
     path("healthz", views.healthz, name="healthz"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password_change/", auth_views.PasswordChangeView.as_view(),
+         name="password_change"),
+    path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(),
+         name="password_change_done"),
     path("admin/", admin.site.urls),
     path("api/", include("webapp.api.urls")),
 ]
+
+if settings.PASSWORD_RESET:  # mail is configured (EMAIL_HOST): reset links can be sent
+    urlpatterns += [
+        path("accounts/password_reset/", auth_views.PasswordResetView.as_view(),
+             name="password_reset"),
+        path("accounts/password_reset/done/", auth_views.PasswordResetDoneView.as_view(),
+             name="password_reset_done"),
+        path("accounts/reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(),
+             name="password_reset_confirm"),
+        path("accounts/reset/done/", auth_views.PasswordResetCompleteView.as_view(),
+             name="password_reset_complete"),
+    ]

@@ -147,7 +147,7 @@ def test_image_page_shows_probability_bars_highest_first(client, user):
     image.prediction.save()
     html = client.get(f"/images/{image.pk}/").content.decode()
     rows = re.findall(r'<div class="bar-row( on)?">\s*<span class="bar-label">([a-z_]+)</span>'
-                      r'\s*<span class="bar"><span style="width: ([\d.]+)%"></span></span>', html)
+                      r'\s*<span class="bar"><span data-percent="([\d.]+)"></span></span>', html)
     assert len(rows) == 17 and {name for _, name, _ in rows} == set(LABELS)
     assert [name for _, name, _ in rows[:3]] == ["water", "primary", "haze"]
     assert [(on, width) for on, name, width in rows[:3]] == [(" on", "95.0"), (" on", "70.0"),

@@ -13,6 +13,7 @@ from classifier.imageio import ImageDecodeError
 from webapp.api.pagination import PageNumberPagination
 from webapp.api.permissions import ReadAccess
 from webapp.api.serializers import ImageSerializer
+from webapp.api.throttles import ScopedThrottle
 from webapp.models import Image
 from webapp.services import search
 
@@ -54,6 +55,13 @@ class SearchView(APIView):
 
     permission_classes = [ReadAccess]
     parser_classes = [MultiPartParser]
+
+    def get_throttles(self):
+        """Image search decodes and encodes a file: its own tight scope."""
+        if self.request.method == "POST":
+            self.throttle_scope = "image_search"
+            return [*super().get_throttles(), ScopedThrottle()]
+        return super().get_throttles()
 
     @extend_schema(parameters=[
         OpenApiParameter("q", OpenApiTypes.STR, required=True, description="words to look for"),

@@ -11,7 +11,6 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 
 from webapp.api.permissions import CanCurate, ReadAccess
 from webapp.api.serializers import (
@@ -23,6 +22,7 @@ from webapp.api.serializers import (
     LabelSerializer,
     ModelVersionSerializer,
 )
+from webapp.api.throttles import ScopedThrottle
 from webapp.models import Batch, Label, ModelVersion
 from webapp.services import access, curation, ingest, search
 from webapp.services.gallery import ImageFilter, gallery_queryset
@@ -51,7 +51,7 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
     def get_throttles(self):
         if self.action in ("create", "files"):
             self.throttle_scope = "uploads"
-            return [*super().get_throttles(), ScopedRateThrottle()]
+            return [*super().get_throttles(), ScopedThrottle()]
         return super().get_throttles()
 
     def get_serializer_context(self):

@@ -38,3 +38,15 @@ def visible_batches(user) -> QuerySet[Batch]:
 
 def owns(user, batch: Batch) -> bool:
     return bool(user and user.is_authenticated and batch.owner_id == user.pk)
+
+
+def client_ip(request) -> str | None:
+    """The client's address: the connection's peer, or with NUM_PROXIES trusted proxies
+    in front, the X-Forwarded-For entry the outermost of them wrote (as DRF's throttles
+    decide). A forwarded header from anyone else is ignored."""
+    peer = request.META.get("REMOTE_ADDR")
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if not settings.NUM_PROXIES or not forwarded:
+        return peer
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    return hops[-min(settings.NUM_PROXIES, len(hops))] if hops else peer
