@@ -123,9 +123,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that a Celery worker process can see the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
     # Created private before SQLite opens it (its -wal and -shm files copy the mode).
-    for _name in (DATABASES["default"]["NAME"], DATABASES["default"]["TEST"]["NAME"]):
-        if str(_name) != ":memory:" and not os.path.exists(_name):
-            os.close(os.open(_name, os.O_WRONLY | os.O_CREAT, 0o600))
+    _name = str(DATABASES["default"]["NAME"])
+    if _name != ":memory:" and not os.path.exists(_name):
+        os.close(os.open(_name, os.O_WRONLY | os.O_CREAT, 0o600))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
