@@ -214,6 +214,7 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 # Reads (gallery, image pages, read API, search) need a login unless PUBLIC_READS=1;
 # originals and batches are never public (webapp.services.access).
 PUBLIC_READS = env_bool("PUBLIC_READS", False)
+MAX_TAG_FILTERS = env_int("MAX_TAG_FILTERS", 50)  # tag names in one gallery/API filter
 
 # Recognition.
 CLASSIFIER_MODEL = os.environ.get("CLASSIFIER_MODEL", "default")

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from webapp.models import Image, Label
 from webapp.services import access, curation, search
-from webapp.services.gallery import ImageFilter, gallery_queryset, parse_id
+from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset, parse_id
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS
 
@@ -40,7 +40,12 @@ def reads(view):
 @reads
 def gallery(request: HttpRequest) -> HttpResponse:
     """The gallery; with ?q= (text) or ?similar=<id> (image) it is a ranked search."""
-    image_filter = ImageFilter.from_params(request.GET)
+    status = 200
+    try:
+        image_filter = ImageFilter.from_params(request.GET)
+    except TooManyTags as exc:  # the gallery without that filter, the message, and a 400
+        messages.error(request, str(exc))
+        image_filter, status = ImageFilter(), 400
     batch = None
     if image_filter.batch:  # someone else's batch is as good as no batch: nothing shown
         batch = access.visible_batches(request.user).filter(pk=image_filter.batch).first()
@@ -61,7 +66,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "page": page, "filter": image_filter, "labels": Label.objects.all(),
         "query": query.urlencode(), "batch": batch, "failures": failures, "q": text,
         "search_available": search.available(), **search_context,
-    })
+    }, status=status)
 
 
 SEARCH_RESULTS = 240

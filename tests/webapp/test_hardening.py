@@ -17,6 +17,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework.throttling import AnonRateThrottle
 
+from webapp.services.curation import set_labels
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +125,49 @@ def test_var_folder_database_and_secret_key_are_private(tmp_path):
 def test_csrf_trusted_origins_default_to_the_local_server():
     origins = _settings_of({"SECRET_KEY": "x"}, "print(json.dumps(settings.CSRF_TRUSTED_ORIGINS))")
     assert origins == ["http://127.0.0.1:8000", "http://localhost:8000"]
+
+
+def test_too_many_tag_names_get_a_400_and_a_message(api, client, settings):
+    settings.MAX_TAG_FILTERS = 50
+    names = ",".join(f"tag{i}" for i in range(1300))
+    response = api.get("/api/images/", {"tags": names})
+    assert response.status_code == 400
+    assert "at most 50" in response.json()["tags"][0]
+    page = client.get("/gallery/", {"tags": names})
+    assert page.status_code == 400 and "at most 50" in page.content.decode()
+    assert api.get("/api/images/", {"tags": ",".join(f"t{i}" for i in range(50))}
+                   ).status_code == 200
+
+
+def test_image_search_checks_the_query_like_an_upload(api, settings):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image as PILImage
+
+    icon = io.BytesIO()
+    PILImage.new("RGB", (32, 32)).save(icon, "ICO")
+    refused = api.post("/api/search/", {"file": SimpleUploadedFile("q.ico", icon.getvalue())},
+                       format="multipart")
+    assert refused.status_code == 400 and "ICO images are not accepted" in refused.json()["detail"]
+    settings.MAX_IMAGE_PIXELS = 1000
+    big = io.BytesIO()
+    PILImage.new("RGB", (64, 64)).save(big, "PNG")
+    too_big = api.post("/api/search/", {"file": SimpleUploadedFile("q.png", big.getvalue())},
+                       format="multipart")
+    assert too_big.status_code == 400 and "the limit is 1,000" in too_big.json()["detail"]
+
+
+@pytest.mark.parametrize("page_size", [10, 500])
+def test_image_lists_take_the_same_queries_whatever_the_page_size(api, user, curator,
+                                                                  page_size,
+                                                                  django_assert_max_num_queries):
+    from tests.webapp.helpers import predicted_image
+
+    for i in range(12):
+        image = predicted_image(user, 600 + i, ["water"])
+        set_labels(image, ["water", "road"], curator)  # person-added labels name curators
+    with django_assert_max_num_queries(12):
+        response = api.get("/api/images/", {"page_size": page_size})
+    assert response.status_code == 200 and len(response.json()["results"]) == min(12,
+                                                                                  page_size)

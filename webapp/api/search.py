@@ -15,7 +15,9 @@ from webapp.api.permissions import ReadAccess
 from webapp.api.serializers import ImageSerializer
 from webapp.api.throttles import ScopedThrottle
 from webapp.models import Image
-from webapp.services import search
+from webapp.services import ingest, search
+from webapp.services.gallery import with_labels
+from webapp.services.upload_limits import safe_filename
 
 MAX_K = 500
 
@@ -36,9 +38,7 @@ def matches_response(view: APIView, request, matches: list[search.Match], **extr
     """Paginated images in match order, each with its Hamming distance."""
     paginator = PageNumberPagination()
     page = paginator.paginate_queryset(matches, request, view=view)
-    images = (Image.objects.filter(pk__in=[m.image_id for m in page])
-              .select_related("prediction__model", "reviewed_by")
-              .prefetch_related("labels__label"))
+    images = with_labels(Image.objects.filter(pk__in=[m.image_id for m in page]))
     by_id = {image.pk: image for image in images}
     results = []
     for match in page:
@@ -85,14 +85,15 @@ class SearchView(APIView):
         if upload is None:
             return Response({"detail": "send an image in the 'file' field"},
                             status=status.HTTP_400_BAD_REQUEST)
-        if getattr(upload, "rejected_reason", None):
-            return Response({"detail": upload.rejected_reason},
-                            status=status.HTTP_400_BAD_REQUEST)
         if not search.available():
             return unavailable()
-        try:
+        try:  # checked exactly as uploads are (format list, bytes, pixels), then decoded
+            ingest.inspect_upload(upload)  # shrunk while decoding
             matches = search.search_upload(upload.read(), parse_k(request.query_params.get("k")))
+        except ingest.UploadRejected as exc:
+            return Response({"detail": f"{safe_filename(upload.name)}: {exc}"},
+                            status=status.HTTP_400_BAD_REQUEST)
         except ImageDecodeError as exc:
-            return Response({"detail": f"{upload.name}: {exc}"},
+            return Response({"detail": f"{safe_filename(upload.name)}: {exc}"},
                             status=status.HTTP_400_BAD_REQUEST)
         return matches_response(self, request, matches)

@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -25,7 +25,7 @@ from webapp.api.serializers import (
 from webapp.api.throttles import ScopedThrottle
 from webapp.models import Batch, Label, ModelVersion
 from webapp.services import access, curation, ingest, search
-from webapp.services.gallery import ImageFilter, gallery_queryset
+from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset
 
 
 class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
@@ -124,14 +124,16 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self):
-        image_filter = ImageFilter.from_params(self.request.query_params)
+        try:
+            image_filter = ImageFilter.from_params(self.request.query_params)
+        except TooManyTags as exc:
+            raise ValidationError({"tags": [str(exc)]}) from None
         if self.action != "list":
             image_filter = ImageFilter(include_pending=True)
         elif image_filter.batch and not access.visible_batches(self.request.user).filter(
                 pk=image_filter.batch).exists():
             image_filter.batch = 0  # someone else's batch: its images are not listed
-        return gallery_queryset(image_filter).select_related("prediction__model",
-                                                             "reviewed_by")
+        return gallery_queryset(image_filter)
 
     @extend_schema(parameters=IMAGE_FILTERS)
     def list(self, request, *args, **kwargs):

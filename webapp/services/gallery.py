@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from webapp.models import BatchItem, Image, ImageLabel
+
+
+class TooManyTags(ValueError):
+    """More tag names than MAX_TAG_FILTERS: refused with a message (a filter that long
+    is no search a person makes, and it would blow up the SQL expression)."""
 
 
 @dataclass
@@ -25,12 +31,16 @@ class ImageFilter:
         tags: list[str] = []
         for raw in params.getlist("tags") + params.getlist("tag"):
             tags += [without_nul(t.strip()) for t in raw.split(",") if t.strip()]
+        tags = list(dict.fromkeys(tags))
+        if len(tags) > settings.MAX_TAG_FILTERS:
+            raise TooManyTags(f"{len(tags)} tag names given; filter by at most "
+                              f"{settings.MAX_TAG_FILTERS}")
         match = "all" if params.get("match") == "all" else "any"
         batch = parse_id(params.get("batch"))
         reviewed = {"true": True, "1": True, "yes": True, "false": False, "0": False,
                     "no": False}.get((params.get("reviewed") or "").lower())
         min_confidence = _float(params.get("min_confidence"))
-        return cls(list(dict.fromkeys(tags)), match, batch, reviewed, min_confidence)
+        return cls(tags, match, batch, reviewed, min_confidence)
 
     def apply(self, images: QuerySet[Image]) -> QuerySet[Image]:
         if not self.include_pending:
@@ -77,9 +87,13 @@ def _float(value: str | None) -> float | None:
     return number if number is None or 0.0 <= number <= 1.0 else None
 
 
+def with_labels(images: QuerySet[Image]) -> QuerySet[Image]:
+    """Images with their labels, each label's vocabulary entry and who added it, in a
+    fixed number of queries whatever the page size."""
+    return images.select_related("prediction__model", "reviewed_by").prefetch_related(
+        Prefetch("labels", queryset=ImageLabel.objects.select_related("label", "added_by")))
+
+
 def gallery_queryset(image_filter: ImageFilter) -> QuerySet[Image]:
     """Filtered images with what a gallery card needs, newest first."""
-    return (image_filter.apply(Image.objects.all())
-            .select_related("prediction")
-            .prefetch_related("labels__label")
-            .order_by("-created_at", "-id"))
+    return with_labels(image_filter.apply(Image.objects.all())).order_by("-created_at", "-id")
