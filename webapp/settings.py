@@ -203,6 +203,9 @@ PASSWORD_RESET = bool(EMAIL_HOST)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000)
 MAX_FILES_PER_REQUEST = env_int("MAX_FILES_PER_REQUEST", 1000)
+# Quotas per user: files in one batch, and bytes of new images stored per 24 hours.
+MAX_FILES_PER_BATCH = env_int("MAX_FILES_PER_BATCH", 2000)
+MAX_UPLOAD_BYTES_PER_DAY = env_int("MAX_UPLOAD_BYTES_PER_DAY", 5 * 1024**3)
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_REQUEST
 FILE_UPLOAD_HANDLERS = [
     "webapp.services.upload_limits.SizeLimitUploadHandler",

@@ -171,3 +171,36 @@ def test_image_lists_take_the_same_queries_whatever_the_page_size(api, user, cur
         response = api.get("/api/images/", {"page_size": page_size})
     assert response.status_code == 200 and len(response.json()["results"]) == min(12,
                                                                                   page_size)
+
+
+def test_files_over_the_batch_quota_fail_alone_with_a_message(api, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.webapp.conftest import make_image
+    from webapp.models import Image
+
+    settings.MAX_FILES_PER_BATCH = 3
+    payload = [SimpleUploadedFile(f"c{i}.jpg", make_image(seed=700 + i)) for i in range(5)]
+    body = api.post("/api/batches/", {"files": payload}, format="multipart").json()
+    assert [i["status"] for i in body["images"]] == ["queued"] * 3 + ["failed"] * 2
+    assert "limit of 3 files" in body["images"][3]["error"]
+    assert Image.objects.count() == 3  # what fitted is stored and queued
+
+
+def test_new_bytes_over_the_daily_quota_fail_alone_known_images_cost_nothing(api, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.webapp.conftest import make_image
+
+    first, second = make_image(seed=801, size=64), make_image(seed=802, size=64)
+    settings.MAX_UPLOAD_BYTES_PER_DAY = len(first) + len(second) // 2
+    ok = api.post("/api/batches/", {"files": [SimpleUploadedFile("a.jpg", first)]},
+                  format="multipart").json()
+    assert ok["images"][0]["status"] == "queued"
+    body = api.post("/api/batches/", {"files": [SimpleUploadedFile("b.jpg", second),
+                                                SimpleUploadedFile("again.jpg", first)]},
+                    format="multipart").json()
+    over, known = body["images"]
+    assert over["status"] == "failed" and "quota" in over["error"] and "per 24 hours" in over[
+        "error"]
+    assert known["status"] != "failed"  # already in the archive: stores nothing new

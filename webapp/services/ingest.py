@@ -10,11 +10,12 @@ import hashlib
 import logging
 import warnings
 from collections.abc import Iterable
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
@@ -76,13 +77,14 @@ def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
     return image_format, width, height
 
 
-def _image_for(upload: UploadedFile, name: str, owner) -> tuple[Image, bool]:
+def _image_for(upload: UploadedFile, name: str, owner, quota: Quota) -> tuple[Image, bool]:
     """The stored Image for these bytes, created if new; (image, created)."""
     sha = _sha256(upload)
     existing = Image.objects.filter(sha256=sha).first()
     if existing is not None:
         return existing, False
     image_format, width, height = inspect_upload(upload)
+    quota.take_bytes(upload.size)
     path = save_original(sha, image_format, upload)
     try:
         with transaction.atomic():
@@ -94,17 +96,48 @@ def _image_for(upload: UploadedFile, name: str, owner) -> tuple[Image, bool]:
         return Image.objects.get(sha256=sha), False
 
 
+class Quota:
+    """What a user may still add: files to this batch (MAX_FILES_PER_BATCH) and newly
+    stored bytes today (MAX_UPLOAD_BYTES_PER_DAY, over the last 24 hours; files already in
+    the archive cost nothing)."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.files_left = settings.MAX_FILES_PER_BATCH - BatchItem.objects.filter(
+            batch=batch).count()
+        since = timezone.now() - timedelta(days=1)
+        used = (Image.objects.filter(uploaded_by=batch.owner, created_at__gte=since)
+                .aggregate(total=Sum("size_bytes"))["total"] or 0)
+        self.bytes_left = settings.MAX_UPLOAD_BYTES_PER_DAY - used
+
+    def take_file(self) -> None:
+        if self.files_left <= 0:
+            raise UploadRejected(f"the batch holds its limit of {settings.MAX_FILES_PER_BATCH:,} "
+                                 "files; put the rest in a new batch")
+        self.files_left -= 1
+
+    def take_bytes(self, size: int) -> None:
+        if size > self.bytes_left:
+            raise UploadRejected(
+                f"your upload quota of {format_size(settings.MAX_UPLOAD_BYTES_PER_DAY)} per "
+                f"24 hours is used up ({format_size(max(self.bytes_left, 0))} left); "
+                "upload the rest later")
+        self.bytes_left -= size
+
+
 def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem]:
-    """Add uploaded files to a batch; every file gets an item, failed or not."""
+    """Add uploaded files to a batch; every file gets an item, failed or not (a file over
+    a quota fails alone with a message; what was stored stays)."""
     model = active_model()
+    quota = Quota(batch)
     items = []
     for upload in uploads:
         name = safe_filename(upload.name)
         item = BatchItem(filename=name)
         try:
+            quota.take_file()
             if getattr(upload, "rejected_reason", None) or not upload.size:
                 inspect_upload(upload)  # raises with the reason
-            image, _created = _image_for(upload, name, batch.owner)
+            image, _created = _image_for(upload, name, batch.owner, quota)
             item.image = image
             if image.status == Image.Status.BROKEN:
                 item.status, item.error = BatchItem.Status.FAILED, image.error
