@@ -7,7 +7,6 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from webapp.models import (
@@ -85,10 +84,13 @@ class LabelActionForm(admin.helpers.ActionForm):
 
 
 class ImageLabelInline(admin.TabularInline):
+    """Pick labels to add, tick labels to remove; provenance is shown, never edited. The
+    change is saved by the curation service (ImageAdmin.save_formset), as on the site."""
+
     model = ImageLabel
     extra = 1
     fields = ["label", "source", "probability", "added_by", "added_at", "reviewed"]
-    readonly_fields = ["added_at"]
+    readonly_fields = ["source", "probability", "added_by", "added_at", "reviewed"]
     autocomplete_fields = ["label"]
 
 
@@ -107,6 +109,8 @@ class ImageAdmin(admin.ModelAdmin):
                        "created_at", "uploaded_by", "prediction", "confidence", "status",
                        "error", "reviewed_by", "reviewed_at", "probabilities"]
     fields = ["preview", "original_name", "reviewed", *readonly_fields[1:]]
+    # "reviewed" changes through the curation actions and label edits only
+    readonly_fields = [*readonly_fields, "reviewed"]
     inlines = [ImageLabelInline]
 
     def get_queryset(self, request):
@@ -134,18 +138,19 @@ class ImageAdmin(admin.ModelAdmin):
         rows = sorted(image.prediction.probabilities.items(), key=lambda kv: -kv[1])
         return format_html_join(", ", "{}: {}", ((k, f"{v:.2f}") for k, v in rows))
 
-    def save_model(self, request, obj, form, change):
-        if "reviewed" in form.changed_data and obj.reviewed:
-            obj.reviewed_by, obj.reviewed_at = request.user, timezone.now()
-        super().save_model(request, obj, form, change)
-
     def save_formset(self, request, form, formset, change):
-        for entry in formset.save(commit=False):
-            if entry.pk is None:
-                entry.added_by, entry.source = request.user, ImageLabel.Source.PERSON
-            entry.save()
-        for entry in formset.deleted_objects:
-            entry.delete()
+        """The inline's rows become the image's label set, written by curation.set_labels:
+        new labels are the person's, the image is reviewed, its text code follows."""
+        if formset.model is not ImageLabel:
+            return super().save_formset(request, form, formset, change)
+        deleted = set(formset.deleted_forms)
+        names = [row.cleaned_data["label"].name for row in formset.forms
+                 if row not in deleted and row.cleaned_data.get("label")]
+        current = set(form.instance.labels.values_list("label__name", flat=True))
+        if set(names) != current:
+            curation.set_labels(form.instance, names, request.user)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        return None
 
     @admin.action(description="Accept predictions as labels (and mark reviewed)",
                   permissions=["curate"])

@@ -364,3 +364,38 @@ def test_export_labels_dataset_reviewed_only(images, tmp_path):
                  stdout=io.StringIO())
     assert read_labels(out / "labels.csv").names == [f"img_{images.high.pk}"]
     assert [p.name for p in Path(out / "images").iterdir()] == [f"img_{images.high.pk}.png"]
+
+
+def test_admin_label_inline_writes_through_the_curation_rules(curator, images, monkeypatch):
+    """Adding and removing labels in the change form: new labels are the curator's, the
+    image is reviewed, its text code is re-encoded; provenance cannot be typed in."""
+    sent = []
+    monkeypatch.setattr("webapp.services.curation.encode_on_commit",
+                        lambda ids, text_only=False: sent.append((sorted(ids), text_only)))
+    curator.is_staff = True
+    curator.save()
+    client = Client()
+    client.force_login(curator)
+    image = images.low
+    rows = list(image.labels.select_related("label").order_by("pk"))
+    path = f"/admin/webapp/image/{image.pk}/change/"
+    data = {"original_name": image.original_name, "labels-TOTAL_FORMS": len(rows) + 1,
+            "labels-INITIAL_FORMS": len(rows), "labels-MIN_NUM_FORMS": 0,
+            "labels-MAX_NUM_FORMS": 1000}
+    for n, row in enumerate(rows):
+        data.update({f"labels-{n}-id": row.pk, f"labels-{n}-image": image.pk,
+                     f"labels-{n}-label": row.label.pk})
+    data[f"labels-{0}-DELETE"] = "on"  # remove the first label
+    new = len(rows)
+    data.update({f"labels-{new}-image": image.pk,
+                 f"labels-{new}-label": Label.objects.get(name="road").pk,
+                 f"labels-{new}-source": "model", f"labels-{new}-probability": "0.99"})
+    response = client.post(path, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    image.refresh_from_db()
+    state = label_state(image)
+    assert rows[0].label.name not in state
+    assert state["road"] == ("person", True, "curator")  # not "model", whatever was posted
+    assert ImageLabel.objects.get(image=image, label__name="road").probability is None
+    assert image.reviewed and image.reviewed_by == curator
+    assert sent == [([image.pk], True)]
