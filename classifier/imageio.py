@@ -14,6 +14,7 @@ full-size array never outlives the call.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -52,6 +53,13 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return img.convert("RGB")
     except (ValueError, OSError) as exc:
         raise ImageDecodeError(f"unsupported image mode {img.mode!r}") from exc
+
+
+def _plain(exc: BaseException) -> str:
+    """A decoder's message without object reprs or file paths (users read it; the paths
+    of a server's storage are none of their business)."""
+    text = re.sub(r"<[^>]*>", "the file", str(exc))
+    return re.sub(r"(?:[A-Za-z]:)?[\\/][^\s'\"]+", "the file", text)
 
 
 def reduction_factor(width: int, height: int, keep_longest: int = 0,
@@ -125,7 +133,7 @@ def decode_image(
     except FileNotFoundError as exc:
         raise ImageDecodeError(f"no such file: {exc.filename}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"image data is broken or truncated ({exc})") from exc
+        raise ImageDecodeError(f"image data is broken or truncated ({_plain(exc)})") from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
         raise ImageDecodeError(f"decoded to an unexpected shape {arr.shape}")
     return arr

@@ -180,3 +180,13 @@ def test_resize_square_keeps_flat_colour_and_same_size_input():
     assert np.all(np.abs(out.astype(int) - (12, 130, 240)) <= 1)
     same = np.full((32, 32, 3), 7, np.uint8)
     np.testing.assert_array_equal(resize_square(same, 32), same)
+
+
+def test_decode_errors_name_no_server_paths():
+    from classifier.imageio import _plain
+
+    raw = OSError("cannot read <_io.BufferedReader name='/srv/var/media/a.png'> "
+                  "from /srv/var/media/originals/ab/a.png")
+    assert "/srv" not in _plain(raw) and "BufferedReader" not in _plain(raw)
+    assert _plain(OSError("image file is truncated (3 bytes not processed)")) == \
+        "image file is truncated (3 bytes not processed)"
