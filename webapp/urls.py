@@ -39,3 +39,5 @@ if settings.PASSWORD_RESET:  # mail is configured (EMAIL_HOST): reset links can 
         path("accounts/reset/done/", auth_views.PasswordResetCompleteView.as_view(),
              name="password_reset_complete"),
     ]
+
+handler404 = "webapp.views.not_found"

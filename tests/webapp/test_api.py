@@ -428,3 +428,25 @@ def test_swagger_ui_uses_only_local_assets(client, db):
     assert not re.search(r"<(?:script|link)\b[^>]*https?://", html)
     assert not re.search(r"<script>", html)  # nothing inline: the CSP allows none
     assert client.get(next(a for a in assets if a.endswith(".js"))).status_code == 200
+
+
+def test_every_operation_documents_its_error_answers(client):
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    assert "detail" in schema["components"]["schemas"]["Error"]["properties"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert {"200", "202"} & set(operation["responses"]), (method, path)
+            assert {"400", "401", "403", "404", "429"} <= set(operation["responses"]), \
+                (method, path)
+    similar = schema["paths"]["/api/images/{id}/similar/"]["get"]["responses"]["200"]
+    assert similar["content"]["application/json"]["schema"]["$ref"].endswith("MatchPage")
+
+
+def test_unknown_api_paths_answer_json_404(api):
+    for path in ("/api/images/1.5/describe/", "/api/no-such-thing/"):  # no route matches
+        response = api.get(path)
+        assert response.status_code == 404, path
+        assert response["Content-Type"].startswith("application/json"), path
+        assert response.json() == {"detail": "not found"}

@@ -12,7 +12,11 @@ from rest_framework.views import APIView
 from classifier.imageio import ImageDecodeError
 from webapp.api.pagination import PageNumberPagination
 from webapp.api.permissions import ReadAccess
-from webapp.api.serializers import ImageSerializer
+from webapp.api.serializers import (
+    ImageSerializer,
+    MatchPageSerializer,
+    TextSearchPageSerializer,
+)
 from webapp.api.throttles import ScopedThrottle
 from webapp.models import Image
 from webapp.services import ingest, search
@@ -65,7 +69,8 @@ class SearchView(APIView):
 
     @extend_schema(parameters=[
         OpenApiParameter("q", OpenApiTypes.STR, required=True, description="words to look for"),
-        OpenApiParameter("k", OpenApiTypes.INT, description=f"results, at most {MAX_K}")])
+        OpenApiParameter("k", OpenApiTypes.INT, description=f"results, at most {MAX_K}")],
+        responses=TextSearchPageSerializer)
     def get(self, request):
         query = (request.query_params.get("q") or "").strip()
         if not query:
@@ -79,7 +84,8 @@ class SearchView(APIView):
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return matches_response(self, request, matches, query=query, ignored_words=unknown)
 
-    @extend_schema(request=inline_serializer("SearchUpload", {"file": serializers.FileField()}))
+    @extend_schema(request=inline_serializer("SearchUpload", {"file": serializers.FileField()}),
+                   responses=MatchPageSerializer)
     def post(self, request):
         upload = request.FILES.get("file")
         if upload is None:

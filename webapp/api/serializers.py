@@ -146,3 +146,34 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = ["id", "version", "name", "labels", "metrics", "is_active", "created_at"]
+
+
+class MatchSerializer(ImageSerializer):
+    """An image found by search, with its Hamming distance to the query."""
+
+    distance = serializers.IntegerField()
+
+    class Meta(ImageSerializer.Meta):
+        fields = ["distance", *ImageSerializer.Meta.fields]
+
+
+class MatchPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = MatchSerializer(many=True)
+
+
+class TextSearchPageSerializer(MatchPageSerializer):
+    query = serializers.CharField()
+    ignored_words = serializers.ListField(child=serializers.CharField())
+
+
+class NearTextSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    distance = serializers.IntegerField()
+
+
+class DescriptionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    texts = NearTextSerializer(many=True)

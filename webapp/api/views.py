@@ -16,10 +16,12 @@ from webapp.api.permissions import CanCurate, ReadAccess
 from webapp.api.serializers import (
     BatchCreateSerializer,
     BatchSerializer,
+    DescriptionSerializer,
     FilesSerializer,
     ImageSerializer,
     ImageUpdateSerializer,
     LabelSerializer,
+    MatchPageSerializer,
     ModelVersionSerializer,
 )
 from webapp.api.throttles import ScopedThrottle
@@ -152,7 +154,8 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         return Response(self.get_serializer(image).data)
 
 
-    @extend_schema(parameters=[OpenApiParameter("k", OpenApiTypes.INT)])
+    @extend_schema(parameters=[OpenApiParameter("k", OpenApiTypes.INT)],
+                   responses=MatchPageSerializer)
     @action(detail=True, methods=["get"])
     def similar(self, request, pk=None):
         """Images nearest to this one in Hamming distance (image -> image)."""
@@ -164,7 +167,8 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         k = parse_k(request.query_params.get("k"))
         return matches_response(self, request, search.similar_images(image, k))
 
-    @extend_schema(parameters=[OpenApiParameter("k", OpenApiTypes.INT)])
+    @extend_schema(parameters=[OpenApiParameter("k", OpenApiTypes.INT)],
+                   responses=DescriptionSerializer)
     @action(detail=True, methods=["get"])
     def describe(self, request, pk=None):
         """The texts nearest to this image (image -> text), with Hamming distances."""
