@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench install clean-venv run test-postgres
+.PHONY: test lint bench install clean-venv run test-postgres test-api
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP) lint
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/webapp
 test-postgres: $(STAMP)
 	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest -q tests/webapp
+
+# The API against its own OpenAPI schema (schemathesis on a live server; .ci/api-conformance).
+test-api: $(STAMP)
+	bash .ci/api-conformance
 
 bench: $(STAMP)
 	$(PY) bench/bench_classifier.py

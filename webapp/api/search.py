@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from classifier.imageio import ImageDecodeError
+from webapp.api import queries
 from webapp.api.pagination import PageNumberPagination
 from webapp.api.permissions import ReadAccess
 from webapp.api.serializers import (
@@ -23,7 +23,7 @@ from webapp.services import ingest, search
 from webapp.services.gallery import with_labels
 from webapp.services.upload_limits import safe_filename
 
-MAX_K = 500
+MAX_K = queries.MAX_K
 
 
 def parse_k(value, default: int = 50) -> int:
@@ -67,15 +67,13 @@ class SearchView(APIView):
             return [*super().get_throttles(), ScopedThrottle()]
         return super().get_throttles()
 
-    @extend_schema(parameters=[
-        OpenApiParameter("q", OpenApiTypes.STR, required=True, description="words to look for"),
-        OpenApiParameter("k", OpenApiTypes.INT, description=f"results, at most {MAX_K}")],
-        responses=TextSearchPageSerializer)
+    @extend_schema(parameters=[queries.SearchQuery], responses=TextSearchPageSerializer)
     def get(self, request):
         query = (request.query_params.get("q") or "").strip()
         if not query:
             return Response({"detail": "give the text to search for in ?q="},
                             status=status.HTTP_400_BAD_REQUEST)
+        queries.check(queries.SearchQuery, request)
         if not search.available():
             return unavailable()
         try:
@@ -85,8 +83,9 @@ class SearchView(APIView):
         return matches_response(self, request, matches, query=query, ignored_words=unknown)
 
     @extend_schema(request=inline_serializer("SearchUpload", {"file": serializers.FileField()}),
-                   responses=MatchPageSerializer)
+                   parameters=[queries.NearestQuery], responses=MatchPageSerializer)
     def post(self, request):
+        queries.check(queries.NearestQuery, request)
         upload = request.FILES.get("file")
         if upload is None:
             return Response({"detail": "send an image in the 'file' field"},

@@ -55,10 +55,17 @@ class BatchSerializer(serializers.ModelSerializer):
         return BatchImageSerializer(items, many=True).data
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """true / false only (what the schema's boolean allows), not also 1, yes, on ..."""
+
+    TRUE_VALUES = {True, "true", "True"}
+    FALSE_VALUES = {False, "false", "False"}
+
+
 class BatchCreateSerializer(serializers.Serializer):
     files = serializers.ListField(child=serializers.FileField(allow_empty_file=True),
                                   required=False, default=list)
-    submit = serializers.BooleanField(
+    submit = StrictBooleanField(
         default=True, help_text="false: keep the batch open for more POSTs to .../files/")
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from webapp.api import queries
 from webapp.api.permissions import CanCurate, ReadAccess
 from webapp.api.serializers import (
     BatchCreateSerializer,
@@ -108,15 +108,6 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
         return Response(self.get_serializer(batch).data, status=status.HTTP_202_ACCEPTED)
 
 
-IMAGE_FILTERS = [
-    OpenApiParameter("tags", OpenApiTypes.STR, description="comma-separated label names"),
-    OpenApiParameter("match", OpenApiTypes.STR, enum=["any", "all"]),
-    OpenApiParameter("batch", OpenApiTypes.INT),
-    OpenApiParameter("reviewed", OpenApiTypes.BOOL),
-    OpenApiParameter("min_confidence", OpenApiTypes.FLOAT, description="0..1"),
-]
-
-
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                    mixins.UpdateModelMixin, viewsets.GenericViewSet):
     """Tagged images with the gallery's filters; PATCH `tags` to curate."""
@@ -137,15 +128,18 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             image_filter.batch = 0  # someone else's batch: its images are not listed
         return gallery_queryset(image_filter)
 
-    @extend_schema(parameters=IMAGE_FILTERS)
+    @extend_schema(parameters=[queries.ImageQuery])
     def list(self, request, *args, **kwargs):
+        queries.check(queries.ImageQuery, request)
         return super().list(request, *args, **kwargs)
 
     @extend_schema(request=ImageUpdateSerializer, responses=ImageSerializer)
     def partial_update(self, request, *args, **kwargs):
         image = self.get_object()
-        form = ImageUpdateSerializer(data=request.data)
+        form = ImageUpdateSerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)
+        if "tags" not in form.validated_data:  # a partial update that changes nothing
+            return Response(self.get_serializer(image).data)
         try:
             curation.set_labels(image, form.validated_data["tags"], request.user)
         except curation.UnknownLabels as exc:
@@ -154,26 +148,26 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         return Response(self.get_serializer(image).data)
 
 
-    @extend_schema(parameters=[OpenApiParameter("k", OpenApiTypes.INT)],
-                   responses=MatchPageSerializer)
+    @extend_schema(parameters=[queries.NearestQuery], responses=MatchPageSerializer)
     @action(detail=True, methods=["get"])
     def similar(self, request, pk=None):
         """Images nearest to this one in Hamming distance (image -> image)."""
         from webapp.api.search import matches_response, parse_k, unavailable
 
+        queries.check(queries.NearestQuery, request)
         image = self.get_object()
         if not search.available():
             return unavailable()
         k = parse_k(request.query_params.get("k"))
         return matches_response(self, request, search.similar_images(image, k))
 
-    @extend_schema(parameters=[OpenApiParameter("k", OpenApiTypes.INT)],
-                   responses=DescriptionSerializer)
+    @extend_schema(parameters=[queries.DescribeQuery], responses=DescriptionSerializer)
     @action(detail=True, methods=["get"])
     def describe(self, request, pk=None):
         """The texts nearest to this image (image -> text), with Hamming distances."""
         from webapp.api.search import parse_k, unavailable
 
+        queries.check(queries.DescribeQuery, request)
         image = self.get_object()
         if not search.available():
             return unavailable()

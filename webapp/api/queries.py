@@ -1,0 +1,64 @@
+"""Query parameters of the API, checked strictly: a value the schema does not allow gets a
+400 naming the parameter (the browser gallery stays lenient). Each serializer is also what
+the OpenAPI schema shows (``extend_schema(parameters=[...])``), so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import math
+
+from django.core.validators import ProhibitNullCharactersValidator
+from rest_framework import serializers
+
+MAX_K = 500
+MAX_ID = 2**63 - 1
+
+
+def check(query: type[serializers.Serializer], request) -> None:
+    """Raise a 400 (ValidationError) when a query parameter has a value not allowed.
+
+    A plain dict of the last value of each parameter, not the QueryDict: DRF reads an
+    empty value in form data as "not given", but ``?batch=`` is no integer.
+    """
+    params = request.query_params
+    query(data={key: params.getlist(key)[-1] for key in params}).is_valid(raise_exception=True)
+
+
+class AnyText(serializers.CharField):
+    """Any string, NUL included: such a tag name is schema-valid and matches nothing."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators
+                           if not isinstance(v, ProhibitNullCharactersValidator)]
+
+
+class ImageQuery(serializers.Serializer):
+    tags = AnyText(required=False, allow_blank=True,
+                   help_text="comma-separated label names (repeatable)")
+    tag = AnyText(required=False, allow_blank=True, help_text="one label name")
+    match = serializers.ChoiceField(["any", "all"], required=False)
+    batch = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    reviewed = serializers.BooleanField(required=False)
+    min_confidence = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+
+    def validate_min_confidence(self, value: float) -> float:
+        if not math.isfinite(value):
+            raise serializers.ValidationError("give a number between 0 and 1")
+        return value
+
+
+class SearchQuery(serializers.Serializer):
+    q = serializers.RegexField(r"\S", max_length=500, help_text="words to look for")
+    k = serializers.IntegerField(min_value=1, max_value=MAX_K, required=False,
+                                 help_text=f"results, at most {MAX_K}")
+
+
+class NearestQuery(serializers.Serializer):
+    k = serializers.IntegerField(min_value=1, max_value=MAX_K, required=False,
+                                 help_text=f"results, at most {MAX_K}")
+
+
+class DescribeQuery(serializers.Serializer):
+    k = serializers.IntegerField(min_value=1, max_value=50, required=False,
+                                 help_text="texts, at most 50")
