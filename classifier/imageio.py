@@ -55,7 +55,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         raise ImageDecodeError(f"unsupported image mode {img.mode!r}") from exc
 
 
-def _plain(exc: BaseException) -> str:
+def plain_message(exc: BaseException) -> str:
     """A decoder's message without object reprs or file paths (users read it; the paths
     of a server's storage are none of their business)."""
     text = re.sub(r"<[^>]*>", "the file", str(exc))
@@ -133,7 +133,7 @@ def decode_image(
     except FileNotFoundError as exc:
         raise ImageDecodeError(f"no such file: {exc.filename}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"image data is broken or truncated ({_plain(exc)})") from exc
+        raise ImageDecodeError(f"image data is broken or truncated ({plain_message(exc)})") from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
         raise ImageDecodeError(f"decoded to an unexpected shape {arr.shape}")
     return arr

@@ -116,6 +116,8 @@ def _ranked_page(request: HttpRequest, image_filter: ImageFilter, text: str,
 def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     image = get_object_or_404(
         Image.objects.select_related("prediction__model", "reviewed_by", "uploaded_by"), pk=pk)
+    if not access.can_see_image(request.user, image):
+        raise Http404("no such image")
     can_curate = request.user.has_perm("webapp.curate_image")
     if request.method == "POST":
         if not can_curate:
@@ -181,6 +183,8 @@ def image_file(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     if not (request.user.is_authenticated or public):
         return redirect_to_login(request.get_full_path())
     image = get_object_or_404(Image, pk=pk)
+    if not access.can_see_image(request.user, image):
+        raise Http404("no such image")
     field = {"original": image.file, "display": image.display, "dehazed": image.dehazed}.get(kind)
     if not field:
         raise Http404("no such file")

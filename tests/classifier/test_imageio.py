@@ -183,7 +183,7 @@ def test_resize_square_keeps_flat_colour_and_same_size_input():
 
 
 def test_decode_errors_name_no_server_paths():
-    from classifier.imageio import _plain
+    from classifier.imageio import plain_message as _plain
 
     raw = OSError("cannot read <_io.BufferedReader name='/srv/var/media/a.png'> "
                   "from /srv/var/media/originals/ab/a.png")

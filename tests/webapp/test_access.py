@@ -92,3 +92,20 @@ def test_worker_errors_carry_no_server_paths(user, settings, monkeypatch):
     assert item.status == "failed"
     assert item.error == "the stored file cannot be read; upload it again"
     assert str(settings.MEDIA_ROOT) not in item.image.error
+
+
+def test_pending_images_are_seen_only_through_their_batch(user):
+    """An image not tagged yet (its batch maybe still open) is not part of the shared
+    collection: strangers get a 404 for its page, its files and its API record."""
+    batch, (item,) = upload(user, [("draft.jpg", make_image(seed=31))])
+    image = item.image
+    owner = Client()
+    owner.force_login(user)
+    stranger = Client()
+    stranger.force_login(User.objects.create_user("stranger2", password="pw-stranger-2"))
+    stranger_api = APIClient()
+    stranger_api.force_authenticate(User.objects.get(username="stranger2"))
+    for path in (f"/images/{image.pk}/", f"/images/{image.pk}/original"):
+        assert owner.get(path).status_code == 200, path
+        assert stranger.get(path).status_code == 404, path
+    assert stranger_api.get(f"/api/images/{image.pk}/").status_code == 404

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -127,6 +127,12 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                 pk=image_filter.batch).exists():
             image_filter.batch = 0  # someone else's batch: its images are not listed
         return gallery_queryset(image_filter)
+
+    def get_object(self):
+        image = super().get_object()
+        if not access.can_see_image(self.request.user, image):
+            raise NotFound("no such image")
+        return image
 
     @extend_schema(parameters=[queries.ImageQuery])
     def list(self, request, *args, **kwargs):

@@ -36,6 +36,14 @@ def visible_batches(user) -> QuerySet[Batch]:
     return batches.filter(owner=user)
 
 
+def can_see_image(user, image) -> bool:
+    """A tagged image belongs to the collection; one still pending (its batch maybe not
+    even submitted) is seen only by those who may see one of its batches."""
+    if image.status == image.Status.READY:
+        return can_read(user)
+    return visible_batches(user).filter(items__image=image).exists()
+
+
 def owns(user, batch: Batch) -> bool:
     return bool(user and user.is_authenticated and batch.owner_id == user.pk)
 

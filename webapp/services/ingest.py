@@ -20,6 +20,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from classifier.imageio import plain_message
 from webapp.models import Batch, BatchItem, Image
 from webapp.services import jobs
 from webapp.services.model_registry import active_model
@@ -65,7 +66,7 @@ def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
         raise UploadRejected("image has too many pixels (decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadRejected(f"image header is broken ({exc})") from None
+        raise UploadRejected(f"image header is broken ({plain_message(exc)})") from None
     finally:
         upload.seek(0)
     if image_format not in FORMATS:
@@ -145,9 +146,10 @@ def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem]:
                 item.status, item.reused = BatchItem.Status.DONE, True
         except UploadRejected as exc:
             item.status, item.error = BatchItem.Status.FAILED, str(exc)
-        except OSError as exc:  # storage trouble: this file fails, the batch goes on
+        except OSError:  # storage trouble: this file fails, the batch goes on
             log.exception("storing %s failed", name)
-            item.status, item.error = BatchItem.Status.FAILED, f"could not store the file ({exc})"
+            item.status = BatchItem.Status.FAILED
+            item.error = "the file could not be stored; upload it again later"
         items.append(item)
     with transaction.atomic():
         locked = Batch.objects.select_for_update().get(pk=batch.pk)
