@@ -216,3 +216,19 @@ def test_indexes_apply_only_what_changed_since_their_last_version(collection, us
     gone.delete()  # its code row goes with it; the tombstone tells every process
     found = [m.image_id for m in search.similar_images(anchor, k=20)]
     assert gone.pk not in found and len(by_image) == 12
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page_size", [10, 500])
+def test_search_results_take_the_same_queries_whatever_the_page_size(
+        collection, api, curator, page_size, django_assert_max_num_queries):
+    from webapp.services.curation import set_labels
+
+    for group in collection.values():
+        for image in group:
+            set_labels(image, ["water", "road"], curator)  # person labels name their adder
+    search.encode_images([im.pk for group in collection.values() for im in group])
+    with django_assert_max_num_queries(14):
+        response = api.get("/api/search/", {"q": "water", "k": 12, "page_size": page_size})
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == min(12, page_size)
