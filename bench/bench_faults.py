@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import re
@@ -66,8 +65,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-from PIL import Image as PILImage
+from synthetic_chips import synthetic_chips
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the virtual environment's bin/ (gunicorn lives there)
@@ -87,22 +85,6 @@ def free_port() -> int:
 
 def say(message: str) -> None:
     print(message, flush=True)
-
-
-def synthetic_chips(count: int, seed: int, size: int = 256) -> list[tuple[str, bytes]]:
-    """Distinct textured JPEG chips: smooth random fields plus fine noise."""
-    rng = np.random.default_rng(seed)
-    chips = []
-    for i in range(count):
-        coarse = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
-        smooth = np.asarray(PILImage.fromarray(coarse).resize((size, size),
-                                                              PILImage.Resampling.BICUBIC))
-        noise = rng.integers(-24, 25, (size, size, 3))
-        rgb = np.clip(smooth.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-        buffer = io.BytesIO()
-        PILImage.fromarray(rgb).save(buffer, "JPEG", quality=90)
-        chips.append((f"user{seed}-chip{i:03d}.jpg", buffer.getvalue()))
-    return chips
 
 
 def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
@@ -772,7 +754,7 @@ def main() -> int:
             f"{time.perf_counter() - start:.1f} s")
 
         start = time.perf_counter()
-        chips = [synthetic_chips(args.chips, seed=i) for i in range(args.users)]
+        chips = [list(synthetic_chips(args.chips, seed=i)) for i in range(args.users)]
         sent = [data for files in chips for _, data in files]
         bodies = [multipart(files) for files in chips]
         del chips

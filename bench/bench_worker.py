@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import io
 import json
 import os
 import resource
@@ -49,11 +48,10 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-from PIL import Image as PILImage
+from synthetic_chips import synthetic_chips
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,20 +66,6 @@ CHIPS_FOR_MEMORY = 64
 
 
 # --- images ------------------------------------------------------------------------------
-
-def synthetic_chips(count: int, size: int = 256, seed: int = 0) -> Iterator[tuple[str, bytes]]:
-    """Distinct textured JPEG chips: smooth random fields plus fine noise."""
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        coarse = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
-        smooth = np.asarray(PILImage.fromarray(coarse).resize((size, size),
-                                                              PILImage.Resampling.BICUBIC))
-        noise = rng.integers(-24, 25, (size, size, 3))
-        rgb = np.clip(smooth.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-        buffer = io.BytesIO()
-        PILImage.fromarray(rgb).save(buffer, "JPEG", quality=90)
-        yield f"chip{seed}-{i}.jpg", buffer.getvalue()
-
 
 def source_images(source: Path, n: int) -> list[tuple[str, bytes]]:
     """The first ``n`` image files of a folder (sorted) or a .tar (archive order)."""
