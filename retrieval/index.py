@@ -50,10 +50,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-
-def pack(codes: np.ndarray) -> np.ndarray:
-    """{-1, +1} (or {0, 1}) N x bits -> N x bits/8 uint8."""
-    return np.packbits((np.asarray(codes) > 0).astype(np.uint8), axis=1)
+from retrieval.codes import pack
 
 
 class HammingIndex:
