@@ -1,4 +1,4 @@
-"""Command line: ``python -m classifier {train,evaluate,report,predict,dehaze}``."""
+"""Command line: ``python -m classifier {train,evaluate,report,predict,predict-scene,dehaze}``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from classifier import pipeline, plots
+from classifier import pipeline, plots, scenes
 from classifier.dehaze import dehaze
 from classifier.evaluation import (
     Evaluator,
@@ -99,10 +99,36 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--top", type=int, default=5, help="probabilities shown per file")
     pred.add_argument("files", nargs="+")
 
+    scene = sub.add_parser("predict-scene", help="tile a whole scene (GeoTIFF or large "
+                                                 "image) and tag every tile")
+    _add_model_args(scene)
+    scene.add_argument("scene", help="GeoTIFF, or a large JPEG/PNG/TIFF")
+    scene.add_argument("--out", required=True, help="GeoJSON of the tiles (WGS84 polygons, "
+                                                    "tags and probabilities)")
+    scene.add_argument("--raster", help="also write a float32 GeoTIFF: one band per label, "
+                                        "one cell per tile, the scene's CRS")
+    scene.add_argument("--tile-size", type=int, default=256, help="chip footprint in px")
+    scene.add_argument("--overlap", type=int, default=0, help="px shared by neighbours")
+    scene.add_argument("--edge", choices=scenes.EDGES, default="pad",
+                       help="partial edge tiles: pad with black, or drop")
+    scene.add_argument("--bands", type=_bands, default=None, metavar="R,G,B",
+                       help="1-based bands shown as red, green, blue (default: from the "
+                            "file, else Planet's B,G,R,NIR order -> 3,2,1)")
+
     dh = sub.add_parser("dehaze", help="dehaze one image (dark channel prior)")
     dh.add_argument("input")
     dh.add_argument("output")
     return parser
+
+
+def _bands(value: str) -> tuple[int, int, int]:
+    try:
+        bands = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        bands = ()
+    if len(bands) != 3 or min(bands) < 1:
+        raise argparse.ArgumentTypeError("give three 1-based band numbers, e.g. 3,2,1")
+    return bands  # type: ignore[return-value]
 
 
 def _load(args: argparse.Namespace) -> Predictor:
@@ -216,6 +242,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_predict_scene(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    try:
+        config = scenes.TilingConfig(args.tile_size, args.overlap, args.edge, args.bands)
+    except ValueError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    predictor = _load(args)
+    try:
+        with scenes.SceneReader(args.scene, config) as scene:
+            total = len(scene.grid)
+        with tqdm(total=total, unit="tile", desc=Path(args.scene).name) as bar:
+            result = scenes.predict_scene(args.scene, predictor, config, args.batch_size,
+                                          progress=bar.update)
+    except scenes.SceneError as exc:
+        print(f"{args.scene}: ERROR: {exc}", file=sys.stderr)
+        return 1
+    Path(args.out).write_text(json.dumps(result.geojson()))
+    print(f"wrote {args.out}: {len(result.tiles)} tiles tagged, {result.skipped} all-nodata "
+          f"tiles skipped ({result.grid.rows} rows x {result.grid.cols} cols)")
+    if args.raster:
+        result.write_raster(args.raster)
+        print(f"wrote {args.raster}: {len(result.labels)} bands (one per label), "
+              f"{result.grid.cols}x{result.grid.rows} cells")
+    return 0
+
+
 def cmd_dehaze(args: argparse.Namespace) -> int:
     try:
         image = decode_image(args.input)
@@ -234,4 +288,4 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         return 0 if pipeline.main(args) else 1
     return {"evaluate": cmd_evaluate, "report": cmd_report, "members": cmd_members,
-            "predict": cmd_predict, "dehaze": cmd_dehaze}[args.command](args)
+            "predict": cmd_predict, "predict-scene": cmd_predict_scene, "dehaze": cmd_dehaze}[args.command](args)

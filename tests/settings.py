@@ -20,6 +20,8 @@ CELERY_TASK_DEFAULT_QUEUE = f"test-{uuid.uuid4().hex[:10]}"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PREDICT_CHUNK_SIZE = 4
+# The conftest's "bomb" (a 10,000 x 10,000 PNG) is over this: scenes too have a limit.
+MAX_SCENE_PIXELS = 60_000_000
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
     "anon": "1000/minute", "user": "10000/minute", "uploads": "10000/minute",
     "image_search": "10000/minute"}}

@@ -274,3 +274,93 @@ class RemovedImageCode(models.Model):
 
     def __str__(self) -> str:
         return f"codes of image {self.image_id} removed"
+
+
+class Scene(models.Model):
+    """A whole scene uploaded to a batch (a georeferenced GeoTIFF, or a large image): the
+    worker cuts it into chip-size tiles (SceneTile), each an Image tagged as any other.
+
+    Geometry is kept as the file gives it: ``transform`` (GDAL's affine, 6 numbers),
+    ``crs_wkt``/``epsg``, ``bounds`` in that CRS and ``footprint`` in WGS84 (lon, lat).
+    Tiling (classifier.scenes) is resumable: ``rows_tiled`` tile rows are committed.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "waiting for a worker"
+        TILING = "tiling", "being cut into tiles"
+        TAGGING = "tagging", "tiles being tagged"
+        DONE = "done", "every tile tagged"
+        FAILED = "failed", "cannot be read"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="scenes")
+    filename = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    file = models.FileField(upload_to="originals/", max_length=255)
+    driver = models.CharField(max_length=16, help_text="GDAL driver: GTiff, JPEG, PNG")
+    size_bytes = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    bands = models.PositiveSmallIntegerField()
+    dtype = models.CharField(max_length=16)
+    rgb_bands = models.JSONField(default=list, help_text="1-based bands shown as R, G, B")
+    stretch = models.JSONField(null=True, blank=True,
+                               help_text="per-band (low, high) display stretch; null: 8-bit")
+    crs_wkt = models.TextField(blank=True)
+    epsg = models.PositiveIntegerField(null=True, blank=True)
+    transform = models.JSONField(default=list)
+    bounds = models.JSONField(default=list, help_text="left, bottom, right, top in the CRS")
+    footprint = models.JSONField(null=True, blank=True, help_text="WGS84 ring (lon, lat)")
+    tile_size = models.PositiveIntegerField()
+    overlap = models.PositiveIntegerField(default=0)
+    edge = models.CharField(max_length=4, default="pad")
+    rows = models.PositiveIntegerField(default=0)
+    cols = models.PositiveIntegerField(default=0)
+    rows_tiled = models.PositiveIntegerField(default=0)
+    tiles = models.PositiveIntegerField(default=0, help_text="tiles to tag (nodata excluded)")
+    tiles_nodata = models.PositiveIntegerField(default=0, help_text="all-nodata tiles skipped")
+    preview = models.FileField(upload_to="previews/", max_length=255, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED,
+                              db_index=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="tiling starts since the last committed tile row")
+    created_at = models.DateTimeField(auto_now_add=True)
+    tiled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["batch", "id"]
+
+    def __str__(self) -> str:
+        return f"scene {self.pk} ({self.filename})"
+
+    @property
+    def georeferenced(self) -> bool:
+        return bool(self.crs_wkt)
+
+
+class SceneTile(models.Model):
+    """One tile of a scene: its grid position, pixel window, bounds, and its chip Image
+    (content-hashed: identical chips share an Image) tagged through its batch item."""
+
+    scene = models.ForeignKey(Scene, on_delete=models.CASCADE, related_name="tile_set")
+    row = models.PositiveIntegerField()
+    col = models.PositiveIntegerField()
+    x = models.PositiveIntegerField()
+    y = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    coverage = models.FloatField(help_text="share of the tile's pixels that hold data")
+    bounds = models.JSONField(help_text="left, bottom, right, top in the scene's CRS")
+    ring = models.JSONField(null=True, blank=True, help_text="WGS84 polygon ring (lon, lat)")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="scene_tiles")
+    item = models.OneToOneField(BatchItem, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="scene_tile")
+
+    class Meta:
+        ordering = ["scene", "row", "col"]
+        constraints = [
+            models.UniqueConstraint(fields=["scene", "row", "col"], name="one_tile_per_cell"),
+        ]
+
+    def __str__(self) -> str:
+        return f"tile r{self.row} c{self.col} of scene {self.scene_id}"

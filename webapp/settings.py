@@ -229,6 +229,33 @@ PREDICT_CHUNK_SIZE = env_int("PREDICT_CHUNK_SIZE", 64)
 PREDICT_CHUNK_PIXELS = env_int("PREDICT_CHUNK_PIXELS", 200_000_000)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
 DISPLAY_SIZE = env_int("DISPLAY_SIZE", 256)
+# Whole scenes (classifier.scenes, webapp.services.scenes): any georeferenced GeoTIFF,
+# and any image whose longer side exceeds SCENE_MIN_SIDE px, is cut into tiles of
+# SCENE_TILE_SIZE px (the model's footprint: a Planet chip), SCENE_TILE_OVERLAP px shared
+# by neighbours; partial edge tiles are padded with black ("pad") or dropped ("drop").
+# Scenes are read in windows, so their limits are far above a chip's.
+SCENE_TILE_SIZE = env_int("SCENE_TILE_SIZE", 256)
+SCENE_TILE_OVERLAP = env_int("SCENE_TILE_OVERLAP", 0)
+SCENE_EDGE = os.environ.get("SCENE_EDGE", "pad")
+SCENE_MIN_SIDE = env_int("SCENE_MIN_SIDE", 2 * SCENE_TILE_SIZE)
+# 1-based bands shown as red, green, blue, e.g. "3,2,1"; empty: the file's colour
+# interpretation or band names, else Planet's analytic order B,G,R,NIR (-> 3,2,1).
+SCENE_RGB_BANDS = tuple(int(b) for b in os.environ.get("SCENE_RGB_BANDS", "").split(",")
+                        if b.strip())
+MAX_SCENE_PIXELS = env_int("MAX_SCENE_PIXELS", 1_000_000_000)
+MAX_SCENE_BYTES = env_int("MAX_SCENE_BYTES", 2 * 1024**3)
+SCENE_PREVIEW_SIZE = env_int("SCENE_PREVIEW_SIZE", 1024)  # overview's longer side, px
+# Map background of the scene page, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+# (its origin is added to the CSP). Empty (the default): no background, works offline.
+SCENE_BASEMAP_URL = os.environ.get("SCENE_BASEMAP_URL", "")
+SCENE_BASEMAP_ATTRIBUTION = os.environ.get("SCENE_BASEMAP_ATTRIBUTION", "")
+if SCENE_BASEMAP_URL:
+    from urllib.parse import urlsplit
+
+    _basemap = urlsplit(SCENE_BASEMAP_URL.replace("{s}", "*"))
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"].append(
+        f"{_basemap.scheme}://{_basemap.netloc}")
+
 # Cross-modal search: a `python -m retrieval train` directory ('default' = shipped).
 RETRIEVAL_MODEL = os.environ.get("RETRIEVAL_MODEL", "default")
 RETRIEVAL_BITS = env_int("RETRIEVAL_BITS", 0)  # 0: the model's longest codes

@@ -10,28 +10,25 @@ import hashlib
 import logging
 import warnings
 from collections.abc import Iterable
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from classifier.imageio import plain_message
-from webapp.models import Batch, BatchItem, Image
-from webapp.services import jobs
+from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene
+from webapp.services import jobs, scenes
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS, save_original
-from webapp.services.upload_limits import format_size, safe_filename
+from webapp.services.upload_limits import Quota, UploadRejected, format_size, safe_filename
+
+__all__ = ["Quota", "UploadRejected"]  # where callers have always found them
 
 log = logging.getLogger(__name__)
-
-
-class UploadRejected(ValueError):
-    """The file cannot become an image; the message tells the user why."""
 
 
 def create_batch(owner) -> Batch:
@@ -97,40 +94,14 @@ def _image_for(upload: UploadedFile, name: str, owner, quota: Quota) -> tuple[Im
         return Image.objects.get(sha256=sha), False
 
 
-class Quota:
-    """What a user may still add: files to this batch (MAX_FILES_PER_BATCH) and newly
-    stored bytes today (MAX_UPLOAD_BYTES_PER_DAY, over the last 24 hours; files already in
-    the archive cost nothing)."""
-
-    def __init__(self, batch: Batch) -> None:
-        self.files_left = settings.MAX_FILES_PER_BATCH - BatchItem.objects.filter(
-            batch=batch).count()
-        since = timezone.now() - timedelta(days=1)
-        used = (Image.objects.filter(uploaded_by=batch.owner, created_at__gte=since)
-                .aggregate(total=Sum("size_bytes"))["total"] or 0)
-        self.bytes_left = settings.MAX_UPLOAD_BYTES_PER_DAY - used
-
-    def take_file(self) -> None:
-        if self.files_left <= 0:
-            raise UploadRejected(f"the batch holds its limit of {settings.MAX_FILES_PER_BATCH:,} "
-                                 "files; put the rest in a new batch")
-        self.files_left -= 1
-
-    def take_bytes(self, size: int) -> None:
-        if size > self.bytes_left:
-            raise UploadRejected(
-                f"your upload quota of {format_size(settings.MAX_UPLOAD_BYTES_PER_DAY)} per "
-                f"24 hours is used up ({format_size(max(self.bytes_left, 0))} left); "
-                "upload the rest later")
-        self.bytes_left -= size
-
-
-def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem]:
-    """Add uploaded files to a batch; every file gets an item, failed or not (a file over
-    a quota fails alone with a message; what was stored stays)."""
+def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem | Scene]:
+    """Add uploaded files to a batch, in order: a scene (webapp.services.scenes; its tiles
+    become items when a worker cuts it) or an item, failed or not (a file over a quota
+    fails alone with a message; what was stored stays)."""
     model = active_model()
     quota = Quota(batch)
     items = []
+    added: list[BatchItem | Scene] = []
     for upload in uploads:
         name = safe_filename(upload.name)
         item = BatchItem(filename=name)
@@ -138,12 +109,12 @@ def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem]:
             quota.take_file()
             if getattr(upload, "rejected_reason", None) or not upload.size:
                 inspect_upload(upload)  # raises with the reason
+            scene_header = scenes.detect(upload)
+            if scene_header is not None:
+                added.append(scenes.add_scene(batch, upload, name, scene_header, quota))
+                continue
             image, _created = _image_for(upload, name, batch.owner, quota)
-            item.image = image
-            if image.status == Image.Status.BROKEN:
-                item.status, item.error = BatchItem.Status.FAILED, image.error
-            elif image.prediction_id and image.prediction.model_id == model.pk:
-                item.status, item.reused = BatchItem.Status.DONE, True
+            set_initial_state(item, image, model)
         except UploadRejected as exc:
             item.status, item.error = BatchItem.Status.FAILED, str(exc)
         except OSError:  # storage trouble: this file fails, the batch goes on
@@ -151,15 +122,33 @@ def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem]:
             item.status = BatchItem.Status.FAILED
             item.error = "the file could not be stored; upload it again later"
         items.append(item)
+        added.append(item)
+    append_items(batch, items)
+    batch.refresh_from_db()
+    return added
+
+
+def set_initial_state(item: BatchItem, image: Image, model: ModelVersion) -> None:
+    """An item of a known image starts finished: failed if the image is broken, done
+    (reused) if the active model predicted it already."""
+    item.image = image
+    if image.status == Image.Status.BROKEN:
+        item.status, item.error = BatchItem.Status.FAILED, image.error
+    elif image.prediction_id and image.prediction.model_id == model.pk:
+        item.status, item.reused = BatchItem.Status.DONE, True
+
+
+def append_items(batch: Batch, items: list[BatchItem]) -> None:
+    """Give items the next positions of the batch and store them, counts refreshed."""
     with transaction.atomic():
         locked = Batch.objects.select_for_update().get(pk=batch.pk)
-        start = BatchItem.objects.filter(batch=locked).count()
-        for offset, item in enumerate(items):
+        start = (BatchItem.objects.filter(batch=locked).aggregate(top=Max("position"))["top"]
+                 if items else None)
+        start = -1 if start is None else start
+        for offset, item in enumerate(items, start=1):
             item.batch, item.position = locked, start + offset
         BatchItem.objects.bulk_create(items)
         refresh_counts(locked)
-    batch.refresh_from_db()
-    return items
 
 
 def refresh_counts(batch: Batch) -> Batch:
@@ -173,7 +162,13 @@ def refresh_counts(batch: Batch) -> Batch:
     for key, value in counts.items():
         setattr(batch, key, value)
     fields = list(counts)
-    if batch.submitted and batch.remaining == 0 and batch.status != Batch.Status.DONE:
+    # scenes whose tiles are all finished are done; a scene not yet cut keeps its batch open
+    Scene.objects.filter(batch=batch, status=Scene.Status.TAGGING).exclude(
+        tile_set__item__status=BatchItem.Status.QUEUED).update(status=Scene.Status.DONE)
+    untiled = Scene.objects.filter(batch=batch, status__in=[
+        Scene.Status.QUEUED, Scene.Status.TILING]).exists()
+    if batch.submitted and batch.remaining == 0 and not untiled \
+            and batch.status != Batch.Status.DONE:
         batch.status, batch.finished_at = Batch.Status.DONE, timezone.now()
         fields += ["status", "finished_at"]
     batch.save(update_fields=fields)

@@ -42,7 +42,7 @@ from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from classifier.predictor import Prediction as ModelOutput
 from classifier.predictor import Predictor, load_predictor
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Prediction
-from webapp.services import search
+from webapp.services import search, tiling
 from webapp.services.curation import apply_model_labels_many
 from webapp.services.ingest import refresh_counts
 from webapp.services.model_registry import active_model
@@ -186,6 +186,8 @@ def _run(lease: Lease, chunk_size: int) -> None:
         lease.beat(force=True)
         _fail_poisoned(batch_id)
         items = next_chunk(batch_id, chunk_size)
+        if len(items) < chunk_size and tiling.tile_some(batch_id, model, chunk_size, lease):
+            continue  # a scene's next tile rows became items: take a fuller chunk
         if not items:
             break
         BatchItem.objects.filter(pk__in=[item.pk for item in items]).update(

@@ -1,13 +1,55 @@
-"""Upload safety before any file is stored: a per-file byte limit and safe file names."""
+"""Upload safety before any file is stored: per-file byte limits, quotas, safe file names."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
+from django.db.models import Sum
+from django.utils import timezone
+
+
+class UploadRejected(ValueError):
+    """The file cannot become an image; the message tells the user why."""
+
+
+class Quota:
+    """What a user may still add: files to this batch (MAX_FILES_PER_BATCH) and newly
+    stored bytes today (MAX_UPLOAD_BYTES_PER_DAY, over the last 24 hours; files already in
+    the archive cost nothing)."""
+
+    def __init__(self, batch) -> None:
+        from webapp.models import BatchItem, Image, Scene
+
+        # uploaded files: chips and scenes (a scene's tiles are not files of their own)
+        self.files_left = settings.MAX_FILES_PER_BATCH - (
+            BatchItem.objects.filter(batch=batch, scene_tile__isnull=True).count()
+            + Scene.objects.filter(batch=batch).count())
+        since = timezone.now() - timedelta(days=1)
+        chips = (Image.objects.filter(uploaded_by=batch.owner, created_at__gte=since)
+                 .exclude(scene_tiles__isnull=False).aggregate(total=Sum("size_bytes")))
+        scenes = (Scene.objects.filter(batch__owner=batch.owner, created_at__gte=since)
+                  .aggregate(total=Sum("size_bytes")))
+        self.bytes_left = settings.MAX_UPLOAD_BYTES_PER_DAY - (chips["total"] or 0) - (
+            scenes["total"] or 0)
+
+    def take_file(self) -> None:
+        if self.files_left <= 0:
+            raise UploadRejected(f"the batch holds its limit of {settings.MAX_FILES_PER_BATCH:,} "
+                                 "files; put the rest in a new batch")
+        self.files_left -= 1
+
+    def take_bytes(self, size: int) -> None:
+        if size > self.bytes_left:
+            raise UploadRejected(
+                f"your upload quota of {format_size(settings.MAX_UPLOAD_BYTES_PER_DAY)} per "
+                f"24 hours is used up ({format_size(max(self.bytes_left, 0))} left); "
+                "upload the rest later")
+        self.bytes_left -= size
 
 
 class RejectedUpload(SimpleUploadedFile):
@@ -19,7 +61,7 @@ class RejectedUpload(SimpleUploadedFile):
 
 
 class SizeLimitUploadHandler(FileUploadHandler):
-    """Stops keeping a file's bytes once it passes MAX_UPLOAD_BYTES.
+    """Stops keeping a file's bytes once it passes ``upload_byte_limit()``.
 
     First in FILE_UPLOAD_HANDLERS: it passes chunks on to the memory/temp-file handlers
     until the limit, then swallows the rest and hands back a RejectedUpload, so the one
@@ -33,7 +75,7 @@ class SizeLimitUploadHandler(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
         self.received += len(raw_data)
-        if self.received > settings.MAX_UPLOAD_BYTES:
+        if self.received > upload_byte_limit():
             self.too_large = True
             return None
         return raw_data
@@ -44,8 +86,14 @@ class SizeLimitUploadHandler(FileUploadHandler):
         return RejectedUpload(
             self.file_name or "unnamed",
             f"file is {format_size(self.received)}; the limit is "
-            f"{format_size(settings.MAX_UPLOAD_BYTES)}",
+            f"{format_size(upload_byte_limit())}",
         )
+
+
+def upload_byte_limit() -> int:
+    """The most bytes a file may have while it streams in: a scene's limit (whether it is
+    a scene shows only once it is in), chips are held to MAX_UPLOAD_BYTES after."""
+    return max(settings.MAX_UPLOAD_BYTES, settings.MAX_SCENE_BYTES)
 
 
 def format_size(n_bytes: float) -> str:

@@ -1,0 +1,246 @@
+"""classifier.scenes on small GeoTIFFs written here: tiling, bounds to the metre, WGS84
+polygons, nodata tiles, 16-bit stretch, band order, the probability raster, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from PIL import Image as PILImage
+from rasterio.enums import ColorInterp
+
+from classifier import cli, scenes
+from tests.scene_files import ORIGIN, PIXEL, UTM33, geotiff
+
+
+@pytest.mark.parametrize(("size", "tile", "overlap", "edge", "expected"), [
+    (512, 256, 0, "pad", 2), (600, 256, 0, "pad", 3), (600, 256, 0, "drop", 2),
+    (250, 256, 0, "pad", 1), (250, 256, 0, "drop", 0), (512, 256, 64, "pad", 3),
+    (640, 256, 64, "drop", 3), (256, 256, 64, "pad", 1),
+])
+def test_grid_counts(size, tile, overlap, edge, expected):
+    grid = scenes.TileGrid(size, size, tile, overlap, edge)
+    assert (grid.rows, grid.cols) == (expected, expected)
+    assert len(list(grid)) == expected * expected
+    if expected:
+        last = grid.tile(expected - 1, expected - 1)
+        # every tile starts inside the scene, and padding covers the whole scene
+        assert last.x < size and last.width == min(tile, size - last.x)
+        if edge == "pad":
+            assert last.x + last.width == size
+
+
+def test_tile_windows_overlap_by_the_setting():
+    grid = scenes.TileGrid(1000, 300, 256, 56, "pad")
+    xs = [t.x for t in grid.row_tiles(0)]
+    assert xs == [0, 200, 400, 600, 800]
+    assert grid.tile(1, 0).y == 200 and grid.tile(1, 0).height == 100
+
+
+def test_tile_bounds_to_the_metre_and_wgs84_polygons(tmp_path):
+    path = geotiff(tmp_path / "s.tif", width=640, height=512)
+    with scenes.SceneReader(path) as scene:
+        assert scene.georeferenced and scene.epsg == 32633
+        assert (scene.grid.rows, scene.grid.cols) == (2, 3)
+        left, top = ORIGIN
+        tile = scene.grid.tile(1, 2)  # partial: 128 px wide
+        assert (tile.x, tile.y, tile.width, tile.height) == (512, 256, 128, 256)
+        assert scene.tile_bounds(tile) == pytest.approx(
+            (left + 512 * PIXEL, top - 512 * PIXEL, left + 640 * PIXEL, top - 256 * PIXEL),
+            abs=1e-6)
+        assert scene.bounds == pytest.approx((left, top - 512 * 3, left + 640 * 3, top))
+        ring = scene.tile_polygons_wgs84([scene.grid.tile(1, 0)])[0]
+    # easting 500000 is the zone's central meridian (15 E); northing 0 is the equator
+    assert ring[0] == pytest.approx([15.0, 0.0], abs=1e-9)
+    assert ring[-1] == ring[0] and len(ring) == 5
+    lons, lats = zip(*ring[:4])
+    assert lons[0] == lons[3] == pytest.approx(15.0, abs=1e-9)
+    assert min(lats) == pytest.approx(0.0, abs=1e-9)
+    # 768 m north of the equator and 768 m east of the meridian, in degrees (~111.3 km/deg)
+    assert max(lats) == pytest.approx(768 / 110_574, rel=2e-3)
+    assert max(lons) - 15.0 == pytest.approx(768 / 111_320, rel=2e-3)
+    # counter-clockwise (RFC 7946): positive shoelace area
+    area = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:]))
+    assert area > 0
+
+
+def test_geographic_scene_polygons_are_the_bounds(tmp_path):
+    path = geotiff(tmp_path / "g.tif", width=512, height=512, crs="EPSG:4326",
+                   origin=(-60.0, -3.0), pixel=0.0001, nodata_corner=0)
+    with scenes.SceneReader(path) as scene:
+        ring = scene.tile_polygons_wgs84([scene.grid.tile(0, 1)])[0]
+    assert ring == [[-59.9744, -3.0256], [-59.9488, -3.0256], [-59.9488, -3.0],
+                    [-59.9744, -3.0], [-59.9744, -3.0256]]
+
+
+def test_nodata_tiles_are_skipped_and_partial_ones_kept(tmp_path):
+    path = geotiff(tmp_path / "n.tif", width=640, height=512, nodata_corner=300)
+    with scenes.SceneReader(path) as scene:
+        chips = [chip for _row, strip in scene.strips() for chip in strip]
+    assert len(chips) == 6
+    empty = [c.tile for c in chips if c.pixels is None]
+    assert [(t.row, t.col) for t in empty] == [(0, 0)]
+    by_cell = {(c.tile.row, c.tile.col): c for c in chips}
+    # tile (0, 1) has x 256..511; nodata covers x < 300 of its rows: 44 of 256 columns
+    assert by_cell[0, 1].coverage == pytest.approx(1 - 44 / 256)
+    assert by_cell[0, 1].pixels[:, :44].max() == 0  # nodata shows black
+    assert (by_cell[0, 1].pixels[:, 44:].max(axis=2) > 0).mean() > 0.95
+    # the partial edge tile is padded with black: 128 of its 256 columns are scene
+    edge = by_cell[1, 2]
+    assert edge.pixels.shape == (256, 256, 3) and edge.pixels[:, 128:].max() == 0
+    assert edge.coverage == pytest.approx(0.5)
+
+
+def test_drop_leaves_out_partial_tiles(tmp_path):
+    path = geotiff(tmp_path / "d.tif", width=640, height=512, nodata_corner=0)
+    with scenes.SceneReader(path, scenes.TilingConfig(edge="drop")) as scene:
+        cells = [(c.tile.row, c.tile.col) for _r, s in scene.strips() for c in s]
+    assert cells == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_sixteen_bit_planet_order_red_band_comes_out_red(tmp_path):
+    path = geotiff(tmp_path / "r.tif", bright=3)  # B, G, R, NIR: red is band 3
+    with scenes.SceneReader(path) as scene:
+        assert scene.rgb_bands == (3, 2, 1)
+        chips = {(c.tile.row, c.tile.col): c for _r, s in scene.strips() for c in s}
+        preview = scene.preview()
+    red, green, blue = (chips[1, 1].pixels[..., k].astype(float).mean() for k in range(3))
+    assert red > 180 and red > green + 50 and red > blue + 50
+    red, green, blue = (chips[1, 0].pixels[..., k].astype(float).mean() for k in range(3))
+    assert red < 60 < green and red < blue  # x < 256: the red band is dark there
+    assert preview.shape[2] == 3 and max(preview.shape[:2]) <= 1024
+
+
+def test_stretch_is_2nd_to_98th_percentile_of_valid_pixels():
+    rng = np.random.default_rng(1)
+    band = rng.integers(1000, 3001, (3, 200, 200)).astype(np.uint16)
+    band[:, :50] = 0  # nodata must not drag the low end down
+    valid = band[0] > 0
+    limits = scenes.stretch_limits(band, valid)
+    for low, high in limits:
+        assert low == pytest.approx(1040, abs=5) and high == pytest.approx(2960, abs=5)
+    rgb = scenes.to_rgb8(band, limits, valid)
+    assert rgb.dtype == np.uint8 and rgb[:50].max() == 0  # band[:, :50]: rows 0-49
+    values = band[0][valid]
+    out = rgb[..., 0][valid]
+    assert out[values <= 1040].max() == 0 and out[values >= 2960].min() == 255
+    mid = (values > 1900) & (values < 2100)
+    assert 110 < out[mid].mean() < 145
+
+
+def test_eight_bit_scenes_are_not_stretched(tmp_path):
+    path = geotiff(tmp_path / "b.tif", dtype="uint8", bands=3, bright=1, nodata_corner=0)
+    with rasterio.open(path) as ds:
+        raw = ds.read(window=((0, 256), (0, 256)))
+    with scenes.SceneReader(path) as scene:
+        assert scene.limits is None
+        chip = next(c for _r, s in scene.strips() for c in s)
+    assert np.array_equal(chip.pixels, np.moveaxis(raw, 0, -1))
+
+
+def test_colour_interpretation_and_band_names_choose_the_bands(tmp_path):
+    ci = [ColorInterp.blue, ColorInterp.red, ColorInterp.green, ColorInterp.undefined]
+    path = geotiff(tmp_path / "ci.tif", bright=2, colorinterp=ci)
+    with scenes.SceneReader(path) as scene:
+        assert scene.rgb_bands == (2, 3, 1)
+    path = geotiff(tmp_path / "names.tif", bright=1,
+                   descriptions=["Red", "Green", "Blue", "NIR"])
+    with scenes.SceneReader(path) as scene:
+        assert scene.rgb_bands == (1, 2, 3)
+        chip = [c for _r, s in scene.strips() for c in s][4]  # tile (1, 1): x >= 256
+    assert chip.pixels[..., 0].mean() > 180 > chip.pixels[..., 2].mean() + 50
+    assert scenes.choose_rgb_bands(3) == (1, 2, 3)
+    assert scenes.choose_rgb_bands(1) == (1, 1, 1)
+    with scenes.SceneReader(path, scenes.TilingConfig(rgb_bands=(4, 4, 4))) as scene:
+        assert scene.rgb_bands == (4, 4, 4)
+    with pytest.raises(scenes.SceneError, match="band 5"):
+        scenes.SceneReader(path, scenes.TilingConfig(rgb_bands=(5, 2, 1)))
+
+
+def test_probability_raster_has_the_scene_crs_and_tile_grid(tmp_path):
+    path = geotiff(tmp_path / "p.tif", width=640, height=512)
+    with scenes.SceneReader(path) as scene:
+        grid, transform, crs = scene.grid, scene.transform, scene.crs
+    values = np.arange(2 * grid.rows * grid.cols, dtype=np.float32).reshape(2, grid.rows,
+                                                                            grid.cols) / 10
+    values[:, 0, 0] = np.nan
+    data = scenes.probability_raster(grid, values, transform, crs, ["road", "water"])
+    out = tmp_path / "out.tif"
+    out.write_bytes(data)
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_epsg() == 32633 and ds.count == 2
+        assert (ds.height, ds.width) == (2, 3)
+        assert ds.transform == Affine(PIXEL * 256, 0, ORIGIN[0], 0, -PIXEL * 256, ORIGIN[1])
+        assert ds.descriptions == ("road", "water")
+        assert ds.dtypes[0] == "float32"
+        got = ds.read()
+    assert np.isnan(got[0, 0, 0])
+    assert got[1, 1, 2] == pytest.approx(values[1, 1, 2])
+    with pytest.raises(ValueError, match="shape"):
+        scenes.probability_raster(grid, values[:1], transform, crs, ["road", "water"])
+
+
+def test_large_plain_image_is_a_scene_without_geometry(tmp_path):
+    path = tmp_path / "strip.png"
+    PILImage.fromarray(np.full((250, 800, 3), 90, np.uint8)).save(path)
+    info = scenes.inspect_scene(path)
+    assert not info.georeferenced and info.driver == "PNG"
+    with scenes.SceneReader(path) as scene:
+        assert scene.crs is None and scene.epsg is None
+        assert (scene.grid.rows, scene.grid.cols) == (1, 4)
+        assert scene.tile_polygons_wgs84([scene.grid.tile(0, 0)]) is None
+
+
+def test_broken_file_is_a_scene_error(tmp_path):
+    path = tmp_path / "bad.tif"
+    path.write_bytes(b"II*\x00garbage" * 10)
+    with pytest.raises(scenes.SceneError, match="not a raster"):
+        scenes.inspect_scene(path)
+
+
+def test_truncated_pixels_are_a_scene_error(tmp_path):
+    path = geotiff(tmp_path / "t.tif", width=512, height=512, nodata_corner=0)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(scenes.SceneError, match="broken or truncated"):
+        with scenes.SceneReader(path) as scene:
+            for _row, _strip in scene.strips():
+                pass
+
+
+def test_predict_scene_cli_writes_geojson_and_raster(tmp_path, capsys):
+    path = geotiff(tmp_path / "scene.tif", width=640, height=512)
+    out, raster = tmp_path / "tiles.geojson", tmp_path / "probs.tif"
+    assert cli.main(["predict-scene", str(path), "--out", str(out), "--raster", str(raster),
+                     "--batch-size", "8"]) == 0
+    collection = json.loads(out.read_text())
+    assert collection["type"] == "FeatureCollection"
+    assert collection["skipped_nodata_tiles"] == 1
+    features = collection["features"]
+    assert sorted((f["properties"]["row"], f["properties"]["col"]) for f in features) == [
+        (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    first = next(f for f in features if (f["properties"]["row"], f["properties"]["col"])
+                 == (1, 0))
+    assert first["geometry"]["type"] == "Polygon"
+    assert first["geometry"]["coordinates"][0][0] == pytest.approx([15.0, 0.0], abs=1e-9)
+    props = first["properties"]
+    assert len(props["probabilities"]) == 17
+    assert set(props["tags"]) <= set(props["probabilities"])
+    with rasterio.open(raster) as ds:
+        assert ds.count == 17 and (ds.height, ds.width) == (2, 3)
+        assert ds.crs.to_string() == UTM33
+        values = ds.read()
+        band = list(ds.descriptions).index("primary")
+    assert np.isnan(values[:, 0, 0]).all()  # the nodata tile
+    assert values[band, 1, 0] == pytest.approx(props["probabilities"]["primary"], abs=1e-4)
+    assert "5 tiles tagged, 1 all-nodata" in capsys.readouterr().out
+
+
+def test_predict_scene_cli_reports_an_unreadable_scene(tmp_path, capsys):
+    path = tmp_path / "bad.tif"
+    path.write_bytes(b"not a raster")
+    assert cli.main(["predict-scene", str(path), "--out", str(tmp_path / "o.json")]) == 1
+    assert "not a raster" in capsys.readouterr().err

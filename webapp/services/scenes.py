@@ -1,0 +1,236 @@
+"""Scenes in the web app: which uploads are scenes, storing them, and reading them out.
+
+An upload is a scene when it is a georeferenced GeoTIFF, when its longer side exceeds
+SCENE_MIN_SIDE, or when only GDAL (not PIL) can read it (4-band 16-bit TIFFs); the rest
+are chips, as before. A scene is stored whole (once per content) and described from its
+header at upload; the worker cuts it into tiles (webapp.services.tiling). Reads: the
+tiles as GeoJSON and a label's per-tile probability raster (classifier.scenes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Count, Q, QuerySet
+from PIL import Image as PILImage
+
+from classifier import scenes as lib
+from webapp.models import Batch, BatchItem, Scene, SceneTile
+from webapp.services import access
+from webapp.services.storage import save_original
+from webapp.services.upload_limits import Quota, UploadRejected, format_size
+
+# GDAL driver -> storage format (webapp.services.storage.FORMATS): drivers taken as scenes
+DRIVERS = {"GTiff": "TIFF", "JPEG": "JPEG", "PNG": "PNG"}
+
+
+def tiling_config() -> lib.TilingConfig:
+    return lib.TilingConfig(settings.SCENE_TILE_SIZE, settings.SCENE_TILE_OVERLAP,
+                            settings.SCENE_EDGE, settings.SCENE_RGB_BANDS or None,
+                            settings.SCENE_PREVIEW_SIZE)
+
+
+def _gdal_source(upload: UploadedFile):
+    """What rasterio opens for an upload: the temporary file's path, or the file object
+    (small uploads are in memory)."""
+    path = getattr(upload, "temporary_file_path", None)
+    return path() if path else upload
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A scene's header, and whether GDAL must decode it whole (progressive JPEG,
+    interlaced PNG: no windows), which holds it to the chip pixel limit."""
+
+    info: lib.SceneInfo
+    decoded_whole: bool
+
+
+def _pil_header(upload: UploadedFile) -> tuple[str, int, int, bool] | None:
+    """(format, width, height, decoded whole) as PIL reads the header, or None."""
+    upload.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with PILImage.open(upload) as img:
+                whole = bool(img.info.get("progressive") or img.info.get("progression")
+                             or img.info.get("interlace"))
+                return img.format, img.size[0], img.size[1], whole
+    except Exception:  # noqa: BLE001 - any failure: PIL cannot read it, GDAL may
+        return None
+    finally:
+        upload.seek(0)
+
+
+def detect(upload: UploadedFile) -> Detected | None:
+    """The upload's raster header when it is to be tiled as a scene, else None (a chip,
+    or not an image at all: the chip path gives the reason)."""
+    pil = _pil_header(upload)
+    if pil is not None and pil[0] != "TIFF" and max(pil[1:3]) <= settings.SCENE_MIN_SIDE:
+        return None
+    upload.seek(0)
+    try:
+        info = lib.inspect_scene(_gdal_source(upload))
+    except lib.SceneError:
+        return None
+    finally:
+        upload.seek(0)
+    if info.driver not in DRIVERS:
+        return None
+    if info.georeferenced or max(info.width, info.height) > settings.SCENE_MIN_SIDE \
+            or pil is None:
+        return Detected(info, bool(pil and pil[3]))
+    return None
+
+
+def _sha256(upload: UploadedFile) -> str:
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def add_scene(batch: Batch, upload: UploadedFile, name: str, detected: Detected,
+              quota: Quota) -> Scene:
+    """Store a scene file and describe it from its header; raise UploadRejected."""
+    info = detected.info
+    pixels = info.width * info.height
+    if upload.size > settings.MAX_SCENE_BYTES:
+        raise UploadRejected(f"scene file is {format_size(upload.size)}; the limit for "
+                             f"scenes is {format_size(settings.MAX_SCENE_BYTES)}")
+    if pixels > settings.MAX_SCENE_PIXELS:
+        raise UploadRejected(f"scene has too many pixels: {info.width}x{info.height} = "
+                             f"{pixels:,}; the limit for scenes is "
+                             f"{settings.MAX_SCENE_PIXELS:,}")
+    if detected.decoded_whole and pixels > settings.MAX_IMAGE_PIXELS:
+        raise UploadRejected(
+            f"progressive JPEGs and interlaced PNGs cannot be read in windows, so they are "
+            f"held to {settings.MAX_IMAGE_PIXELS:,} pixels; this one has {pixels:,}. Save "
+            "it as a baseline JPEG, a plain PNG or a GeoTIFF")
+    sha = _sha256(upload)
+    if not Scene.objects.filter(sha256=sha).exists():
+        quota.take_bytes(upload.size)  # stored before: costs nothing again
+    upload.seek(0)
+    path = save_original(sha, DRIVERS[info.driver], upload)
+    try:
+        with lib.SceneReader(default_storage.path(path), tiling_config()) as reader:
+            fields = header_fields(reader)
+    except lib.SceneError as exc:
+        raise UploadRejected(str(exc)) from None
+    except ValueError as exc:  # a setting the file cannot satisfy (bands)
+        raise UploadRejected(str(exc)) from None
+    return Scene.objects.create(batch=batch, filename=name, sha256=sha, file=path,
+                                driver=info.driver, size_bytes=upload.size, **fields)
+
+
+def header_fields(reader: lib.SceneReader) -> dict:
+    """Scene model fields that the header gives (geometry, bands, grid)."""
+    grid = reader.grid
+    return {
+        "width": reader.width, "height": reader.height, "bands": reader.count,
+        "dtype": reader.dtype, "rgb_bands": list(reader.rgb_bands),
+        "crs_wkt": reader.crs.to_wkt() if reader.crs is not None else "",
+        "epsg": reader.epsg, "transform": list(reader.transform)[:6],
+        "bounds": list(reader.bounds), "footprint": reader.footprint_wgs84(),
+        "tile_size": grid.tile_size, "overlap": grid.overlap, "edge": grid.edge,
+        "rows": grid.rows, "cols": grid.cols,
+    }
+
+
+# --- reading ---------------------------------------------------------------------------
+
+def visible_scenes(user) -> QuerySet[Scene]:
+    """Scenes of the batches this user may see (access.visible_batches)."""
+    return Scene.objects.filter(batch__in=access.visible_batches(user)).select_related("batch")
+
+
+def with_progress(scenes: QuerySet[Scene]) -> QuerySet[Scene]:
+    """Annotate ``tiles_done`` (tiles whose item is done) and ``tiles_failed``."""
+    return scenes.annotate(
+        tiles_done=Count("tile_set", filter=Q(tile_set__item__status=BatchItem.Status.DONE)),
+        tiles_failed=Count("tile_set",
+                           filter=Q(tile_set__item__status=BatchItem.Status.FAILED)))
+
+
+def grid_of(scene: Scene) -> lib.TileGrid:
+    return lib.TileGrid(scene.width, scene.height, scene.tile_size, scene.overlap, scene.edge)
+
+
+def _affine(scene: Scene):
+    from affine import Affine
+
+    return Affine(*scene.transform)
+
+
+def _crs(scene: Scene):
+    from rasterio.crs import CRS
+
+    return CRS.from_wkt(scene.crs_wkt) if scene.crs_wkt else None
+
+
+@dataclass
+class TileRecord:
+    tile: SceneTile
+    tags: list[str]
+    probabilities: dict[str, float]
+    labels: list[str]
+
+
+def tile_records(scene: Scene) -> list[TileRecord]:
+    """Every tile with its image's current prediction (tags, probabilities) and labels."""
+    tiles = list(SceneTile.objects.filter(scene=scene)
+                 .select_related("image__prediction")
+                 .prefetch_related("image__labels__label"))
+    out = []
+    for tile in tiles:
+        prediction = tile.image.prediction if tile.image.status == tile.image.Status.READY \
+            else None
+        out.append(TileRecord(
+            tile, list(prediction.tags) if prediction else [],
+            dict(prediction.probabilities) if prediction else {},
+            sorted(lab.label.name for lab in tile.image.labels.all())))
+    return out
+
+
+def tiles_geojson(scene: Scene) -> dict:
+    """A FeatureCollection: one Polygon per tile in WGS84 (null geometry for a scene
+    without a CRS), with the tile's image, grid cell, tags, probabilities and labels."""
+    features = []
+    for record in tile_records(scene):
+        tile = record.tile
+        features.append(lib.tile_feature(tile.ring, {
+            "image": tile.image_id, "row": tile.row, "col": tile.col,
+            "tags": record.tags, "probabilities": record.probabilities,
+            "labels": record.labels, "status": tile.item.status if tile.item else None,
+            "coverage": round(tile.coverage, 4), "bounds": tile.bounds,
+            "pixels": [tile.x, tile.y, tile.width, tile.height],
+        }))
+    return lib.feature_collection(
+        features, scene=scene.pk, epsg=scene.epsg, rows=scene.rows, cols=scene.cols,
+        footprint=scene.footprint)
+
+
+def label_counts(records: list[TileRecord]) -> dict[str, int]:
+    """Tiles per label (current labels, curated ones included)."""
+    counts: dict[str, int] = {}
+    for record in records:
+        for name in record.labels:
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def probability_tif(scene: Scene, label: str) -> bytes:
+    """A single-band float32 GeoTIFF of ``label``'s probability per tile (NaN: no
+    prediction or a skipped nodata tile), in the scene's CRS, origin and tile grid."""
+    grid = grid_of(scene)
+    values = np.full((1, grid.rows, grid.cols), np.nan, np.float32)
+    for record in tile_records(scene):
+        if label in record.probabilities:
+            values[0, record.tile.row, record.tile.col] = record.probabilities[label]
+    return lib.probability_raster(grid, values, _affine(scene), _crs(scene), [label])

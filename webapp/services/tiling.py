@@ -1,0 +1,167 @@
+"""Worker side of scenes: cut a batch's scenes into tiles that become batch items.
+
+The worker running a batch (webapp.services.recognition) calls ``tile_some`` whenever
+it has fewer queued items than one chunk, so tagging starts with the first tile rows
+and the batch's progress moves while a large scene is still being cut.
+
+- **Resumable, exactly once.** Tile rows are committed one at a time, with their chip
+  Images, SceneTiles and BatchItems, under the batch lease; ``Scene.rows_tiled`` says
+  where to go on. The display stretch is stored before the first row, so a resumed
+  scene is cut with the same one.
+- **Bounded memory.** One strip of tile rows is held (classifier.scenes).
+- **Failures alone.** A scene whose pixels turn out broken fails with a message (its
+  tiles cut so far are still tagged) and adds a failed item naming it; one that killed
+  its worker twice without committing a row fails as a poison input would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from classifier import scenes as lib
+from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene, SceneTile
+from webapp.services.ingest import append_items, set_initial_state
+from webapp.services.scenes import tiling_config
+from webapp.services.storage import save_original
+
+log = logging.getLogger(__name__)
+
+POISONED = "the worker stopped twice while cutting this scene into tiles; it was not retried"
+UNTILED = (Scene.Status.QUEUED, Scene.Status.TILING)
+
+
+def tile_some(batch_id: int, model: ModelVersion, want: int, lease=None) -> bool:
+    """Cut tile rows of the batch's next unfinished scene until ``want`` tiles were added
+    or the scene is finished; False when no scene was left to cut. Each call moves a
+    scene on (rows committed, or the scene finished or failed), so callers may loop."""
+    scene = (Scene.objects.filter(batch_id=batch_id, status__in=UNTILED)
+             .select_related("batch").order_by("id").first())
+    if scene is None:
+        return False
+    if scene.attempts >= 2:
+        _fail(scene, POISONED, lease)
+        return True
+    Scene.objects.filter(pk=scene.pk).update(attempts=F("attempts") + 1,
+                                             status=Scene.Status.TILING)
+    added = 0
+    try:
+        with lib.SceneReader(default_storage.path(scene.file.name), tiling_config_of(scene)
+                             ) as reader:
+            if scene.rows_tiled == 0 and not scene.preview:
+                _store_preview(scene, reader)
+            reader.use_limits(scene.stretch)
+            for row, chips in reader.strips(scene.rows_tiled):
+                added += _commit_row(scene, reader, row, chips, model, lease)
+                if added >= want:
+                    break
+    except lib.SceneError as exc:
+        _fail(scene, str(exc), lease)
+        return True
+    except FileNotFoundError:
+        _fail(scene, "the stored scene file is missing; upload it again", lease)
+        return True
+    scene.refresh_from_db()
+    if scene.rows_tiled >= scene.rows:
+        Scene.objects.filter(pk=scene.pk).update(
+            status=Scene.Status.TAGGING if scene.tiles else Scene.Status.DONE,
+            tiled_at=timezone.now(), attempts=0)
+    return True
+
+
+def tiling_config_of(scene: Scene) -> lib.TilingConfig:
+    """The tiling the scene was described with at upload (settings may change since)."""
+    base = tiling_config()
+    return lib.TilingConfig(scene.tile_size, scene.overlap, scene.edge,
+                            tuple(scene.rgb_bands) or None, base.overview_size)
+
+
+def _store_preview(scene: Scene, reader: lib.SceneReader) -> None:
+    """The overview (never the full raster) as a PNG, and the stretch it gives."""
+    limits = reader.limits
+    buffer = io.BytesIO()
+    PILImage.fromarray(reader.preview()).save(buffer, "PNG")
+    path = f"previews/{scene.sha256[:2]}/{scene.sha256}_{scene.pk}.png"
+    default_storage.delete(path)
+    scene.preview = default_storage.save(path, ContentFile(buffer.getvalue()))
+    scene.stretch = [list(pair) for pair in limits] if limits is not None else None
+    Scene.objects.filter(pk=scene.pk).update(preview=scene.preview.name, stretch=scene.stretch)
+
+
+def _png(pixels) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _chip_image(scene: Scene, chip: lib.Chip, data: bytes) -> Image:
+    """The stored Image of a chip's PNG bytes (identical chips share one)."""
+    sha = hashlib.sha256(data).hexdigest()
+    existing = Image.objects.filter(sha256=sha).first()
+    if existing is not None:
+        return existing
+    path = save_original(sha, "PNG", ContentFile(data))
+    stem = scene.filename.rsplit(".", 1)[0][:180]
+    size = scene.tile_size
+    try:
+        with transaction.atomic():
+            return Image.objects.create(
+                sha256=sha, file=path, original_name=f"{stem}_r{chip.tile.row}_c{chip.tile.col}.png",
+                format="PNG", size_bytes=len(data), width=size, height=size,
+                uploaded_by=scene.batch.owner)
+    except IntegrityError:  # the same chip arrived at the same time elsewhere
+        return Image.objects.get(sha256=sha)
+
+
+def _commit_row(scene: Scene, reader: lib.SceneReader, row: int, chips: list[lib.Chip],
+                model: ModelVersion, lease) -> int:
+    """Store one tile row: chips, tiles and items in one transaction; returns tiles added."""
+    if lease is not None:
+        lease.beat()
+    kept = [chip for chip in chips if chip.pixels is not None]
+    encoded = [_png(chip.pixels) for chip in kept]
+    rings = reader.tile_polygons_wgs84([chip.tile for chip in kept]) or [None] * len(kept)
+    with transaction.atomic():
+        if lease is not None:
+            lease.hold()
+        locked = Scene.objects.select_for_update().get(pk=scene.pk)
+        if locked.rows_tiled > row:  # committed by an earlier run: nothing to redo
+            return 0
+        items, tiles = [], []
+        for chip, data, ring in zip(kept, encoded, rings):
+            tile = chip.tile
+            item = BatchItem(filename=f"{scene.filename} (tile r{tile.row} c{tile.col})")
+            set_initial_state(item, _chip_image(scene, chip, data), model)
+            items.append(item)
+            tiles.append(SceneTile(
+                scene=scene, row=tile.row, col=tile.col, x=tile.x, y=tile.y,
+                width=tile.width, height=tile.height, coverage=chip.coverage,
+                bounds=[round(v, 6) for v in reader.tile_bounds(tile)], ring=ring,
+                image=item.image))
+        append_items(scene.batch, items)
+        for tile, item in zip(tiles, items):
+            tile.item = item
+        SceneTile.objects.bulk_create(tiles)
+        Scene.objects.filter(pk=scene.pk).update(
+            rows_tiled=row + 1, tiles=F("tiles") + len(kept), attempts=0,
+            tiles_nodata=F("tiles_nodata") + len(chips) - len(kept))
+    return len(kept)
+
+
+def _fail(scene: Scene, message: str, lease) -> None:
+    """The scene fails with ``message``; a failed item names it in the batch's counts."""
+    log.warning("scene %s (%s) failed: %s", scene.pk, scene.filename, message)
+    with transaction.atomic():
+        if lease is not None:
+            lease.hold()
+        Scene.objects.filter(pk=scene.pk).update(status=Scene.Status.FAILED, error=message)
+        append_items(Batch.objects.get(pk=scene.batch_id), [BatchItem(
+            filename=scene.filename, status=BatchItem.Status.FAILED, error=message)])
