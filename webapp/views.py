@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from webapp.models import Image, Label
-from webapp.services import access, curation, search
+from webapp.services import access, curation, scenes, search
 from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset, parse_id
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS
@@ -172,7 +172,44 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     batch = get_object_or_404(access.visible_batches(request.user), pk=pk)
     failures = batch.items.filter(status="failed").order_by("position")
-    return render(request, "webapp/batch_detail.html", {"batch": batch, "failures": failures})
+    batch_scenes = scenes.with_progress(batch.scenes.all())
+    return render(request, "webapp/batch_detail.html", {"batch": batch, "failures": failures,
+                                                        "scenes": batch_scenes})
+
+
+@login_required
+@require_GET
+def scene_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The scene's overview with the tile grid coloured by a label's probability, counts
+    per label, and a map when the scene is georeferenced (data: the scene API)."""
+    scene = get_object_or_404(scenes.with_progress(scenes.visible_scenes(request.user)), pk=pk)
+    records = scenes.tile_records(scene)
+    labels = sorted({name for r in records for name in r.probabilities}) or \
+        list(active_model().labels)
+    counts = scenes.label_counts(records)
+    return render(request, "webapp/scene_detail.html", {
+        "scene": scene, "labels": labels, "counts": counts,
+        "default_label": next(iter(counts), labels[0] if labels else ""),
+        "basemap_url": settings.SCENE_BASEMAP_URL,
+        "basemap_attribution": settings.SCENE_BASEMAP_ATTRIBUTION,
+    })
+
+
+@login_required
+@require_GET
+def scene_preview(request: HttpRequest, pk: int) -> HttpResponse:
+    """The scene's overview PNG (made by the worker; never the full raster)."""
+    scene = get_object_or_404(scenes.visible_scenes(request.user), pk=pk)
+    if not scene.preview:
+        raise Http404("the preview is made when a worker starts on the scene")
+    try:
+        handle = scene.preview.open("rb")
+    except FileNotFoundError:
+        raise Http404("file missing from storage") from None
+    response = FileResponse(handle, content_type="image/png")
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
 
 
 @require_GET

@@ -62,3 +62,13 @@ class NearestQuery(serializers.Serializer):
 class DescribeQuery(serializers.Serializer):
     k = serializers.IntegerField(min_value=1, max_value=50, required=False,
                                  help_text="texts, at most 50")
+
+
+class SceneQuery(serializers.Serializer):
+    batch = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False,
+                                     help_text="only this batch's scenes")
+
+
+class ProbabilityQuery(serializers.Serializer):
+    label = serializers.RegexField(r"^[a-z0-9][a-z0-9_\-]{0,63}$",
+                                   help_text="label name, e.g. primary")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from webapp.models import Batch, BatchItem, Image, ImageLabel, Label, ModelVersion
+from webapp.models import Batch, BatchItem, Image, ImageLabel, Label, ModelVersion, Scene
 from webapp.services import access
 
 
@@ -38,21 +38,70 @@ class BatchImageSerializer(serializers.ModelSerializer):
         return item.error or None
 
 
+class SceneSerializer(serializers.ModelSerializer):
+    """A scene and its tiling progress. ``tiles`` counts the tiles to tag (all-nodata
+    tiles excluded, see ``tiles_nodata``), ``tiles_done`` those tagged."""
+
+    crs = serializers.IntegerField(source="epsg", allow_null=True, read_only=True,
+                                   help_text="EPSG code of the scene's CRS; null without "
+                                             "one (or for a CRS with no EPSG code: crs_wkt)")
+    tiles_done = serializers.IntegerField(read_only=True)
+    tiles_failed = serializers.IntegerField(read_only=True)
+    georeferenced = serializers.BooleanField(read_only=True)
+    page = serializers.SerializerMethodField()
+    preview = serializers.SerializerMethodField()
+    tiles_geojson = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Scene
+        fields = ["id", "batch", "filename", "width", "height", "bands", "dtype", "rgb_bands",
+                  "crs", "crs_wkt", "georeferenced", "transform", "bounds", "footprint",
+                  "tile_size", "overlap", "edge", "rows", "cols", "rows_tiled", "tiles",
+                  "tiles_done", "tiles_failed", "tiles_nodata", "status", "error",
+                  "created_at", "tiled_at", "page", "preview", "tiles_geojson"]
+
+    def get_page(self, scene: Scene) -> str:
+        return reverse("scene-detail-page", args=[scene.pk])
+
+    def get_preview(self, scene: Scene) -> str | None:
+        return reverse("scene-preview", args=[scene.pk]) if scene.preview else None
+
+    def get_tiles_geojson(self, scene: Scene) -> str:
+        return reverse("scene-tiles-geojson", args=[scene.pk])
+
+
+class BatchSceneSerializer(serializers.ModelSerializer):
+    """A scene in its batch's answer: enough to show tiling progress."""
+
+    tiles_done = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Scene
+        fields = ["id", "filename", "status", "rows", "rows_tiled", "tiles", "tiles_done",
+                  "tiles_nodata", "error"]
+
+
 class BatchSerializer(serializers.ModelSerializer):
     remaining = serializers.IntegerField(read_only=True)
     images = serializers.SerializerMethodField()
+    scenes = serializers.SerializerMethodField()
     owner = serializers.CharField(source="owner.username", read_only=True)
 
     class Meta:
         model = Batch
         fields = ["id", "owner", "status", "submitted", "total", "done", "failed", "remaining",
-                  "reused", "created_at", "started_at", "finished_at", "images"]
+                  "reused", "created_at", "started_at", "finished_at", "scenes", "images"]
 
     def get_images(self, batch: Batch) -> list[dict]:
         if not self.context.get("with_images", True):
             return []
         items = batch.items.select_related("image__prediction").order_by("position")
         return BatchImageSerializer(items, many=True).data
+
+    def get_scenes(self, batch: Batch) -> list[dict]:
+        from webapp.services.scenes import with_progress
+
+        return BatchSceneSerializer(with_progress(batch.scenes.order_by("id")), many=True).data
 
 
 class StrictBooleanField(serializers.BooleanField):

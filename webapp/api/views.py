@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 from django.db.models import Count
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from webapp.api import queries
@@ -23,11 +28,13 @@ from webapp.api.serializers import (
     LabelSerializer,
     MatchPageSerializer,
     ModelVersionSerializer,
+    SceneSerializer,
 )
 from webapp.api.throttles import ScopedThrottle
-from webapp.models import Batch, Label, ModelVersion
-from webapp.services import access, curation, ingest, search
+from webapp.models import Batch, Label, ModelVersion, Scene
+from webapp.services import access, curation, ingest, scenes, search
 from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset
+from webapp.services.model_registry import active_model
 
 
 class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
@@ -96,8 +103,7 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
         items = ingest.add_files(batch, files)
         data = self.get_serializer(batch, context={**self.get_serializer_context(),
                                                    "with_images": False}).data
-        data["added"] = [{"position": i.position, "filename": i.filename, "status": i.status,
-                          "error": i.error or None} for i in items]
+        data["added"] = [_added(entry) for entry in items]
         return Response(data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: BatchSerializer})
@@ -106,6 +112,15 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
         """All files are in: start predicting (idempotent)."""
         batch = ingest.submit_batch(self.owned_batch())
         return Response(self.get_serializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _added(entry) -> dict:
+    """One uploaded file in a files/ answer: an item, or a scene to be cut into tiles."""
+    if isinstance(entry, Scene):
+        return {"position": None, "filename": entry.filename, "status": "scene",
+                "scene": entry.pk, "error": None}
+    return {"position": entry.position, "filename": entry.filename, "status": entry.status,
+            "error": entry.error or None}
 
 
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
@@ -180,6 +195,74 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         found = search.describe(image, min(parse_k(request.query_params.get("k"), 5), 50))
         return Response({"id": image.pk, "texts": [{"text": d.text, "distance": d.distance}
                                                    for d in found]})
+
+
+class GeoJSONRenderer(JSONRenderer):
+    media_type = "application/geo+json"
+    format = "geojson"
+
+
+class GeoTIFFRenderer(BaseRenderer):
+    """Negotiation only: the raster view answers with bytes; errors are JSON."""
+
+    media_type = "image/tiff"
+    format = "tif"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return data if isinstance(data, bytes) else JSONRenderer().render(data)
+
+
+class SceneViewSet(viewsets.ReadOnlyModelViewSet):
+    """Whole scenes (GeoTIFFs, large images) cut into tiles; visible as their batches
+    are. ``?batch=<id>`` lists one batch's scenes."""
+
+    serializer_class = SceneSerializer
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Scene.objects.none()
+        found = scenes.with_progress(scenes.visible_scenes(self.request.user)).order_by("id")
+        batch = self.request.query_params.get("batch")
+        if self.action == "list" and batch:
+            found = found.filter(batch_id=int(batch))
+        return found
+
+    @extend_schema(parameters=[queries.SceneQuery])
+    def list(self, request, *args, **kwargs):
+        queries.check(queries.SceneQuery, request)
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={(200, "application/geo+json"): OpenApiTypes.OBJECT},
+                   description="One Polygon per tile in WGS84 (lon, lat; null geometry for "
+                               "a scene without a CRS). Properties: image, row, col (from "
+                               "the top-left tile, 0, 0), tags, probabilities, labels, "
+                               "status, coverage, bounds (scene CRS), pixels (x, y, w, h).")
+    def tiles_geojson(self, request, pk=None):
+        scene = self.get_object()
+        response = HttpResponse(json.dumps(scenes.tiles_geojson(scene)),
+                                content_type="application/geo+json")
+        response["Content-Disposition"] = f'inline; filename="scene_{scene.pk}_tiles.geojson"'
+        return response
+
+    @extend_schema(parameters=[queries.ProbabilityQuery],
+                   responses={(200, "image/tiff"): OpenApiTypes.BINARY},
+                   description="A single-band float32 GeoTIFF of the label's probability per "
+                               "tile (NaN: no prediction, or an all-nodata tile), with the "
+                               "scene's CRS; one cell per tile stride from the scene's origin.")
+    def probabilities(self, request, pk=None):
+        queries.check(queries.ProbabilityQuery, request)
+        scene = self.get_object()
+        label = request.query_params["label"]
+        model = active_model()
+        if label not in model.labels:
+            raise ValidationError({"label": [f"unknown label {label!r}; the model's labels "
+                                             f"are {', '.join(model.labels)}"]})
+        response = HttpResponse(scenes.probability_tif(scene, label), content_type="image/tiff")
+        response["Content-Disposition"] = (f'attachment; filename="scene_{scene.pk}_{label}'
+                                           '_probability.tif"')
+        return response
 
 
 class LabelViewSet(viewsets.ReadOnlyModelViewSet):
