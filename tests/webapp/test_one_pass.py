@@ -107,6 +107,7 @@ def _flat_png(side: int) -> bytes:
 def test_large_images_are_shrunk_while_decoding_and_chunks_keep_small_arrays(
         user, settings, quiet_queue, monkeypatch):
     settings.TORCH_THREADS = 1
+    settings.SCENE_MIN_SIDE = 10**6  # the chip path (a 3000 px PNG is otherwise a scene)
     batch = _submitted(user, [("big.png", _flat_png(3000)), ("chip.jpg", make_image())])
     kept = []
     real = recognition.decode_for_pipeline

@@ -94,7 +94,7 @@ def test_safe_filename_never_returns_a_path_a_hidden_name_or_control_characters(
 # --- SizeLimitUploadHandler ------------------------------------------------------------------
 
 def test_size_limit_handler_rejects_only_the_oversize_file(rf, settings):
-    settings.MAX_UPLOAD_BYTES = 2000
+    settings.MAX_UPLOAD_BYTES = settings.MAX_SCENE_BYTES = 2000
     big, good = make_image("jpeg", 64, seed=1), make_image("jpeg", 8, seed=2)
     assert len(big) > 2000 >= len(good)
     request = rf.post("/upload", {"files": [SimpleUploadedFile("big.jpg", big),
@@ -111,6 +111,7 @@ def test_size_limit_handler_rejects_only_the_oversize_file(rf, settings):
 
 def test_size_limit_handler_over_several_chunks_and_at_the_limit(rf, settings):
     settings.MAX_UPLOAD_BYTES = 200_000  # larger than one 64 KB chunk
+    settings.MAX_SCENE_BYTES = 1000  # streaming stops at the larger of the two limits
     at_limit, over = b"a" * 200_000, b"b" * 200_001
     request = rf.post("/upload", {"at": SimpleUploadedFile("at.bin", at_limit),
                                   "over": SimpleUploadedFile("over.bin", over)})
@@ -118,6 +119,22 @@ def test_size_limit_handler_over_several_chunks_and_at_the_limit(rf, settings):
     assert isinstance(request.FILES["over"], RejectedUpload)
     assert request.FILES["over"].size == 0
     assert "limit is 195.3 KB" in request.FILES["over"].rejected_reason
+
+
+def test_chips_are_held_to_their_byte_limit_scenes_to_theirs(api, settings, media, tmp_path):
+    from tests.scene_files import geotiff
+
+    scene = geotiff(tmp_path / "s.tif").read_bytes()
+    chip = make_image("png", 128, seed=5)
+    settings.MAX_UPLOAD_BYTES = min(len(scene), len(chip)) - 1
+    settings.MAX_SCENE_BYTES = len(scene)
+    body = api.post("/api/batches/", {"files": [SimpleUploadedFile("s.tif", scene),
+                                                SimpleUploadedFile("c.png", chip)]},
+                    format="multipart").json()
+    (item,) = body["images"]
+    assert item["filename"] == "c.png" and item["status"] == "failed"
+    assert f"the limit is {format_size(settings.MAX_UPLOAD_BYTES)}" in item["error"]
+    assert [s["filename"] for s in body["scenes"]] == ["s.tif"]
 
 
 def test_format_size():
