@@ -153,6 +153,8 @@ def configure(workdir: Path, chunk: int, chunk_pixels: int = 0):
         "MEDIA_ROOT": str(workdir / "media"),
         "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
         "PREDICT_CHUNK_SIZE": str(chunk),
+        # the chip path: big PNGs stay images (as scenes they are bench_scene.py's)
+        "SCENE_MIN_SIDE": "1000000",
     })
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django

@@ -41,6 +41,8 @@ import numpy as np
 # GDAL's block cache (MB): its default, 5% of the machine's memory, would let one worker
 # keep gigabytes of a scene it reads once, strip by strip.
 os.environ.setdefault("GDAL_CACHEMAX", "128")
+# Deflate/LZW/ZSTD blocks of one read are decompressed in parallel (the model waits anyway).
+os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
 
 PLANET_RGB = (3, 2, 1)  # Planet analytic band order B, G, R, NIR -> R, G, B (1-based)
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -203,6 +205,20 @@ def _open(source: str | Path | BinaryIO):
                              "the format, or the file is broken)") from exc
 
 
+def _mask_kind(dataset) -> str:
+    """How a dataset marks missing pixels: "nodata" (a value in every band: a pixel is
+    missing where its colour bands all hold it), "none", or "mask" (an internal mask or
+    alpha band, read through GDAL's dataset mask)."""
+    from rasterio.enums import MaskFlags
+
+    flags = dataset.mask_flag_enums
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        return "none"
+    if all(f == [MaskFlags.nodata] for f in flags) and dataset.nodata is not None:
+        return "nodata"
+    return "mask"
+
+
 def is_georeferenced(dataset) -> bool:
     return dataset.crs is not None and not dataset.transform.is_identity
 
@@ -256,8 +272,9 @@ class SceneReader:
         self.rgb_bands: tuple[int, int, int] = tuple(bands)  # type: ignore[assignment]
         self.grid = TileGrid(self.width, self.height, config.tile_size, config.overlap,
                              config.edge)
+        self._mask_kind = _mask_kind(ds)
         self._limits: list[tuple[float, float]] | None | bool = False
-        self._overview: np.ndarray | None = None
+        self._overview: tuple[np.ndarray, np.ndarray] | None = None
 
     def __enter__(self) -> SceneReader:
         return self
@@ -290,7 +307,12 @@ class SceneReader:
             kwargs.update(out_shape=out_shape, resampling=Resampling.nearest)
         try:
             bands = self.dataset.read(list(self.rgb_bands), **kwargs)
-            mask = self.dataset.dataset_mask(**kwargs) > 0
+            if self._mask_kind == "nodata":  # no second read: nodata where the bands hold it
+                mask = (bands != self.dataset.nodata).any(axis=0)
+            elif self._mask_kind == "none":
+                mask = np.ones(bands.shape[1:], bool)
+            else:  # an internal mask or an alpha band: GDAL knows best
+                mask = self.dataset.dataset_mask(**kwargs) > 0
         except RasterioError as exc:
             raise SceneError("the scene's pixel data is broken or truncated") from exc
         if bands.dtype.kind == "f":
@@ -298,10 +320,13 @@ class SceneReader:
         return bands, mask
 
     def overview(self) -> tuple[np.ndarray, np.ndarray]:
-        """A downsampled read of the whole scene: (3 x h x w values, valid mask)."""
-        scale = min(1.0, self.config.overview_size / max(self.width, self.height))
-        shape = (max(1, round(self.height * scale)), max(1, round(self.width * scale)))
-        return self._read(out_shape=(3, *shape))
+        """A downsampled read of the whole scene: (3 x h x w values, valid mask), read
+        once (GDAL uses the file's own overviews when it has them)."""
+        if self._overview is None:
+            scale = min(1.0, self.config.overview_size / max(self.width, self.height))
+            shape = (max(1, round(self.height * scale)), max(1, round(self.width * scale)))
+            self._overview = self._read(out_shape=(3, *shape))
+        return self._overview
 
     @property
     def limits(self) -> list[tuple[float, float]] | None:

@@ -242,6 +242,8 @@ SCENE_MIN_SIDE = env_int("SCENE_MIN_SIDE", 2 * SCENE_TILE_SIZE)
 # interpretation or band names, else Planet's analytic order B,G,R,NIR (-> 3,2,1).
 SCENE_RGB_BANDS = tuple(int(b) for b in os.environ.get("SCENE_RGB_BANDS", "").split(",")
                         if b.strip())
+# How tile chips are stored (both lossless): "TIFF" (uncompressed, fastest) or "PNG".
+SCENE_CHIP_FORMAT = os.environ.get("SCENE_CHIP_FORMAT", "TIFF")
 MAX_SCENE_PIXELS = env_int("MAX_SCENE_PIXELS", 1_000_000_000)
 MAX_SCENE_BYTES = env_int("MAX_SCENE_BYTES", 2 * 1024**3)
 SCENE_PREVIEW_SIZE = env_int("SCENE_PREVIEW_SIZE", 1024)  # overview's longer side, px
