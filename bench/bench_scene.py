@@ -8,8 +8,9 @@ app's path against the predictor alone on the same chips, and the worker's peak 
    strip by strip, never whole in memory.
 2. **End to end** in a fresh process (this script with ``--child e2e``): models loaded
    and warmed up on a small scene first (not timed), then timed: ``ingest.add_files`` of
-   the file as a request's temporary file (hashing, storing, reading its header) + ``recognition.process_batch`` (the
-   worker: overview and stretch, tile rows read in windows, chip PNGs, tiles and items
+   the file as a request's temporary file (hashing, storing, reading its header) +
+   ``recognition.process_batch`` (the worker: overview and stretch, tile rows read in
+   windows, chip files, tiles and items
    committed, then per chunk of ``--chunk`` decode, one forward pass, display copies,
    predictions, labels, search codes). Peak resident memory: VmHWM of that process.
 3. **Predictor alone** in another fresh process (``--child predictor``): the same chips,
@@ -147,7 +148,8 @@ def child_e2e(scene: Path, chunk: int, small: Path) -> dict:
 
             profile = cProfile.Profile()
             batch, found = profile.runcall(tag, copy)
-            pstats.Stats(profile, stream=sys.stderr).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(40)
+            stats = pstats.Stats(profile, stream=sys.stderr)
+            stats.sort_stats(os.environ["BENCH_PROFILE"]).print_stats(40)
         else:
             batch, found = tag(copy)
         seconds = time.perf_counter() - start

@@ -287,5 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     if args.command == "train":
         return 0 if pipeline.main(args) else 1
-    return {"evaluate": cmd_evaluate, "report": cmd_report, "members": cmd_members,
-            "predict": cmd_predict, "predict-scene": cmd_predict_scene, "dehaze": cmd_dehaze}[args.command](args)
+    commands = {"evaluate": cmd_evaluate, "report": cmd_report, "members": cmd_members,
+                "predict": cmd_predict, "predict-scene": cmd_predict_scene,
+                "dehaze": cmd_dehaze}
+    return commands[args.command](args)
