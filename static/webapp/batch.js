@@ -11,6 +11,42 @@
     await fetch(root.dataset.api + "submit/", { method: "POST", headers: { "X-CSRFToken": csrfInput.value } });
     window.location.reload();
   });
+  // Scenes of the batch (cut into tiles by the worker): one row each, keyed by id.
+  const scenes = $("scenes");
+  const SCENE_FINISHED = ["done", "failed"];
+  function sceneBar(span, done, total) {
+    span.style.width = (total ? 100 * done / total : 0) + "%";
+  }
+  if (scenes) scenes.querySelectorAll(".progress span").forEach((span) =>
+    sceneBar(span, Number(span.dataset.done), Number(span.dataset.total)));
+  function sceneRow(s) {
+    const body = scenes.querySelector("tbody");
+    let tr = body.querySelector(`tr[data-scene="${s.id}"]`);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.scene = s.id;
+      tr.innerHTML = '<td><a></a></td><td><span class="status"></span></td>' +
+        '<td><span class="tiles-done"></span> / <span class="tiles"></span></td>' +
+        '<td><div class="progress"><span></span></div></td><td class="nodata"></td><td class="error"></td>';
+      tr.querySelector("a").href = scenes.dataset.sceneUrl.replace(/0\/$/, s.id + "/");
+      body.appendChild(tr);
+    }
+    return tr;
+  }
+  function renderScenes(list) {
+    if (!scenes || !list) return;
+    list.forEach((s) => {
+      const tr = sceneRow(s);
+      tr.querySelector("a").textContent = s.filename;
+      const badge = tr.querySelector(".status");
+      badge.textContent = s.status; badge.className = "status " + s.status;
+      tr.querySelector(".tiles-done").textContent = s.tiles_done;
+      tr.querySelector(".tiles").textContent = s.tiles;
+      sceneBar(tr.querySelector(".progress span"), s.tiles_done, s.tiles);
+      tr.querySelector(".nodata").textContent = s.tiles_nodata;
+      tr.querySelector(".error").textContent = s.error || "";
+    });
+  }
   function render(b) {
     const total = Math.max(b.total, 1);
     $("n-done").textContent = b.done; $("n-failed").textContent = b.failed;
@@ -19,6 +55,7 @@
     $("bar-failed").style.width = (100 * b.failed / total) + "%";
     const status = $("batch-status");
     status.textContent = b.status; status.className = "status " + b.status;
+    renderScenes(b.scenes);
     const body = $("failures").querySelector("tbody");
     const failed = b.images.filter((i) => i.status === "failed");
     if (failed.length) {
@@ -35,7 +72,11 @@
   async function tick() {
     try {
       const r = await fetch(root.dataset.api, { headers: { Accept: "application/json" } });
-      if (r.ok) { const b = await r.json(); render(b); if (b.status === "done") return; }
+      if (r.ok) {
+        const b = await r.json(); render(b);
+        const tiling = (b.scenes || []).some((s) => !SCENE_FINISHED.includes(s.status));
+        if (b.status === "done" && !tiling) return;
+      }
     } catch (err) { /* retry */ }
     setTimeout(tick, 1500);
   }

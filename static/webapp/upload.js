@@ -117,6 +117,7 @@
       bar.style.width = "100%";
       const added = data.added[0];
       if (added.status === "failed") setState(entry, "failed", added.error);
+      else if (added.status === "scene") setState(entry, "stored", "scene: will be cut into tiles");
       else setState(entry, "stored", added.status === "done" ? "already known" : "uploaded");
     } catch (err) {
       setState(entry, "failed", "upload failed: " + err.message);

@@ -1,6 +1,7 @@
 """End to end in headless Chromium: log in, upload several images including a broken one,
 watch the waiting animation and the progress, land on the gallery with the model's tags,
-and see the broken file's error.
+and see the broken file's error. And a GeoTIFF scene: cut into tiles, its page with the
+tiles coloured by a label over the overview and on a Leaflet map.
 
 Needs Debian's chromium at /usr/bin/chromium (CI installs it; Playwright's own browsers
 are never downloaded), Redis, and a real Celery worker (tests/webapp/conftest.py). Where
@@ -13,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +25,9 @@ from django.db import connections
 from PIL import Image as PILImage
 from playwright.sync_api import Browser, expect, sync_playwright
 
+from tests.scene_files import geotiff
 from tests.webapp.conftest import ROOT, make_image
-from webapp.models import Batch, ImageLabel
+from webapp.models import Batch, ImageLabel, Scene, SceneTile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -204,4 +207,134 @@ def test_upload_with_a_broken_file_ends_in_the_tagged_gallery(
         # (Django keeps connections per async context); close it here, or PostgreSQL
         # refuses to drop the test database while it is still open.
         connections.close_all()
+        print(f"worker log:\n{worker.log_path.read_text()[-4000:]}")  # shown on failure
+
+
+def wait_for_scene(scene_id: int, timeout: float = 120) -> Scene:
+    """Poll the database until the worker has tiled and tagged the scene."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        scene = Scene.objects.get(pk=scene_id)
+        if scene.status in (Scene.Status.DONE, Scene.Status.FAILED):
+            return scene
+        time.sleep(0.3)
+    raise AssertionError(f"scene {scene_id} not done after {timeout}s: {scene.status}, "
+                         f"{scene.rows_tiled}/{scene.rows} rows tiled")
+
+
+def test_scene_page_overlays_tiles_by_label_with_a_map(
+        browser, live_server, start_worker, tmp_path):
+    """A 4-band 16-bit GeoTIFF through the upload page: cut into 6 tiles (one all nodata,
+    skipped), tagged; its page shows the tiles over the overview coloured by the chosen
+    label's probability, the counts per label, and the tiles on a Leaflet map, all under
+    the site's CSP and without a background map (offline)."""
+    worker = start_worker()
+    User.objects.create_user("surveyor", password=PASSWORD)
+    path = geotiff(tmp_path / "scene.tif", width=640, height=512)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []  # console errors (CSP violations among them) and page errors
+
+    def on_console(message) -> None:
+        where = message.location.get("url", "")
+        # the browser's own favicon request (the site has none) is no error of the page
+        if message.type == "error" and not where.endswith("/favicon.ico"):
+            errors.append(f"console: {message.text} ({where})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    try:
+        page.goto(f"{live_server.url}/upload/")
+        page.fill("#id_username", "surveyor")
+        page.fill("#id_password", PASSWORD)
+        page.click("main form button[type=submit]")
+        page.wait_for_url(re.compile(r"/upload/$"))
+        page.set_input_files("#file-input", [str(path)])
+        page.click("#start")
+        row = page.locator("#file-list li").filter(has_text="scene.tif")
+        expect(row).to_have_class(re.compile(r"\bstored\b"))
+        expect(row.locator(".fstate")).to_have_text("scene: will be cut into tiles")
+        scene = wait_for_scene(Scene.objects.get(filename="scene.tif").pk)
+        assert (scene.status, scene.tiles, scene.tiles_nodata) == ("done", 5, 1), scene.error
+        page.wait_for_url(re.compile(r"/gallery/\?batch=\d+"), timeout=120_000)
+
+        # The batch page lists the scene with a link to its page.
+        page.goto(f"{live_server.url}/batches/{scene.batch_id}/")
+        scene_row = page.locator(f"#scenes tr[data-scene='{scene.pk}']")
+        expect(scene_row.locator(".status")).to_have_text("done")
+        expect(scene_row.locator(".tiles-done")).to_have_text("5")
+        expect(scene_row.locator("a")).to_have_attribute("href", f"/scenes/{scene.pk}/")
+
+        page.goto(f"{live_server.url}/scenes/{scene.pk}/")
+        expect(page.locator("#scene-status")).to_have_text("done")
+        expect(page.locator("#tiles-done")).to_have_text("5")
+        tiles = page.locator(".tile")
+        expect(tiles).to_have_count(5)  # 2 x 3 grid, the all-nodata corner tile skipped
+        page.wait_for_function("() => document.getElementById('preview').naturalWidth > 0")
+
+        records = {(t.row, t.col): t for t in
+                   SceneTile.objects.filter(scene=scene).select_related("image__prediction")}
+        assert len(records) == 5 and (0, 0) not in records
+
+        def shown() -> dict[tuple[int, int], tuple[int, str]]:
+            return {(int(t.get_attribute("data-row")), int(t.get_attribute("data-col"))):
+                    (int(t.get_attribute("data-image")), t.get_attribute("data-p"))
+                    for t in tiles.all()}
+
+        def assert_probabilities(label: str) -> None:
+            cells = shown()
+            assert set(cells) == set(records)
+            for cell, (image_id, p) in cells.items():
+                record = records[cell]
+                assert image_id == record.image_id
+                expected = record.image.prediction.probabilities[label]
+                # data-p: the probability with 3 decimals (JavaScript's toFixed(3))
+                assert re.fullmatch(r"\d\.\d{3}", p), (cell, p)
+                assert abs(float(p) - expected) <= 0.0005 + 1e-9, (label, cell, p, expected)
+
+        select = page.locator("#overlay-label")
+        first = select.input_value()
+        assert first
+        assert_probabilities(first)
+        labels = select.locator("option").evaluate_all("(os) => os.map((o) => o.value)")
+        other = next(name for name in labels if name != first)
+        select.select_option(other)
+        expect(page.locator("#legend-label")).to_have_text(other)
+        expect(page.locator("#download-probabilities")).to_have_attribute(
+            "href", f"/api/scenes/{scene.pk}/probabilities.tif?label={other}")
+        assert_probabilities(other)
+        expect(page.locator("#legend .ticks span")).to_have_text(["0", "0.5", "1"])
+
+        # Clicking a label in the counts table colours the tiles by it.
+        counts = page.locator("#label-counts tbody tr.pick")
+        expect(counts.first).to_be_visible()
+        picked = counts.first.get_attribute("data-label")
+        counts.first.click()
+        assert select.input_value() == picked
+        assert_probabilities(picked)
+        select.select_option(other)
+
+        # The map: the tiles as interactive Leaflet paths (no basemap configured).
+        expect(page.locator("#map.leaflet-container")).to_be_visible()
+        expect(page.locator("#map path.leaflet-interactive")).to_have_count(5)
+        # coloured like the overview: the same label, the same ramp
+        overview_fill = {t.get_attribute("data-image"): t.get_attribute("fill")
+                         for t in tiles.all()}
+        map_fill = {path.get_attribute("data-image"): path.get_attribute("fill")
+                    for path in page.locator("#map path.leaflet-interactive").all()}
+        assert map_fill == overview_fill
+
+        page.screenshot(path=screenshot_path(tmp_path, "scene_page.png"), full_page=True)
+        assert not errors, errors
+
+        tile = tiles.first
+        image_id = int(tile.get_attribute("data-image"))
+        tile.click()
+        page.wait_for_url(re.compile(rf"/images/{image_id}/$"))
+        assert not errors, errors
+    finally:
+        context.close()
+        connections.close_all()  # as in the test above
         print(f"worker log:\n{worker.log_path.read_text()[-4000:]}")  # shown on failure
