@@ -140,6 +140,21 @@ def test_scenes_are_private_to_their_batch(user, tmp_path, django_user_model):
     assert other.get("/api/scenes/").json()["count"] == 0
 
 
+@pytest.mark.parametrize("geojson, tif", [("", ""), ("json", "json"), ("geojson", "tif")])
+def test_file_endpoint_errors_are_json_whatever_format_is_asked(user, api, geojson, tif):
+    """The schema documents every error as application/json (schemathesis, ST105)."""
+    _, (scene,) = upload(user, [("strip.png", plain((800, 250)))])
+    geojson, tif = ({"format": geojson} if geojson else {}), ({"format": tif} if tif else {})
+    for url, query in (("/api/scenes/999999/tiles.geojson", geojson),
+                       ("/api/scenes/999999/probabilities.tif", {**tif, "label": "primary"}),
+                       (f"/api/scenes/{scene.pk}/probabilities.tif", {**tif, "label": "x"}),
+                       (f"/api/scenes/{scene.pk}/probabilities.tif", tif)):
+        response = api.get(url, query)
+        assert response.status_code in (400, 404), url
+        assert response["Content-Type"] == "application/json", url
+        assert response.json(), url
+
+
 def test_large_plain_image_is_a_scene_without_crs(user, api):
     batch, (scene,) = upload(user, [("strip.png", plain((800, 250)))])
     recognition.process_batch(submit_batch(batch).pk)

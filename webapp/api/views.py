@@ -213,6 +213,9 @@ class GeoTIFFRenderer(BaseRenderer):
         return data if isinstance(data, bytes) else JSONRenderer().render(data)
 
 
+FILE_ACTIONS = {"tiles_geojson", "probabilities"}
+
+
 class SceneViewSet(viewsets.ReadOnlyModelViewSet):
     """Whole scenes (GeoTIFFs, large images) cut into tiles; visible as their batches
     are. ``?batch=<id>`` lists one batch's scenes."""
@@ -228,6 +231,14 @@ class SceneViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action == "list" and batch:
             found = found.filter(batch_id=int(batch))
         return found
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """The file views answer with bytes; whatever ``?format=`` or Accept asked for,
+        their errors are JSON, as the schema documents every error."""
+        if isinstance(response, Response) and self.action in FILE_ACTIONS:
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(parameters=[queries.SceneQuery])
     def list(self, request, *args, **kwargs):
