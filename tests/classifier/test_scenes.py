@@ -131,6 +131,27 @@ def test_stretch_is_2nd_to_98th_percentile_of_valid_pixels():
     assert 110 < out[mid].mean() < 145
 
 
+@pytest.mark.parametrize("tiled", [True, False])
+def test_overview_without_file_overviews_is_gdals_nearest_read(tmp_path, tiled):
+    """The strip-by-strip overview picks the very pixels GDAL's decimated read does."""
+    path = geotiff(tmp_path / "o.tif", width=1300, height=700, seed=3)
+    if not tiled:  # striped: 1-row blocks, as many writers leave them
+        with rasterio.open(path) as ds:
+            profile, data = ds.profile, ds.read()
+        profile.update(tiled=False, blockysize=1)
+        profile.pop("blockxsize")
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(data)
+    config = scenes.TilingConfig(overview_size=250)
+    with scenes.SceneReader(path, config) as scene:
+        assert not scene.dataset.overviews(1)
+        bands, valid = scene.overview()
+        expected, expected_valid = scene._read(out_shape=(3, *bands.shape[1:]))
+    assert bands.shape == (3, 135, 250)
+    assert np.array_equal(bands, expected) and np.array_equal(valid, expected_valid)
+    assert not valid[:40, :40].any() and valid[60:].all()
+
+
 def test_eight_bit_scenes_are_not_stretched(tmp_path):
     path = geotiff(tmp_path / "b.tif", dtype="uint8", bands=3, bright=1, nodata_corner=0)
     with rasterio.open(path) as ds:
