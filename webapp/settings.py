@@ -228,6 +228,9 @@ CLASSIFIER_DEVICE = os.environ.get("CLASSIFIER_DEVICE", "auto")
 PREDICT_CHUNK_SIZE = env_int("PREDICT_CHUNK_SIZE", 64)
 PREDICT_CHUNK_PIXELS = env_int("PREDICT_CHUNK_PIXELS", 200_000_000)
 TORCH_THREADS = env_int("TORCH_THREADS", 0)
+# Threads for the per-image work around the forward pass (decoding, display copies,
+# chip files); 0: one per core (webapp/services/threads.py).
+WORKER_THREADS = env_int("WORKER_THREADS", 0)
 DISPLAY_SIZE = env_int("DISPLAY_SIZE", 256)
 # Whole scenes (classifier.scenes, webapp.services.scenes): any georeferenced GeoTIFF,
 # and any image whose longer side exceeds SCENE_MIN_SIDE px, is cut into tiles of

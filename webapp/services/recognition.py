@@ -42,7 +42,7 @@ from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from classifier.predictor import Prediction as ModelOutput
 from classifier.predictor import Predictor, load_predictor
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Prediction
-from webapp.services import search, tiling
+from webapp.services import search, threads, tiling
 from webapp.services.curation import apply_model_labels_many
 from webapp.services.ingest import refresh_counts
 from webapp.services.model_registry import active_model
@@ -285,29 +285,37 @@ def process_chunk(items: list[BatchItem], model: ModelVersion,
     plan = search.code_plan(predictor.feature_network_digest, predictor.image_size) \
         if predictor else None
     for image_id in todo:
+        if images[image_id].status == Image.Status.BROKEN:
+            errors[image_id] = images[image_id].error
+    search_size = plan.image_size if plan and not plan.use_features else None
+
+    def decode(image_id: int) -> Decoded | str:
         image = images[image_id]
-        if image.status == Image.Status.BROKEN:
-            errors[image_id] = image.error
-            continue
-        if lease is not None:
-            lease.beat()
         _poison_hook(image)
         try:
-            decoded[image_id] = decode_for_pipeline(
-                image, predictor.image_size,
-                plan.image_size if plan and not plan.use_features else None)
+            return decode_for_pipeline(image, predictor.image_size, search_size)
         except ImageDecodeError as exc:
-            errors[image_id] = str(exc)
+            return str(exc)
         except OSError:
             log.exception("stored file of image %s cannot be read", image_id)
-            errors[image_id] = "the stored file cannot be read; upload it again"
+            return "the stored file cannot be read; upload it again"
+
+    readable = [i for i in todo if i not in errors]
+    for image_id, found in zip(readable, threads.map_ordered(decode, readable)):
+        if lease is not None:
+            lease.beat()
+        if isinstance(found, str):
+            errors[image_id] = found
+        else:
+            decoded[image_id] = found
     outputs: dict[int, ModelOutput] = {}
     if decoded:
         ids = list(decoded)
         outputs = dict(zip(ids, predictor.predict([decoded[i].model_input for i in ids],
                                                   features=bool(plan and plan.use_features))))
-    displays = {i: save_display_copies(images[i].sha256, decoded[i].display,
-                                       settings.DISPLAY_SIZE) for i in outputs}
+    displays = dict(zip(outputs, threads.map_ordered(
+        lambda i: save_display_copies(images[i].sha256, decoded[i].display,
+                                      settings.DISPLAY_SIZE), list(outputs))))
     if lease is not None:
         lease.beat()
     with transaction.atomic():

@@ -23,13 +23,14 @@ import logging
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from PIL import Image as PILImage
 
 from classifier import scenes as lib
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene, SceneTile
+from webapp.services import threads
 from webapp.services.ingest import append_items, set_initial_state
 from webapp.services.scenes import tiling_config
 from webapp.services.storage import FORMATS, save_original
@@ -110,25 +111,40 @@ def _encode(pixels) -> bytes:
     return buffer.getvalue()
 
 
-def _chip_image(scene: Scene, chip: lib.Chip, data: bytes) -> Image:
-    """The stored Image of a chip's bytes (identical chips share one)."""
-    sha = hashlib.sha256(data).hexdigest()
-    existing = Image.objects.filter(sha256=sha).first()
-    if existing is not None:
-        return existing
-    image_format = CHIP_FORMATS[settings.SCENE_CHIP_FORMAT][1]
-    path = save_original(sha, image_format, ContentFile(data))
+def _encode_and_hash(chip: lib.Chip) -> tuple[bytes, str]:
+    data = _encode(chip.pixels)
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _chip_name(scene: Scene, tile: lib.Tile, image_format: str) -> str:
     stem = scene.filename.rsplit(".", 1)[0][:180]
-    name = f"{stem}_r{chip.tile.row}_c{chip.tile.col}.{FORMATS[image_format][0]}"
+    return f"{stem}_r{tile.row}_c{tile.col}.{FORMATS[image_format][0]}"
+
+
+def _chip_images(scene: Scene, chips: list[lib.Chip]) -> list[Image]:
+    """The stored Images of a row's chips, one per content hash (identical chips, here or
+    in any earlier upload, share one). Encoding, hashing and writing the files run on the
+    worker's threads before any transaction; one query finds the known chips and one
+    insert adds the others (a chip added elsewhere meanwhile is taken as it is)."""
+    image_format = CHIP_FORMATS[settings.SCENE_CHIP_FORMAT][1]
+    encoded = list(threads.map_ordered(_encode_and_hash, chips))
+    shas = [sha for _data, sha in encoded]
+    known = set(Image.objects.filter(sha256__in=shas).values_list("sha256", flat=True))
+    new: dict[str, tuple[lib.Chip, bytes]] = {}
+    for chip, (data, sha) in zip(chips, encoded):
+        if sha not in known:
+            new.setdefault(sha, (chip, data))
+    paths = dict(zip(new, threads.map_ordered(
+        lambda sha: save_original(sha, image_format, ContentFile(new[sha][1])), list(new))))
     size = scene.tile_size
-    try:
-        with transaction.atomic():
-            return Image.objects.create(
-                sha256=sha, file=path, original_name=name,
-                format=image_format, size_bytes=len(data), width=size, height=size,
-                uploaded_by=scene.batch.owner)
-    except IntegrityError:  # the same chip arrived at the same time elsewhere
-        return Image.objects.get(sha256=sha)
+    Image.objects.bulk_create([
+        Image(sha256=sha, file=paths[sha], original_name=_chip_name(scene, chip.tile,
+                                                                     image_format),
+              format=image_format, size_bytes=len(data), width=size, height=size,
+              uploaded_by=scene.batch.owner)
+        for sha, (chip, data) in new.items()], ignore_conflicts=True)
+    by_sha = Image.objects.select_related("prediction").in_bulk(shas, field_name="sha256")
+    return [by_sha[sha] for sha in shas]
 
 
 def _commit_row(scene: Scene, reader: lib.SceneReader, row: int, chips: list[lib.Chip],
@@ -137,7 +153,7 @@ def _commit_row(scene: Scene, reader: lib.SceneReader, row: int, chips: list[lib
     if lease is not None:
         lease.beat()
     kept = [chip for chip in chips if chip.pixels is not None]
-    encoded = [_encode(chip.pixels) for chip in kept]
+    images = _chip_images(scene, kept)
     rings = reader.tile_polygons_wgs84([chip.tile for chip in kept]) or [None] * len(kept)
     with transaction.atomic():
         if lease is not None:
@@ -146,10 +162,10 @@ def _commit_row(scene: Scene, reader: lib.SceneReader, row: int, chips: list[lib
         if locked.rows_tiled > row:  # committed by an earlier run: nothing to redo
             return 0
         items, tiles = [], []
-        for chip, data, ring in zip(kept, encoded, rings):
+        for chip, image, ring in zip(kept, images, rings):
             tile = chip.tile
             item = BatchItem(filename=f"{scene.filename} (tile r{tile.row} c{tile.col})")
-            set_initial_state(item, _chip_image(scene, chip, data), model)
+            set_initial_state(item, image, model)
             items.append(item)
             tiles.append(SceneTile(
                 scene=scene, row=tile.row, col=tile.col, x=tile.x, y=tile.y,
