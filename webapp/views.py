@@ -148,6 +148,7 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
                        for label in Label.objects.filter(active=True)],
         "batches": access.visible_batches(request.user).filter(items__image=image)
         .distinct()[:20],
+        "tiles": scenes.tiles_of_image(image, request.user)[:20],
         "show_people": access.can_see_people(request.user),
     })
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.test import Client
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
@@ -285,6 +287,26 @@ def test_batch_api_and_page_list_scenes(user, api, client, tmp_path):
     assert preview.status_code == 200 and preview["Content-Type"] == "image/png"
     with PILImage.open(io.BytesIO(b"".join(preview.streaming_content))) as img:
         assert img.size == (640, 512)  # smaller than SCENE_PREVIEW_SIZE: not enlarged
+
+
+def test_a_tile_image_page_links_back_to_its_scene_for_those_who_see_it(
+        user, client, tmp_path, django_user_model):
+    _, scene = tagged_scene(user, tmp_path)
+    tile = SceneTile.objects.get(scene=scene, row=1, col=2)
+    page = client.get(f"/images/{tile.image_id}/").content.decode()
+    assert f'href="/scenes/{scene.pk}/">scene.tif</a>, tile row 1 col 2' in page
+    other = django_user_model.objects.create_user("other", password="x")
+    other.user_permissions.add(Permission.objects.get(codename="view_all_batches"))
+    stranger = django_user_model.objects.create_user("stranger", password="x")
+    seen = {}
+    for person in (other, stranger):
+        browser = Client()
+        browser.force_login(person)
+        response = browser.get(f"/images/{tile.image_id}/")
+        seen[person.username] = (response.status_code,
+                                 f"/scenes/{scene.pk}/" in response.content.decode())
+    assert seen["other"] == (200, True)
+    assert seen["stranger"][1] is False  # the tile's scene is not theirs to see
 
 
 def test_files_endpoint_reports_a_scene(user, api, tmp_path):

@@ -150,6 +150,13 @@ def visible_scenes(user) -> QuerySet[Scene]:
     return Scene.objects.filter(batch__in=access.visible_batches(user)).select_related("batch")
 
 
+def tiles_of_image(image, user) -> QuerySet[SceneTile]:
+    """Where this image sits in the scenes this user may see (identical chips share one
+    Image, so it may be several tiles)."""
+    return (SceneTile.objects.filter(image=image, scene__in=visible_scenes(user))
+            .select_related("scene").order_by("scene_id", "row", "col"))
+
+
 def with_progress(scenes: QuerySet[Scene]) -> QuerySet[Scene]:
     """Annotate ``tiles_done`` (tiles whose item is done) and ``tiles_failed``."""
     return scenes.annotate(
