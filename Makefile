@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_gallery.py
 	$(PY) bench/bench_search.py
 	$(PY) bench/bench_worker.py
+	$(PY) bench/bench_scene.py
 	$(PY) bench/bench_training.py
 
 clean-venv:
