@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench install clean-venv run test-postgres test-api
+.PHONY: test lint bench install browser clean-venv run test-postgres test-api
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -14,10 +14,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# Every Python file of the repository (pyproject.toml excludes .venv and migrations).
 lint: $(STAMP)
-	$(PY) -m ruff check classifier retrieval webapp tests bench docs manage.py
+	$(PY) -m ruff check .
 
-test: $(STAMP) lint
+# The browser test's Chromium (Debian's package): the one install step, shared with .ci/run.
+browser:
+	@bash .ci/install-browser
+
+test: $(STAMP) lint browser
 	$(PY) -m pytest -q
 
 # The same suite on PostgreSQL (pytest-django creates and drops the test database).

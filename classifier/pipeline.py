@@ -9,7 +9,7 @@
 6. fit per-label choice -> ridge layer -> F2-optimal thresholds on them;
 7. write the model directory (``store.py``) with metrics on the validation and test splits.
 
-Re-running the same command with ``--resume`` continues from the last epoch checkpoints.
+Re-running the same command continues from the last epoch checkpoints (``checkpoints/``).
 """
 
 from __future__ import annotations

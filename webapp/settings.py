@@ -151,7 +151,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True  # serve straight from the app dirs when collectstatic was not run
 
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
-# Media are never served as raw files: webapp.views.media sets safe content types.
+# Nothing is served from MEDIA_URL (no URL maps it): stored files reach browsers only
+# through webapp.views.image_file and scene_preview, after the access check, with the
+# content type of their detected format.
 MEDIA_URL = "/files/"
 
 # Security headers; HTTPS-only cookies and HSTS when served over TLS.
