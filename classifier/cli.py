@@ -25,11 +25,11 @@ from classifier.evaluation import (
 from classifier.imageio import ImageDecodeError, decode_image
 from classifier.predictor import Predictor
 from classifier.store import (
+    CLASSIFIER_DIRS,
     VAL_OUTPUTS_FILE,
     ValOutputs,
     load_postprocessor,
     read_pipeline,
-    resolve_model_dir,
 )
 
 
@@ -222,7 +222,7 @@ def _validation_cv_table(evaluator: Evaluator) -> list[str]:
 
 
 def cmd_members(args: argparse.Namespace) -> int:
-    model_dir = resolve_model_dir(args.model)
+    model_dir = CLASSIFIER_DIRS.resolve(args.model)
     val = ValOutputs.load(model_dir / VAL_OUTPUTS_FILE)
     post = load_postprocessor(read_pipeline(model_dir)).config
     baseline = [name for name in args.baseline.split(",") if name]

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
-import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -37,6 +35,7 @@ from classifier.inference import predict_batches
 from classifier.losses import LossWeights
 from classifier.metrics import f2_score, per_label_scores
 from classifier.model import ModelConfig, resolve_device
+from classifier.model_dirs import provenance
 from classifier.postprocess import PostprocessConfig, fit_postprocessor
 from classifier.store import (
     MEMBER_PREFIX,
@@ -360,15 +359,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     for split, m in metrics.items()},
         "per_label_test": metrics["test"]["per_label"],
         "training": {
-            "command": "python -m classifier " + shlex.join(getattr(args, "argv", sys.argv[1:])),
+            **provenance("classifier", getattr(args, "argv", sys.argv[1:])),
             "train_config": train_config.to_dict(),
             "epochs": {name: len(hist) for name, hist in histories.items()},
             "best_val_f2_no_tta": {name: max((r["val_f2"] for r in hist), default=None)
                                    for name, hist in histories.items()},
             "seconds": round(time.time() - started, 1),
             "device": str(device),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
             "n_images": {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)},
             "skipped_images": len(data.errors),
         },

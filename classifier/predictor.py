@@ -26,13 +26,12 @@ from classifier.inference import predict_batches, predict_with_embeddings
 from classifier.model import VGGMultiLabel, resolve_device
 from classifier.postprocess import Postprocessor
 from classifier.store import (
+    CLASSIFIER_DIRS,
     file_digest,
     load_network,
     load_postprocessor,
-    model_version,
     network_members,
     read_pipeline,
-    resolve_model_dir,
 )
 
 
@@ -60,7 +59,7 @@ class Predictor:
     def __init__(self, model_dir: str | Path = "default", device: str = "auto",
                  batch_size: int = 64, tta_views: int = 8, amp: bool | None = None,
                  postprocessor: Postprocessor | None = None) -> None:
-        self.model_dir = resolve_model_dir(model_dir)
+        self.model_dir = CLASSIFIER_DIRS.resolve(model_dir)
         self.spec = read_pipeline(self.model_dir)
         self.labels: list[str] = self.spec["labels"]
         self.image_size: int = self.spec["image_size"]
@@ -74,7 +73,7 @@ class Predictor:
         self.networks: dict[str, list[VGGMultiLabel]] = {
             kind: [load_network(self.model_dir / f"{name}.pt", self.device) for name in names]
             for kind, names in network_members(self.model_dir, self.spec).items()}
-        self.version = model_version(self.model_dir)
+        self.version = CLASSIFIER_DIRS.version(self.model_dir)
         first = network_members(self.model_dir, self.spec)["original"][0]
         #: sha256 of the network file whose descriptors ``features=True`` returns
         self.feature_network_digest = file_digest(self.model_dir / f"{first}.pt")

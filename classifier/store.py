@@ -28,20 +28,14 @@ import numpy as np
 import torch
 
 from classifier.model import ModelConfig, VGGMultiLabel, create_model
+from classifier.model_dirs import ModelDirs
 from classifier.postprocess import Postprocessor
 
 PIPELINE_FILE = "pipeline.json"
 VAL_OUTPUTS_FILE = "val_outputs.npz"
 NETWORKS = ("original", "dehazed")
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
-
-
-def resolve_model_dir(name: str | Path) -> Path:
-    """``default`` means the model shipped in the package; anything else is a path."""
-    path = DEFAULT_MODEL_DIR if str(name) == "default" else Path(name)
-    if not (path / PIPELINE_FILE).exists():
-        raise FileNotFoundError(f"{path} is not a model directory (no {PIPELINE_FILE})")
-    return path
+CLASSIFIER_DIRS = ModelDirs("classifier", PIPELINE_FILE,
+                            Path(__file__).resolve().parent / "default_model", named_by="spec")
 
 
 WEIGHT_PRECISIONS = ("fp16", "int8")
@@ -188,15 +182,3 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def model_version(model_dir: str | Path) -> str:
-    """A version string that changes whenever the fitted pipeline changes.
-
-    Read from pipeline.json alone (no weights loaded), so a web app can register a model
-    without importing the networks.
-    """
-    path = resolve_model_dir(model_dir)
-    spec = read_pipeline(path)
-    digest = hashlib.sha256((path / PIPELINE_FILE).read_bytes()).hexdigest()
-    return f"{spec.get('name', path.name)}-{digest[:12]}"

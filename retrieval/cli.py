@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     ve.add_argument("--images", required=True, help="folder or .tar with the database images")
     ve.add_argument("--n", type=int, default=500, help="database items to re-encode")
 
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.argv = argv  # recorded in the model's provenance
     if args.command == "train":
         pipeline.run(args)
         return 0

@@ -7,7 +7,8 @@ sits on a frozen backbone (METHOD.md allows it) and learns the hashing on top:
   right backbone for Planet chips, nothing to train.
 - ``train``: a narrow VGG16-BN trained here on the training split's labels with the
   classifier's own training loop (BCE + soft F2 + focal, augmentation, early stopping);
-  used for other imagery such as UC Merced, where Planet features transfer poorly.
+  used for other imagery such as UC Merced, where Planet features transfer poorly
+  (``retrieval.pipeline.train_backbone``: training code stays off the search path).
 - a path to a classifier model directory (``python -m classifier train --out DIR``).
 """
 
@@ -19,15 +20,8 @@ import numpy as np
 import torch
 
 from classifier.inference import to_tensor
-from classifier.model import ModelConfig, VGGMultiLabel, resolve_device
-from classifier.store import (
-    load_network,
-    network_members,
-    read_pipeline,
-    resolve_model_dir,
-    save_network,
-)
-from classifier.train import TrainConfig, train_network
+from classifier.model import VGGMultiLabel
+from classifier.store import CLASSIFIER_DIRS, load_network, network_members, read_pipeline
 
 
 def backbone_file(name: str | Path) -> Path:
@@ -35,7 +29,7 @@ def backbone_file(name: str | Path) -> Path:
     original-image network of a classifier model directory ('default' = shipped)."""
     if str(name).endswith(".pt"):
         return Path(name)
-    model_dir = resolve_model_dir(name)
+    model_dir = CLASSIFIER_DIRS.resolve(name)
     first = network_members(model_dir, read_pipeline(model_dir))["original"][0]
     return model_dir / f"{first}.pt"
 
@@ -44,26 +38,10 @@ def load_backbone(name: str | Path) -> VGGMultiLabel:
     return load_network(backbone_file(name), torch.device("cpu"))
 
 
-def train_backbone(images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,
-                   val_labels: np.ndarray, out: Path, width: float = 0.25,
-                   epochs: int = 30, seed: int = 0) -> VGGMultiLabel:
-    """Train a classifier network on the training items only; saved as out/backbone.pt
-    and returned as read back from it: the database codes must come from the weights
-    that ship (fp16), not from the fp32 ones in memory, or ``retrieval verify`` and the
-    app re-encode the database to slightly different codes."""
-    config = ModelConfig(num_labels=labels.shape[1], input_size=images.shape[1], width=width)
-    train_config = TrainConfig(epochs=epochs, seed=seed)
-    model, _history, _finished = train_network(
-        "backbone", config, train_config, (images, labels), (val_images, val_labels),
-        out / "checkpoints", resolve_device("cpu"))
-    save_network(model, out / "backbone.pt")
-    return load_backbone(out / "backbone.pt")
-
-
 def backbone_size(name: str | Path) -> int:
     if str(name).endswith(".pt"):
         return int(load_backbone(name).config.input_size)
-    return int(read_pipeline(resolve_model_dir(name))["image_size"])
+    return int(read_pipeline(CLASSIFIER_DIRS.resolve(name))["image_size"])
 
 
 @torch.no_grad()

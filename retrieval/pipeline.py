@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
@@ -15,6 +14,10 @@ import numpy as np
 import torch
 
 from classifier.data import split_indices, write_labels
+from classifier.model import ModelConfig, VGGMultiLabel, resolve_device
+from classifier.model_dirs import provenance
+from classifier.store import save_network
+from classifier.train import TrainConfig, train_network
 from retrieval.data import load_collection
 from retrieval.evaluation import evaluate_codes
 from retrieval.features import (
@@ -22,7 +25,6 @@ from retrieval.features import (
     backbone_size,
     describe,
     load_backbone,
-    train_backbone,
 )
 from retrieval.store import SPEC_FILE, Database, save_hash_model
 from retrieval.text import Vocabulary, create_encoder
@@ -58,6 +60,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default=None)
+
+
+def train_backbone(images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,
+                   val_labels: np.ndarray, out: Path, width: float = 0.25,
+                   epochs: int = 30, seed: int = 0) -> VGGMultiLabel:
+    """Train a classifier network on the training items only; saved as out/backbone.pt
+    and returned as read back from it: the database codes must come from the weights
+    that ship (fp16), not from the fp32 ones in memory, or ``retrieval verify`` and the
+    app re-encode the database to slightly different codes."""
+    config = ModelConfig(num_labels=labels.shape[1], input_size=images.shape[1], width=width)
+    train_config = TrainConfig(epochs=epochs, seed=seed)
+    model, _history, _finished = train_network(
+        "backbone", config, train_config, (images, labels), (val_images, val_labels),
+        out / "checkpoints", resolve_device("cpu"))
+    save_network(model, out / "backbone.pt")
+    return load_backbone(out / "backbone.pt")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -120,9 +138,8 @@ def run(args: argparse.Namespace) -> dict:
         "n_items": {"train": len(train), "val": len(val)},
         "val_names": val.names,
         "metrics": {"val_map": metrics},
-        "training": {"command": "python -m retrieval " + " ".join(sys.argv[1:]),
-                     "seconds": round(time.time() - start, 1), "epochs": args.epochs,
-                     "torch": torch.__version__, "python": platform.python_version()},
+        "training": {**provenance("retrieval", getattr(args, "argv", sys.argv[1:])),
+                     "seconds": round(time.time() - start, 1), "epochs": args.epochs},
     }
     (out / SPEC_FILE).write_text(json.dumps(spec, indent=1))
     print(f"wrote {out} in {time.time() - start:.0f} s")

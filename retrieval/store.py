@@ -11,7 +11,6 @@ No pickles: weights load with ``weights_only=True``, the rest is JSON / npz.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from classifier.imageio import resize_square
+from classifier.model_dirs import ModelDirs
 from classifier.store import file_digest, load_network
 from retrieval.features import backbone_file, describe
 from retrieval.index import HammingIndex
@@ -29,21 +29,8 @@ from retrieval.text import TextEncoder, Vocabulary, encoder_from_dict
 from retrieval.train import HashConfig, HashModel
 
 SPEC_FILE = "retrieval.json"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
-
-
-def resolve_model_dir(name: str | Path) -> Path:
-    path = DEFAULT_MODEL_DIR if str(name) == "default" else Path(name)
-    if not (path / SPEC_FILE).exists():
-        raise FileNotFoundError(f"{path} is not a retrieval model directory (no {SPEC_FILE})")
-    return path
-
-
-def model_version(model_dir: str | Path) -> str:
-    """Changes whenever the trained model changes (hash of retrieval.json)."""
-    path = resolve_model_dir(model_dir)
-    digest = hashlib.sha256((path / SPEC_FILE).read_bytes()).hexdigest()
-    return f"{path.name}-{digest[:12]}"
+RETRIEVAL_DIRS = ModelDirs("retrieval", SPEC_FILE,
+                           Path(__file__).resolve().parent / "default_model", named_by="folder")
 
 
 def save_hash_model(model: HashModel, path: Path) -> None:
@@ -106,9 +93,9 @@ class Retriever:
     """Load once; encode texts and images to codes; search the stored database."""
 
     def __init__(self, model_dir: str | Path = "default") -> None:
-        self.model_dir = resolve_model_dir(model_dir)
+        self.model_dir = RETRIEVAL_DIRS.resolve(model_dir)
         self.spec: dict[str, Any] = json.loads((self.model_dir / SPEC_FILE).read_text())
-        self.version = model_version(self.model_dir)
+        self.version = RETRIEVAL_DIRS.version(self.model_dir)
         self.bits: list[int] = self.spec["bits"]
         self.label_names: list[str] = self.spec["labels"]
         self.image_size: int = self.spec["image_size"]

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from classifier import load_predictor
-from classifier.store import DEFAULT_MODEL_DIR, ValOutputs
+from classifier.store import CLASSIFIER_DIRS, ValOutputs
+
+DEFAULT_MODEL_DIR = CLASSIFIER_DIRS.default
 
 
 def test_default_model_is_the_documented_ensemble() -> None:

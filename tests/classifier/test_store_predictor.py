@@ -15,12 +15,12 @@ from classifier.dehaze import DehazeParams, dehaze_many
 from classifier.imageio import ImageDecodeError, resize_square
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
 from classifier.store import (
+    CLASSIFIER_DIRS,
     PIPELINE_FILE,
     ValOutputs,
     load_network,
     read_network_file,
     read_pipeline,
-    resolve_model_dir,
     save_network,
     write_pipeline,
 )
@@ -79,9 +79,9 @@ def test_val_outputs_round_trip(tmp_path, rng):
 
 def test_resolve_model_dir_requires_pipeline(tmp_path):
     with pytest.raises(FileNotFoundError, match=PIPELINE_FILE):
-        resolve_model_dir(tmp_path)
+        CLASSIFIER_DIRS.resolve(tmp_path)
     write_pipeline(tmp_path, {"labels": ["x"]})
-    assert resolve_model_dir(tmp_path) == tmp_path
+    assert CLASSIFIER_DIRS.resolve(tmp_path) == tmp_path
     assert read_pipeline(tmp_path) == {"labels": ["x"]}
 
 

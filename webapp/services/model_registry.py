@@ -5,16 +5,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from classifier.store import model_version as classifier_model_version
-from classifier.store import read_pipeline, resolve_model_dir
+from classifier.store import CLASSIFIER_DIRS, read_pipeline
 from webapp.models import Label, ModelVersion
 
 
 def register_model(path: str, activate: bool = False) -> ModelVersion:
     """Record a model directory (idempotent) and add its labels to the vocabulary."""
-    model_dir = resolve_model_dir(path)
+    model_dir = CLASSIFIER_DIRS.resolve(path)
     spec = read_pipeline(model_dir)
-    version = classifier_model_version(model_dir)
+    version = CLASSIFIER_DIRS.version(model_dir)
     metrics = dict(spec.get("metrics", {}))
     if "per_label_test" in spec:
         metrics["per_label_test"] = spec["per_label_test"]

@@ -30,7 +30,7 @@ from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from retrieval.codes import from_int, to_int
 from retrieval.data import tags_text
 from retrieval.index import LiveHammingIndex
-from retrieval.store import Retriever, resolve_model_dir
+from retrieval.store import RETRIEVAL_DIRS, Retriever
 from retrieval.text import UnknownQuery
 from webapp.models import Image, ImageCode, ImageLabel, RemovedImageCode
 
@@ -46,7 +46,7 @@ __all__ = ["UnknownQuery", "available", "Match", "search_text", "similar_images"
 def available() -> bool:
     """Whether a retrieval model is installed (search features switch off without one)."""
     try:
-        resolve_model_dir(settings.RETRIEVAL_MODEL)
+        RETRIEVAL_DIRS.resolve(settings.RETRIEVAL_MODEL)
     except FileNotFoundError:
         return False
     return True
