@@ -1,6 +1,7 @@
 """Hash codes in their three forms, converted in one place.
 
-- signs: N x bits int8 in {-1, +1}, what the hashing networks output;
+- signs: N x bits in {-1, +1} (int8 once out of the networks), what the hashing networks
+  output (``signs``: B = sign(H), with 0 counted as +1) and what the metrics compare;
 - packed: N x bits/8 uint8, bit 0 first (most significant), what faiss searches;
 - int: one signed 64-bit integer per code (codes of up to 64 bits), what a database
   column stores; bit 0 is the integer's most significant bit.
@@ -11,6 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+
+
+def signs(outputs: torch.Tensor) -> torch.Tensor:
+    """Continuous hash outputs -> {-1, +1} of the same dtype (an output of 0 gives +1)."""
+    codes = torch.sign(outputs)
+    codes[codes == 0] = 1
+    return codes
 
 
 def pack(codes: np.ndarray) -> np.ndarray:

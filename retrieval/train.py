@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from retrieval import losses
+from retrieval.codes import signs
 from retrieval.networks import Discriminator, HashNet, img_net, lab_net, txt_net
 
 METHODS = ("ssah", "dcmh")
@@ -58,10 +59,9 @@ class HashModel:
     def codes(self, net: HashNet, x: np.ndarray, batch: int = 1024) -> np.ndarray:
         """{-1, +1} int8 codes, N x bits."""
         net.eval()
-        out = [torch.sign(net(torch.from_numpy(x[i:i + batch]).float())[1])
+        out = [signs(net(torch.from_numpy(x[i:i + batch]).float())[1])
                for i in range(0, len(x), batch)]
         codes = torch.cat(out) if out else torch.zeros(0, self.config.bits)
-        codes[codes == 0] = 1
         return codes.to(torch.int8).numpy()
 
     def image_codes(self, features: np.ndarray) -> np.ndarray:
@@ -125,8 +125,7 @@ def train_hashing(image_x: np.ndarray, text_x: np.ndarray, labels: np.ndarray,
     hv = _outputs(imgnet, xv)[1]
     ht = _outputs(txtnet, xt)[1]
     fl, hl = _outputs(labnet, lab) if ssah else (None, None)
-    codes = torch.sign(hv + ht + (hl if ssah else 0))
-    codes[codes == 0] = 1
+    codes = signs(hv + ht + (hl if ssah else 0))
     history: list[dict[str, float]] = []
     for epoch in tqdm(range(1, config.epochs + 1), desc=f"{config.method} {bits} bits",
                       disable=not progress, unit="epoch"):
@@ -200,8 +199,7 @@ def train_hashing(image_x: np.ndarray, text_x: np.ndarray, labels: np.ndarray,
                 total += loss.item()
             log["discriminators"] = total
         # 5. Shared codes.
-        codes = torch.sign(hv + ht + (hl if ssah else 0))
-        codes[codes == 0] = 1
+        codes = signs(hv + ht + (hl if ssah else 0))
         history.append(log)
         if on_epoch:
             on_epoch(log)

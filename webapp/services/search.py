@@ -40,7 +40,7 @@ _retrievers: dict[str, Retriever] = {}
 
 __all__ = ["UnknownQuery", "available", "Match", "search_text", "similar_images", "search_upload",
            "describe", "encode_images", "store_codes", "code_plan", "retriever",
-           "model_version", "to_int", "from_int"]
+           "model_version"]
 
 
 def available() -> bool:
