@@ -25,7 +25,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -46,6 +45,7 @@ from webapp.services import search, threads, tiling
 from webapp.services.curation import apply_model_labels_many
 from webapp.services.ingest import refresh_counts
 from webapp.services.model_registry import active_model
+from webapp.services.process_cache import ProcessCache
 from webapp.services.storage import display_array, save_display_copies
 
 log = logging.getLogger(__name__)
@@ -54,25 +54,25 @@ POISONED = "the worker stopped while processing this image; it was not retried a
 FAILED = ("prediction failed because of an internal error; upload the file again later "
           "or tell an administrator")
 
-_predictors: dict[str, Predictor] = {}
-_lock = threading.Lock()
+_predictors: ProcessCache[Predictor] = ProcessCache()
 
 
 def predictor_for(model: ModelVersion) -> Predictor:
     """Loaded once per worker process and model version; one chunk = one forward pass."""
-    with _lock:
-        if model.version not in _predictors:
-            if settings.TORCH_THREADS:
-                import torch
+    return _predictors.get(model.version, lambda: _load_predictor(model))
 
-                torch.set_num_threads(settings.TORCH_THREADS)
-            predictor = load_predictor(model.path, device=settings.CLASSIFIER_DEVICE,
-                                       batch_size=settings.PREDICT_CHUNK_SIZE)
-            if predictor.version != model.version:
-                raise RuntimeError(f"model directory {model.path} now holds "
-                                   f"{predictor.version}, not {model.version}; register it again")
-            _predictors[model.version] = predictor
-        return _predictors[model.version]
+
+def _load_predictor(model: ModelVersion) -> Predictor:
+    if settings.TORCH_THREADS:
+        import torch
+
+        torch.set_num_threads(settings.TORCH_THREADS)
+    predictor = load_predictor(model.path, device=settings.CLASSIFIER_DEVICE,
+                               batch_size=settings.PREDICT_CHUNK_SIZE)
+    if predictor.version != model.version:
+        raise RuntimeError(f"model directory {model.path} now holds "
+                           f"{predictor.version}, not {model.version}; register it again")
+    return predictor
 
 
 class LeaseLost(Exception):

@@ -33,10 +33,11 @@ from retrieval.index import LiveHammingIndex
 from retrieval.store import RETRIEVAL_DIRS, Retriever
 from retrieval.text import UnknownQuery
 from webapp.models import Image, ImageCode, ImageLabel, RemovedImageCode
+from webapp.services.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 _lock = threading.RLock()  # re-entered: _search_images -> _collection_index
-_retrievers: dict[str, Retriever] = {}
+_retrievers: ProcessCache[Retriever] = ProcessCache()
 
 __all__ = ["UnknownQuery", "available", "Match", "search_text", "similar_images", "search_upload",
            "describe", "encode_images", "store_codes", "code_plan", "retriever",
@@ -59,11 +60,8 @@ def model_version() -> str:
 
 def retriever() -> Retriever:
     """Loaded once per process."""
-    with _lock:
-        key = str(settings.RETRIEVAL_MODEL)
-        if key not in _retrievers:
-            _retrievers[key] = Retriever(settings.RETRIEVAL_MODEL)
-        return _retrievers[key]
+    model = settings.RETRIEVAL_MODEL
+    return _retrievers.get(str(model), lambda: Retriever(model))
 
 
 def code_bits() -> int:
