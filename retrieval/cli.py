@@ -11,14 +11,9 @@ from retrieval import pipeline
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from classifier.plots import pr_curves
     from retrieval.data import load_collection
-    from retrieval.evaluation import (
-        TOP_K,
-        evaluate_codes,
-        label_queries,
-        plot_pr,
-        word_query_precision,
-    )
+    from retrieval.evaluation import TOP_K, evaluate_codes, label_queries, word_query_precision
     from retrieval.store import Retriever
 
     retriever = Retriever(args.model)
@@ -63,7 +58,7 @@ def _evaluate(args: argparse.Namespace) -> int:
           + " ".join(f"{r['words'].mean():5.3f}" for r in results.values()))
     if args.plot:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        plot_pr(results, Path(args.plot), f"{retriever.spec['method']} on "
+        pr_curves(results, Path(args.plot), f"{retriever.spec['method']} on "
                 f"{len(queries)} queries")
         print(f"precision-recall curves: {args.plot}")
     summary = {

@@ -1,8 +1,7 @@
-"""Evaluate codes: MAP and MAP@K image->text, text->image (and image->image), PR curves."""
+"""Evaluate codes: MAP and MAP@K image->text, text->image (and image->image), PR curves
+(drawn by ``classifier.plots.pr_curves``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -52,30 +51,3 @@ def word_query_precision(query_codes: np.ndarray, db_image: np.ndarray,
     """Precision@k of one short text query per label (``label_queries``) against the
     database images: whole-caption MAP hides how a two-word query fares."""
     return precision_at_k(hamming(query_codes, db_image), db_labels.T > 0, k)
-
-
-def plot_pr(results: dict[int, dict], path: Path, title: str) -> None:
-    """One panel per task, one curve per code length."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = ["i2t", "t2i", "i2i"]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8))
-    for ax, task in zip(axes, tasks):
-        for bits, result in sorted(results.items()):
-            precision, recall = result["pr"][task]
-            ax.plot(recall, precision, marker=".", label=f"{bits} bits (MAP {result[task]:.3f})")
-        ax.set_title({"i2t": "image -> text", "t2i": "text -> image",
-                      "i2i": "image -> image"}[task])
-        ax.set_xlabel("recall (Hamming radius 0..K)")
-        ax.set_ylabel("precision")
-        ax.set_xlim(0, 1.02)
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
