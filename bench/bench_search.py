@@ -37,7 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from retrieval.index import HammingIndex, LiveHammingIndex, pack  # noqa: E402
+from retrieval.codes import pack  # noqa: E402
+from retrieval.index import HammingIndex, LiveHammingIndex  # noqa: E402
 
 POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 

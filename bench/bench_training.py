@@ -50,6 +50,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
     sys.path.insert(0, str(ROOT))
     from classifier.augment import augment_batch
+    from classifier.inference import autocast
     from classifier.losses import LossWeights, combined_loss
     from classifier.model import ModelConfig, create_model
 
@@ -65,7 +66,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
     def step() -> None:
         batch = augment_batch(images).contiguous(memory_format=fmt)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+        with autocast(torch.device("cpu"), args.bf16):
             logits = model(batch)
         loss = combined_loss(logits.float(), targets, LossWeights())
         optimizer.zero_grad(set_to_none=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -250,3 +252,11 @@ def test_int8_network_files_are_small_and_predict_like_the_original(tmp_path, ti
     assert (expected - got).abs().max() < 0.02
     with pytest.raises(ValueError, match="precision"):
         save_network(model, tmp_path / "x.pt", precision="int4")
+
+
+def test_prediction_and_search_do_not_import_the_training_loop():
+    code = ("import classifier.predictor, retrieval.store, sys; "
+            "print('classifier.train' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
