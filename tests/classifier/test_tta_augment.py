@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -140,3 +142,86 @@ def test_augment_batch_deterministic_with_generator():
     a = augment_batch(images, torch.Generator().manual_seed(7))
     b = augment_batch(images, torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
+
+
+def _coordinates(n: int, size: int = 32) -> torch.Tensor:
+    """Images whose channels 0 and 1 are the x and y coordinates of each pixel centre in
+    grid_sample's [-1, 1] frame: bilinear sampling returns the sampled position itself,
+    so a warped copy shows where each output pixel was taken from."""
+    c = (2 * torch.arange(size, dtype=torch.float32) + 1) / size - 1
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([x, y, torch.zeros_like(x)]).expand(n, 3, size, size).clone()
+
+
+def _source_positions(out: torch.Tensor, inside: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pixel position, where it was sampled from), both K x 2, for the pixels within
+    radius ``inside`` of the centre (well away from the reflected border)."""
+    ident = _coordinates(1, out.shape[-1])[0, :2]
+    keep = ident.pow(2).sum(0).sqrt() < inside
+    return ident[:, keep].T, out[:2][:, keep].T
+
+
+def test_random_rotation_is_a_rotation_about_the_centre_within_max_angle():
+    """p_rotate=1 and no elastic field: each image's sampling positions are its pixel
+    positions turned by one angle about the centre (no scale, shear, mirror or shift),
+    the angles stay within +-max_angle degrees, and they vary in both directions."""
+    images = _coordinates(32)
+    out = random_warp(images, max_angle=20.0, p_rotate=1.0, p_elastic=0.0,
+                      generator=torch.Generator().manual_seed(0))
+    angles = []
+    for i in range(len(out)):
+        pos, src = _source_positions(out[i], inside=0.8)
+        design = torch.cat([pos, torch.ones(len(pos), 1)], dim=1)
+        fit = torch.linalg.lstsq(design, src).solution  # src = pos @ M + shift
+        m, shift = fit[:2], fit[2]
+        torch.testing.assert_close(design @ fit, src, atol=1e-4, rtol=0)  # affine
+        torch.testing.assert_close(m.T @ m, torch.eye(2), atol=1e-4, rtol=0)  # no scale/shear
+        assert torch.linalg.det(m) > 0  # no mirror
+        assert shift.abs().max() < 1e-4  # about the centre
+        angles.append(math.degrees(math.atan2(float(m[0, 1]), float(m[0, 0]))))
+    angles = torch.tensor(angles)
+    assert angles.abs().max() <= 20.0 + 1e-3
+    assert (angles > 5).sum() >= 4 and (angles < -5).sum() >= 4
+    assert angles.abs().min() > 0.1  # every image turned
+
+
+def test_elastic_warp_is_a_small_smooth_non_rigid_displacement_scaled_by_alpha():
+    """p_elastic=1 and no rotation: pixels are sampled from displaced positions; the
+    displacement is about ``elastic_alpha`` in size, varies smoothly from pixel to pixel,
+    is not a rigid or affine motion, and is proportional to ``elastic_alpha``."""
+    images = _coordinates(8)
+
+    def displacement(alpha: float) -> torch.Tensor:
+        out = random_warp(images, elastic_alpha=alpha, p_rotate=0.0, p_elastic=1.0,
+                          generator=torch.Generator().manual_seed(4))
+        return out[:, :2] - images[:, :2]
+
+    d = displacement(0.04)
+    inner = d[:, :, 4:-4, 4:-4]  # away from the reflected border
+    size = inner.pow(2).sum(1).sqrt()
+    assert 0.01 < float(size.mean()) < 0.1 and float(size.max()) < 0.25
+    step = max(float((inner[..., 1:, :] - inner[..., :-1, :]).abs().max()),
+               float((inner[..., 1:] - inner[..., :-1]).abs().max()))
+    assert step < 0.25 * float(size.max())  # smooth: neighbours move alike
+    for i in range(len(images)):
+        pos, src = _source_positions(images[i] + torch.cat([d[i], torch.zeros(1, 32, 32)]),
+                                     inside=0.7)
+        design = torch.cat([pos, torch.ones(len(pos), 1)], dim=1)
+        residual = src - design @ torch.linalg.lstsq(design, src).solution
+        assert residual.pow(2).sum(1).sqrt().mean() > 0.01  # not affine
+    torch.testing.assert_close(displacement(0.08)[:, :, 4:-4, 4:-4], 2 * inner,
+                               atol=1e-4, rtol=0)
+
+
+def test_augment_batch_warps_most_images_beyond_the_eight_symmetries():
+    """With the default probabilities (rotation 1/2, elastic 1/2) about three images in
+    four are warped: not equal to any flip/rotation of their input."""
+    images = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = augment_batch(images, torch.Generator().manual_seed(1))
+    warped = sum(
+        all((out[i] - dihedral(images[i], k)).abs().max() > 0.05 for k in range(DIHEDRAL))
+        for i in range(len(images)))
+    assert 8 <= warped <= 15
+    flipped = augment_batch(images, torch.Generator().manual_seed(1), warp=False)
+    assert all(any(torch.equal(flipped[i], dihedral(images[i], k)) for k in range(DIHEDRAL))
+               for i in range(len(images)))
