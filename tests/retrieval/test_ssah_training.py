@@ -140,6 +140,45 @@ def test_adversarial_terms_push_towards_labnet_and_train_the_discriminators(
     assert seen["modality"] >= 4 and seen["real"] >= 4 and seen["fake"] >= 4
 
 
+def test_dcmh_networks_learn_against_each_other_without_labnet_or_discriminators(
+        monkeypatch) -> None:
+    """The baseline: ImgNet's pairs have TxtNet's current hash outputs of every item on
+    the other side and TxtNet's ImgNet's (H only, no semantic-feature term); no label
+    network and no discriminator is built, and no adversarial term is computed."""
+    images, texts, labels = _items()
+    recorder = _Recorder(monkeypatch)
+    original = losses.pairwise_nll
+    taught: list[str] = []
+
+    @torch.no_grad()
+    def current(name: str, x: np.ndarray) -> torch.Tensor:
+        net = recorder.nets[name]
+        was_training = net.training
+        net.eval()
+        hashes = net(torch.from_numpy(x))[1]
+        net.train(was_training)
+        return hashes
+
+    def pairwise_nll(a, b, s):
+        other = ("txt_net", texts) if recorder.phase == "imgnet" else ("img_net", images)
+        assert recorder.phase in ("imgnet", "txtnet") and a.requires_grad
+        phase = recorder.phase
+        assert torch.allclose(b, current(*other), atol=1e-6), f"{phase} learns against ?"
+        taught.append(phase)
+        return original(a, b, s)
+
+    def adversarial(logits, from_labels):
+        raise AssertionError("DCMH has no adversarial term")
+
+    monkeypatch.setattr(losses, "pairwise_nll", pairwise_nll)
+    monkeypatch.setattr(losses, "adversarial", adversarial)
+    model = train_hashing(images, texts, labels,
+                          HashConfig(bits=8, semantic=16, method="dcmh", epochs=2,
+                                     batch_size=16, anchors=0), progress=False)
+    assert set(taught) == {"imgnet", "txtnet"} and len(taught) == 2 * 2 * 3
+    assert "lab_net" not in recorder.nets and not recorder.discriminated
+    assert model.labnet is None
+
 def _parity_texts(seed: int, n: int, kinds: int = 6) -> tuple[np.ndarray, ...]:
     """Six single-label kinds; images show the kind (noisy), texts only its parity."""
     rng = np.random.default_rng(seed)
