@@ -20,11 +20,30 @@ def _count(model: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_output_shape(size, tiny_model):
+    """One logit per label and image; in eval mode an image's logits do not depend on the
+    other images of its batch, and they do depend on the image."""
     model = tiny_model(num_labels=5, input_size=size)
+    images = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(size))
     with torch.no_grad():
-        out = model(torch.rand(2, 3, size, size))
-    assert out.shape == (2, 5)
+        out = model(images)
+        alone = torch.cat([model(images[i:i + 1]) for i in range(4)])
+    assert out.shape == (4, 5)
     assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, alone, atol=1e-6, rtol=1e-4)
+    assert (out[1:] - out[0]).abs().amax(dim=1).min() > 1e-7  # logits start near 0
+
+
+def test_imagenet_channel_means_are_subtracted(tiny_model):
+    """METHOD.md's preprocessing: the network sees the image minus the ImageNet channel
+    means. A fresh network (zero biases, batch norm at its initial statistics) maps an
+    all-zero input to all-zero logits, so exactly the mean-coloured image scores 0."""
+    from classifier.model import IMAGENET_MEAN
+
+    model = tiny_model(num_labels=4)
+    mean_image = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1).expand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert model(mean_image).abs().max() == 0
+        assert model(torch.full((1, 3, 32, 32), 0.5)).abs().max() > 1e-6
 
 
 def test_thirteen_conv_layers_with_batch_norm(tiny_model):
