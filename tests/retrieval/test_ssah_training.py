@@ -210,3 +210,20 @@ def test_ssah_beats_dcmh_where_the_labels_carry_structure_the_texts_lack() -> No
         scores[method] = float(np.mean(maps))
     assert scores["ssah"] > 0.9, scores
     assert scores["ssah"] > scores["dcmh"] + 0.12, scores
+
+
+def test_codes_are_the_signs_of_the_eval_mode_hash_outputs_whatever_the_batch() -> None:
+    """B = sign(H) of the trained network in eval mode (no dropout, batch-norm running
+    statistics): the same item gets the same code alone, in any batch, on every call."""
+    images, texts, labels = _items()
+    model = train_hashing(images, texts, labels,
+                          HashConfig(bits=8, semantic=16, epochs=1, batch_size=16),
+                          progress=False)
+    model.imgnet.train()  # as if left in training mode by someone else
+    codes = model.image_codes(images)
+    assert codes.dtype == np.int8 and set(np.unique(codes)) <= {-1, 1}
+    with torch.no_grad():
+        expected = torch.sign(model.imgnet.eval()(torch.from_numpy(images))[1]).numpy()
+    assert np.array_equal(codes, np.where(expected == 0, 1, expected))
+    assert np.array_equal(model.codes(model.imgnet, images, batch=3), codes)
+    assert np.array_equal(model.text_codes(texts[:5]), model.text_codes(texts)[:5])
