@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image size for a trained backbone (multiple of 32)")
     parser.add_argument("--backbone-width", type=float, default=0.25)
     parser.add_argument("--backbone-epochs", type=int, default=30)
+    parser.add_argument("--backbone-val-fraction", type=float, default=0.1,
+                        help="with --backbone train: share of the training items held out "
+                             "for the backbone's early stopping (never the --val-fraction "
+                             "queries)")
     parser.add_argument("--epochs", type=int, default=60, help="hashing epochs per code length")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -62,17 +66,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None)
 
 
-def train_backbone(images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,
-                   val_labels: np.ndarray, out: Path, width: float = 0.25,
+def backbone_split(n_train: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions among the training items: (those the backbone trains on, those it
+    early-stops on). The held-out retrieval queries never take part: choosing the
+    backbone's epoch by them would flatter their MAP."""
+    if not 0.0 < fraction < 1.0:
+        raise SystemExit("--backbone-val-fraction must be between 0 and 1")
+    fit, stop = split_indices(n_train, [fraction], seed)
+    if not len(stop) or not len(fit):
+        raise SystemExit(f"{n_train} training items are too few to hold out "
+                         f"{fraction:.0%} for the backbone's early stopping")
+    return fit, stop
+
+
+def train_backbone(images: np.ndarray, labels: np.ndarray, stop_images: np.ndarray,
+                   stop_labels: np.ndarray, out: Path, width: float = 0.25,
                    epochs: int = 30, seed: int = 0) -> VGGMultiLabel:
-    """Train a classifier network on the training items only; saved as out/backbone.pt
-    and returned as read back from it: the database codes must come from the weights
-    that ship (fp16), not from the fp32 ones in memory, or ``retrieval verify`` and the
-    app re-encode the database to slightly different codes."""
+    """Train a classifier network on training items, early-stopped on other training
+    items (``stop_*``, see ``backbone_split``); saved as out/backbone.pt and returned as
+    read back from it: the database codes must come from the weights that ship (fp16),
+    not from the fp32 ones in memory, or ``retrieval verify`` and the app re-encode the
+    database to slightly different codes."""
     config = ModelConfig(num_labels=labels.shape[1], input_size=images.shape[1], width=width)
     train_config = TrainConfig(epochs=epochs, seed=seed)
     model, _history, _finished = train_network(
-        "backbone", config, train_config, (images, labels), (val_images, val_labels),
+        "backbone", config, train_config, (images, labels), (stop_images, stop_labels),
         out / "checkpoints", resolve_device("cpu"))
     save_network(model, out / "backbone.pt")
     return load_backbone(out / "backbone.pt")
@@ -91,9 +109,14 @@ def run(args: argparse.Namespace) -> dict:
     train_idx, val_idx = split_indices(len(data), [args.val_fraction], args.seed)
     train, val = data.subset(train_idx), data.subset(val_idx)
 
+    backbone_stop_names: list[str] = []
     if args.backbone == "train":
-        backbone = train_backbone(train.images, train.labels, val.images, val.labels, out,
-                                  args.backbone_width, args.backbone_epochs, args.seed)
+        fit, stop = backbone_split(len(train), args.backbone_val_fraction, args.seed)
+        backbone_stop_names = [train.names[i] for i in stop]
+        print(f"backbone: {len(fit)} training items, early-stopped on {len(stop)} others")
+        backbone = train_backbone(train.images[fit], train.labels[fit], train.images[stop],
+                                  train.labels[stop], out, args.backbone_width,
+                                  args.backbone_epochs, args.seed)
         backbone_source = "trained"
     else:
         # a copy, so that retraining the classifier later cannot change this model's codes
@@ -132,6 +155,7 @@ def run(args: argparse.Namespace) -> dict:
         "format": 1, "name": args.name or out.name, "method": args.method, "bits": bits_list,
         "labels": data.label_names, "image_size": size, "backbone": "backbone.pt",
         "backbone_source": backbone_source,
+        **({"backbone_val_names": backbone_stop_names} if backbone_stop_names else {}),
         "text_encoder": encoder.to_dict(),
         "vocabulary": Vocabulary.build(train.texts).counts,
         "texts_from": "captions" if args.captions else "tags",

@@ -1,0 +1,72 @@
+"""``python -m retrieval train --backbone train`` chooses the backbone's epoch on training
+items only: early stopping on the held-out retrieval queries would flatter their MAP."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval import pipeline
+from retrieval.cli import main
+from retrieval.data import load_collection
+from tests.synthetic import chip
+
+TAGS = ("bright", "reddish", "striped")
+
+
+def write_items(root: Path, count: int = 80) -> dict[str, Path]:
+    """Labels, captions and a tar of ``count`` distinct chips."""
+    rng = np.random.default_rng(3)
+    labels, captions = [], []
+    with tarfile.open(root / "images.tar", "w") as archive:
+        for i in range(count):
+            tags = {t for t in TAGS if rng.random() < 0.4} or {"bright"}
+            buf = io.BytesIO()
+            chip(rng, tags).save(buf, "PNG")
+            info = tarfile.TarInfo(f"images/item_{i}.png")
+            info.size = buf.tell()
+            buf.seek(0)
+            archive.addfile(info, buf)
+            labels.append(f"item_{i}," + " ".join(sorted(tags)))
+            captions.append(f"item_{i},a chip that is " + " and ".join(sorted(tags)))
+    (root / "labels.csv").write_text("image_name,tags\n" + "\n".join(labels) + "\n")
+    (root / "captions.csv").write_text("image_name,caption\n" + "\n".join(captions) + "\n")
+    return {"labels": root / "labels.csv", "captions": root / "captions.csv",
+            "images": root / "images.tar"}
+
+
+def test_the_backbone_early_stops_on_training_items_never_on_the_queries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = write_items(tmp_path)
+    seen: dict[str, np.ndarray] = {}
+    real = pipeline.train_network
+
+    def recording(name, model_config, config, train, val, *args, **kwargs):
+        seen["fit"], seen["stop"] = train[0].copy(), val[0].copy()
+        return real(name, model_config, config, train, val, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_network", recording)
+    out = tmp_path / "model"
+    assert main(["train", "--labels", str(data["labels"]), "--captions", str(data["captions"]),
+                 "--images", str(data["images"]), "--out", str(out), "--bits", "16",
+                 "--text-encoder", "bow", "--size", "32", "--backbone-width", "0.125",
+                 "--backbone-epochs", "1", "--epochs", "1", "--batch-size", "16",
+                 "--val-fraction", "0.25", "--threads", "1"]) == 0
+
+    spec = json.loads((out / "retrieval.json").read_text())
+    items = load_collection(data["labels"], data["images"], 32, data["captions"],
+                            progress=False)
+    name_of = {image.tobytes(): name for name, image in zip(items.names, items.images)}
+    assert len(name_of) == len(items)  # every chip is distinct
+    fit = {name_of[image.tobytes()] for image in seen["fit"]}
+    stop = {name_of[image.tobytes()] for image in seen["stop"]}
+    queries = set(spec["val_names"])
+    assert not stop & queries, "the backbone early-stopped on retrieval queries"
+    assert not fit & queries and not fit & stop
+    assert len(queries) == 20 and len(fit) + len(stop) == 60
+    assert len(stop) == 6 and sorted(stop) == sorted(spec["backbone_val_names"])
