@@ -1,4 +1,5 @@
-"""Command line: ``python -m classifier {train,evaluate,report,predict,predict-scene,dehaze}``."""
+"""Command line: ``python -m classifier {train,assemble,evaluate,report,predict,predict-scene,
+dehaze}``."""
 
 from __future__ import annotations
 
@@ -11,26 +12,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from classifier import pipeline, plots, scenes
+from classifier import assemble, plots, scenes, train
 from classifier.dehaze import dehaze
 from classifier.evaluation import (
     Evaluator,
     Setting,
     ablations,
-    member_subsets,
     paired_bootstrap,
     per_label_table,
     validation_cv,
 )
 from classifier.imageio import ImageDecodeError, decode_image
 from classifier.predictor import Predictor
-from classifier.store import (
-    CLASSIFIER_DIRS,
-    VAL_OUTPUTS_FILE,
-    ValOutputs,
-    load_postprocessor,
-    read_pipeline,
-)
 
 
 def _threshold(value: str) -> str | float:
@@ -60,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m classifier", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    pipeline.get_args_parser(sub.add_parser("train", help="train the full pipeline"))
+    train.get_args_parser(sub.add_parser("train", help="train one network (resumable)"))
+    assemble.get_args_parser(sub.add_parser(
+        "assemble", help="make a model from trained networks: ensembles, per-label choice, "
+                         "recalibration layer, thresholds"))
 
     ev = sub.add_parser("evaluate", help="F2 overall and per label; stages switchable")
     _add_model_args(ev)
@@ -87,13 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--validation-cv", action="store_true",
                      help="also compare the settings by cross-validation on the model's stored "
                           "validation outputs (choose configurations there, not on test)")
-
-    mem = sub.add_parser("members", help="validation CV of every subset of a model's "
-                                          "original-image ensemble members")
-    mem.add_argument("--model", default="default", help="model directory, or 'default'")
-    mem.add_argument("--baseline", default="", metavar="NAMES",
-                     help="comma-separated members the others are compared with (default: all)")
-    mem.add_argument("--max-members", type=int, default=None)
 
     pred = sub.add_parser("predict", help="tags and probabilities for image files")
     _add_model_args(pred)
@@ -221,21 +210,6 @@ def _validation_cv_table(evaluator: Evaluator) -> list[str]:
     return [*lines, ""]
 
 
-def cmd_members(args: argparse.Namespace) -> int:
-    model_dir = CLASSIFIER_DIRS.resolve(args.model)
-    val = ValOutputs.load(model_dir / VAL_OUTPUTS_FILE)
-    post = load_postprocessor(read_pipeline(model_dir)).config
-    baseline = [name for name in args.baseline.split(",") if name]
-    rows = member_subsets(val, post, baseline, args.max_members)
-    print(f"{len(val.targets)} validation images, 5 folds x 2 shuffles, post-processing "
-          f"refitted per fold; vs {', '.join(baseline) or 'all members'} (± standard error)")
-    for row in rows:
-        print(f"{' + '.join(row['members']):50s} CV F2 {row['f2']:.4f}  "
-              f"{row['diff']:+.4f} ± {row['diff_se']:.4f}")
-    print(json.dumps(rows))
-    return 0
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     predictor = _load(args)
     failed = 0
@@ -294,8 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     if args.command == "train":
-        return 0 if pipeline.main(args) else 1
-    commands = {"evaluate": cmd_evaluate, "report": cmd_report, "members": cmd_members,
+        return 0 if train.main(args) else 1  # 1: paused by --max-epochs-this-run
+    if args.command == "assemble":
+        assemble.main(args)
+        return 0
+    commands = {"evaluate": cmd_evaluate, "report": cmd_report,
                 "predict": cmd_predict, "predict-scene": cmd_predict_scene,
                 "dehaze": cmd_dehaze}
     return commands[args.command](args)

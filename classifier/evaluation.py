@@ -8,9 +8,8 @@ in the model directory, exactly as training fitted the shipped one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ from classifier.metrics import f2_score, fbeta_per_sample, per_label_scores
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
 from classifier.predictor import Predictor
 from classifier.store import VAL_OUTPUTS_FILE, ValOutputs
-
-Adjust = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -148,11 +145,10 @@ def cv_splits(n: int, folds: int = 5, repeats: int = 2,
 
 
 def cv_scores(val: ValOutputs, setting: Setting, folds: int = 5, repeats: int = 2,
-              seed: int = 0, adjust: Adjust | None = None) -> np.ndarray:
+              seed: int = 0) -> np.ndarray:
     """F2 of ``setting`` fitted on (folds-1)/folds of the stored validation outputs and
     scored on the rest, per split (``repeats`` shuffles): the same splits for every
-    setting, so scores of two settings can be compared split by split. ``adjust``
-    (decided, scores) -> decided changes the label sets before scoring (experiments)."""
+    setting, so scores of two settings can be compared split by split."""
     y = val.targets
     p_original = val.get("original", setting.views, setting.members)
     p_dehazed = val.get("dehazed", setting.views, setting.members)
@@ -162,10 +158,7 @@ def cv_scores(val: ValOutputs, setting: Setting, folds: int = 5, repeats: int = 
                                  None if p_dehazed is None else p_dehazed[fit], seed)
         held_scores = post.scores(p_original[held],
                                   None if p_dehazed is None else p_dehazed[held])
-        decided = post.decide(held_scores)
-        if adjust is not None:
-            decided = adjust(decided, held_scores)
-        scores.append(f2_score(y[held], decided))
+        scores.append(f2_score(y[held], post.decide(held_scores)))
     return np.asarray(scores)
 
 
@@ -184,25 +177,3 @@ def validation_cv(val: ValOutputs, settings: Sequence[Setting], folds: int = 5,
                    for setting in tqdm(settings, desc="validation CV", unit="setting")]
     return [{"setting": setting.name, **paired(scores, per_setting[0])}
             for setting, scores in zip(settings, per_setting)]
-
-
-def member_subsets(val: ValOutputs, post: PostprocessConfig, baseline: Sequence[str] = (),
-                   max_members: int | None = None) -> list[dict[str, Any]]:
-    """Every subset of the stored original-image members (up to ``max_members``), each
-    averaged and scored by ``cv_scores`` with the post-processing ``post``, best first;
-    differences are paired with ``baseline`` (default: all members). Choosing the best
-    of many noisy scores flatters it: read the standard errors."""
-    names = val.member_names("original")
-    if not names:
-        raise SystemExit("the model has one original-image network: no members to choose")
-    unknown = sorted(set(baseline) - set(names))
-    if unknown:
-        raise SystemExit(f"no stored outputs of {', '.join(unknown)}; members: {', '.join(names)}")
-    subsets = [tuple(s) for r in range(1, min(len(names), max_members or len(names)) + 1)
-               for s in combinations(names, r)]
-    reference = tuple(n for n in names if n in baseline) if baseline else tuple(names)
-    scores = {subset: cv_scores(val.with_members("original", subset), Setting("subset", post=post))
-              for subset in tqdm({reference, *subsets}, desc="member subsets", unit="subset")}
-    rows = [{"members": list(subset), **paired(scores[subset], scores[reference])}
-            for subset in subsets]
-    return sorted(rows, key=lambda row: -row["f2"])

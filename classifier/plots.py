@@ -29,7 +29,7 @@ def _save(fig: Any, path: Path) -> None:
 
 def learning_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], path: Path) -> None:
     fig, (ax_loss, ax_f2) = _pyplot().subplots(1, 2, figsize=(11, 4))
-    drawn = [(name, rows) for name, rows in histories.items() if rows]  # --epochs 0: none
+    drawn = [(name, rows) for name, rows in histories.items() if rows]
     for i, (name, rows) in enumerate(drawn):
         epochs, color = [r["epoch"] for r in rows], f"C{i % 10}"  # one colour per network
         ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", color=color,
@@ -41,7 +41,7 @@ def learning_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], path
     ax_f2.set(title="validation F2 (tuned thresholds, no TTA)", xlabel="epoch")
     for ax in (ax_loss, ax_f2):
         ax.grid(alpha=0.3)
-        if ax.lines:  # a run that only kept networks (--epochs 0) draws none
+        if ax.lines:
             ax.legend(fontsize=8)
     _save(fig, path)
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from classifier.data import read_labels
 from classifier.model import ModelConfig, VGGMultiLabel, create_model
 from classifier.model_dirs import ModelDirs
 from classifier.postprocess import Postprocessor
@@ -38,7 +39,7 @@ CLASSIFIER_DIRS = ModelDirs("classifier", PIPELINE_FILE,
                             Path(__file__).resolve().parent / "default_model", named_by="spec")
 
 
-WEIGHT_PRECISIONS = ("fp16", "int8")
+WEIGHT_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,8 +55,9 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def save_network(model: VGGMultiLabel, path: Path, precision: str = "fp16") -> None:
-    """Weights as fp16 (half the size; the predictor computes in fp32 or autocast), or
-    with ``int8`` the conv/linear weights quantised per output channel and the rest fp16."""
+    """Weights as fp32 (what training writes), fp16 (half the size; the predictor
+    computes in fp32 or autocast), or with ``int8`` the conv/linear weights quantised per
+    output channel and the rest fp16."""
     if precision not in WEIGHT_PRECISIONS:
         raise ValueError(f"weight precision {precision!r}: use one of {WEIGHT_PRECISIONS}")
     state, scales = {}, {}
@@ -63,7 +65,8 @@ def save_network(model: VGGMultiLabel, path: Path, precision: str = "fp16") -> N
         if precision == "int8" and value.is_floating_point() and value.ndim >= 2:
             state[key], scales[key] = quantize_int8(value)
         else:
-            state[key] = value.half() if value.is_floating_point() else value
+            half = value.is_floating_point() and precision != "fp32"
+            state[key] = value.half() if half else value
     blob: dict[str, Any] = {"config": model.config.to_dict(), "state_dict": state}
     if scales:
         blob["int8_scales"] = scales
@@ -110,6 +113,65 @@ def member_index(kind: str, name: str) -> int | None:
         return 0
     suffix = name[len(kind) + 1:] if name.startswith(f"{kind}-") else ""
     return int(suffix) if suffix.isdigit() else None
+
+
+@dataclass
+class NetworkInfo:
+    """What ``train`` knows of a network it wrote, beside it as ``<name>.json``: enough
+    for ``assemble`` to check that networks fit together (labels, size, split) and to
+    record how each was made. The split itself is the CSVs in the network's folder."""
+
+    name: str
+    kind: str
+    labels: list[str]
+    image_size: int
+    model: dict[str, Any]
+    train_config: dict[str, Any]
+    epochs: int
+    best_val_f2_no_tta: float | None
+    split: dict[str, Any]
+    provenance: dict[str, Any]
+    path: Path | None = None
+
+    def write(self, network_file: Path) -> None:
+        info = {k: v for k, v in self.__dict__.items() if k != "path"}
+        network_file.with_suffix(".json").write_text(json.dumps(info, indent=1))
+
+    @classmethod
+    def read(cls, network_file: Path) -> NetworkInfo:
+        network_file = Path(network_file)
+        if not network_file.is_file():
+            raise SystemExit(f"{network_file}: no such network file")
+        sidecar = network_file.with_suffix(".json")
+        if sidecar.exists():
+            return cls(**json.loads(sidecar.read_text()), path=network_file)
+        if (network_file.parent / PIPELINE_FILE).exists():
+            return cls._from_model_dir(network_file)
+        raise SystemExit(f"{network_file}: no {sidecar.name} beside it (`python -m "
+                         "classifier train` writes one; a model directory describes its "
+                         f"networks in {PIPELINE_FILE})")
+
+    @classmethod
+    def _from_model_dir(cls, network_file: Path) -> NetworkInfo:
+        """A network of an assembled model directory: its entry in ``pipeline.json``."""
+        spec = read_pipeline(network_file.parent)
+        entry = spec.get("networks", {}).get(network_file.stem)
+        if entry is None:
+            raise SystemExit(f"{network_file}: {network_file.parent / PIPELINE_FILE} "
+                             "does not describe it (a model from before `assemble`)")
+        fields = set(cls.__dataclass_fields__) - {"path"}
+        return cls(**{k: v for k, v in entry.items() if k in fields}, path=network_file)
+
+    def split_names(self, part: str) -> list[str]:
+        """Image names of this network's ``val`` or ``test`` split (``train`` too)."""
+        folder = (self.path or Path(".")).parent
+        path = folder / f"{part}.csv"
+        if not path.exists():
+            raise SystemExit(f"{folder}: no {part}.csv, so this network's split is unknown")
+        return read_labels(path).names
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "path"}
 
 
 MEMBER_PREFIX = "member_"

@@ -1,14 +1,25 @@
-"""Training of one VGG16-BN multi-label network, as the paper does it.
+"""``python -m classifier train``: one VGG16-BN multi-label network, as the paper trains it.
 
 Adam (lr 1e-4), the three losses combined by weights, augmentation on every batch,
 learning rate x0.1 when validation F2 stops improving, early stop after ``patience``
 epochs without improvement, the best checkpoint kept by validation F2. A resumable
-checkpoint (model, optimizer, scheduler, epoch, history) is written after every epoch.
-Shaped like torchvision's ``references/classification/train.py``.
+checkpoint (model, optimizer, scheduler, epoch, history) is written after every epoch:
+the same command continues an interrupted run. Shaped like torchvision's
+``references/classification/train.py`` (``get_args_parser``, ``main``,
+``train_one_epoch``, ``evaluate``).
+
+One run writes into ``--out``: ``<name>.pt`` (the best network, fp32), ``<name>.json``
+(its labels, split, configs and exact command), ``train_log_<name>.csv``,
+``learning_curves_<name>.png``, ``checkpoints/`` and the split (``train.csv``,
+``val.csv``, ``test.csv``; 80/10/10 by ``--seed``), which every network of one model
+shares. ``python -m classifier assemble`` then makes a model from networks.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,12 +31,22 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from classifier import plots
 from classifier.augment import augment_batch
+from classifier.data import load_images, read_labels, split_indices, write_labels
+from classifier.dehaze import DehazeParams, dehaze
 from classifier.inference import autocast, predict_batches, to_tensor
 from classifier.losses import LossWeights, combined_loss
 from classifier.metrics import f2_score
-from classifier.model import ModelConfig, VGGMultiLabel, create_model
-from classifier.store import read_network_file
+from classifier.model import ModelConfig, VGGMultiLabel, create_model, resolve_device
+from classifier.model_dirs import provenance
+from classifier.store import (
+    NETWORKS,
+    NetworkInfo,
+    member_name,
+    read_network_file,
+    save_network,
+)
 from classifier.thresholds import apply_thresholds, fit_thresholds
 
 
@@ -100,11 +121,11 @@ def evaluate(model: VGGMultiLabel, images: np.ndarray, targets: np.ndarray,
 
 
 def _load_initial_weights(model: VGGMultiLabel, path: Path) -> None:
-    """Start from an earlier model's network (continued training: the optimizer and the
+    """Start from an earlier network file (continued training: the optimizer and the
     schedule start afresh). The architectures must match, except that a network with
     ``keep_resolution_after`` may start from one without it (see ``adapt_head``)."""
-    if not path.exists():
-        raise FileNotFoundError(f"--init-from: {path} does not exist")
+    if not path.is_file():
+        raise FileNotFoundError(f"--init-from: {path} is no network file")
     config, state = read_network_file(path)
     ours = model.config.to_dict()
     theirs = {**config, "keep_resolution_after": config.get("keep_resolution_after", 0)}
@@ -150,13 +171,10 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
                   checkpoint_dir: Path, device: torch.device,
                   max_epochs_this_run: int | None = None,
                   on_epoch: Callable[[str, list[dict[str, float]]], None] | None = None,
-                  init_name: str | None = None,
                   ) -> tuple[VGGMultiLabel, list[dict[str, float]], bool]:
     """Train (or resume) one network; returns the best model by validation F2, the log and
     whether training has finished (False when ``max_epochs_this_run`` paused it).
-
-    ``init_name`` is the network file of ``config.init_from`` to start from (default:
-    ``name``). With ``config.epochs == 0`` that starting network is kept unchanged."""
+    ``config.init_from``: a network file to start from."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     last_path = checkpoint_dir / f"{name}_last.pt"
     best_path = checkpoint_dir / f"{name}_best.pt"
@@ -164,11 +182,11 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
     generator = torch.Generator().manual_seed(config.generator_seed)
     resumed = last_path.exists()
     state = torch.load(last_path, map_location=device, weights_only=False) if resumed else {}
-    if "model_config" in state:  # a member may have its own architecture
+    if "model_config" in state:  # the architecture the run started with
         model_config = ModelConfig(**state["model_config"])
     model = create_model(model_config, config.imagenet_weights)
     if config.init_from and not last_path.exists():
-        _load_initial_weights(model, Path(config.init_from) / f"{init_name or name}.pt")
+        _load_initial_weights(model, Path(config.init_from))
     model = model.to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -224,14 +242,189 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
         save_last()
         if on_epoch is not None:
             on_epoch(name, history)
-    if not resumed and config.epochs == 0 and config.init_from:
-        # zero epochs of continued training: the starting network joins as it is
-        finished = True
-        torch.save({"config": model_config.to_dict(), "state_dict": model.state_dict(),
-                    "epoch": 0, "val_f2": None}, best_path)
-        save_last()
     if best_path.exists():
         state = torch.load(best_path, map_location=device, weights_only=True)
         model.load_state_dict(state["state_dict"])
     model.eval()
     return model, history, finished
+
+
+def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--labels", required=True, help="Planet-format CSV: image_name,tags")
+    parser.add_argument("--images", required=True, help="folder or .tar with <image_name>.jpg")
+    parser.add_argument("--out", required=True,
+                        help="run folder: the network file, its log and the split")
+    parser.add_argument("--network", choices=NETWORKS, default="original",
+                        help="train on the original chips or on their dehazed copies")
+    parser.add_argument("--member", type=int, default=0,
+                        help="ensemble member K > 0 of --network: saved as <network>-K, and "
+                             "its initialisation, batch order and augmentation are seeded "
+                             "with --seed + K (the split stays that of --seed)")
+    parser.add_argument("--size", type=int, default=32,
+                        help="image size the chips are resized to and the network input "
+                             "(a multiple of 32)")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--patience", type=int, default=3,
+                        help="stop after this many epochs without a better validation F2")
+    parser.add_argument("--lr-patience", type=int, default=1,
+                        help="divide the learning rate by 10 after this many epochs without "
+                             "a better validation F2 (--schedule plateau)")
+    parser.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                        help="learning rate x0.1 on a validation plateau (the paper) or a "
+                             "cosine decay over --epochs (short restarts for ensemble members)")
+    parser.add_argument("--width", type=float, default=0.5,
+                        help="channel multiplier of VGG16 (1.0 = the full network)")
+    parser.add_argument("--hidden", type=int, default=512, help="units in the fully connected head")
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--keep-resolution-after", type=int, default=0, metavar="STAGE",
+                        help="skip the max-pool after this VGG stage (1-4; 0: none), so the "
+                             "later stages see larger maps (4: the last stage sees 4x4 at 32px)")
+    parser.add_argument("--loss-bce", type=float, default=1.0, help="weight of the log loss")
+    parser.add_argument("--loss-f2", type=float, default=0.5, help="weight of the soft F2 loss")
+    parser.add_argument("--loss-focal", type=float, default=1.0,
+                        help="weight of the focal (hard example) loss")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--no-warp", action="store_true",
+                        help="augment with the 8 flips/rotations only, no free rotation or "
+                             "elastic warp (what test-time augmentation shows the network)")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--init-from", default=None, metavar="NETWORK.pt",
+                        help="start from this network file (continued training with a fresh "
+                             "optimizer and schedule; trained on the same split)")
+    parser.add_argument("--imagenet-weights", default=None,
+                        help="local torchvision vgg16_bn state dict (width 1.0 only)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                        help="mixed precision (auto: on for CUDA, off on CPU)")
+    parser.add_argument("--seed", type=int, default=0, help="the split (and member 0's seed)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    parser.add_argument("--max-epochs-this-run", type=int, default=None,
+                        help="stop after this many epochs (resume later with the same command)")
+    return parser
+
+
+def _write_split(out: Path, split: dict[str, list[str]], tags: dict[str, list[str]]) -> None:
+    """The run's split as Planet CSVs; a folder holding another split is refused, since
+    every network of a model must validate on the same images."""
+    for part, names in split.items():
+        path = out / f"{part}.csv"
+        if path.exists() and read_labels(path).names != names:
+            raise SystemExit(f"{path} holds another split (other --labels, --seed or "
+                             "fractions): use another --out")
+        write_labels(path, names, [tags[name] for name in names])
+
+
+def check_unseen(init_from: Path, held_out: set[str]) -> None:
+    """A network continued from another must not validate or test on images the starting
+    network trained on: every held-out image must be in that network's own val/test."""
+    info = NetworkInfo.read(init_from)
+    unseen = set(info.split_names("val")) | set(info.split_names("test"))
+    leaked = held_out - unseen
+    if leaked:
+        raise SystemExit(f"--init-from {init_from}: {len(leaked)} of this run's validation/test "
+                         f"images (e.g. {sorted(leaked)[0]}) were training images of that "
+                         "network; use the same data and --seed as it was trained with")
+
+
+def _write_log(path: Path, history: list[dict[str, float]]) -> None:
+    if history:
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+
+
+TrainingSet = Callable[[str, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None) -> Path | None:
+    """Train one network; returns its file, or None when ``--max-epochs-this-run``
+    paused the run (the same command resumes it). ``make_training_set(kind, decoded,
+    inputs, targets)`` may replace the training images and targets (research runs such
+    as ``experiments/distill.py``)."""
+    started = time.time()
+    if args.member < 0:
+        raise SystemExit("--member must be 0 or more")
+    if args.epochs < 1:
+        raise SystemExit("--epochs must be at least 1 (assemble takes trained networks as "
+                         "they are)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    amp = device.type == "cuda" if args.amp == "auto" else args.amp == "on"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = member_name(args.network, args.member)
+
+    table = read_labels(args.labels)
+    labels = table.vocabulary()
+    data = load_images(table, args.images, args.size, labels)
+    if data.errors:
+        print(f"{len(data.errors)} images skipped, e.g. {next(iter(data.errors.items()))}")
+    if len(data.names) < 10:
+        raise SystemExit(f"only {len(data.names)} readable images; need at least 10")
+    parts = split_indices(len(data.names), [args.val_fraction, args.test_fraction], args.seed)
+    split = {part: [data.names[i] for i in idx] for part, idx in zip(("train", "val", "test"),
+                                                                     parts)}
+    _write_split(out, split, {n: [labels[j] for j in np.flatnonzero(data.targets[i])]
+                              for i, n in enumerate(data.names)})
+    if args.init_from:
+        check_unseen(Path(args.init_from), set(split["val"]) | set(split["test"]))
+    train_idx, val_idx, _ = parts
+    print(f"[{name}] {len(labels)} labels; {len(train_idx)} train / {len(val_idx)} val images "
+          f"of {args.size}px on {device}")
+    images = data.images
+    if args.network == "dehazed":
+        params = DehazeParams()
+        images = np.stack([dehaze(img, params)
+                           for img in tqdm(images, desc="dehaze", unit="img")])
+
+    model_config = ModelConfig(num_labels=len(labels), input_size=args.size, width=args.width,
+                               hidden=args.hidden, dropout=args.dropout,
+                               keep_resolution_after=args.keep_resolution_after)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+        lr_patience=args.lr_patience, init_from=args.init_from,
+        loss=LossWeights(args.loss_bce, args.loss_f2, args.loss_focal),
+        augment=not args.no_augment, warp=not args.no_warp, seed=args.seed, amp=amp,
+        imagenet_weights=args.imagenet_weights, schedule=args.schedule,
+        run_seed=args.seed + args.member if args.member else None)
+
+    def on_epoch(_name: str, history: list[dict[str, float]]) -> None:
+        _write_log(out / f"train_log_{name}.csv", history)
+        plots.learning_curves({name: history}, out / f"learning_curves_{name}.png")
+
+    y = data.targets
+    train_set = (images[train_idx], y[train_idx])
+    if make_training_set is not None:
+        train_set = make_training_set(args.network, data.images[train_idx], *train_set)
+    model, history, finished = train_network(
+        name, model_config, config, train_set, (images[val_idx], y[val_idx]),
+        out / "checkpoints", device, args.max_epochs_this_run, on_epoch)
+    on_epoch(name, history)
+    if not finished:
+        print(f"[{name}] paused; run the same command again to resume")
+        return None
+    path = out / f"{name}.pt"
+    save_network(model, path, "fp32")
+    NetworkInfo(
+        name=name, kind=args.network, labels=labels, image_size=args.size,
+        model=model.config.to_dict(), train_config=config.to_dict(),
+        epochs=len(history), best_val_f2_no_tta=max((r["val_f2"] for r in history),
+                                                    default=None),
+        split={"seed": args.seed, "val_fraction": args.val_fraction,
+               "test_fraction": args.test_fraction, "n_images": {
+                   part: len(names) for part, names in split.items()},
+               "skipped_images": len(data.errors)},
+        provenance={**provenance(getattr(args, "program", "classifier"),
+                                 getattr(args, "argv", sys.argv[1:])),
+                    "device": str(device), "seconds": round(time.time() - started, 1)},
+    ).write(path)
+    best = max(r["val_f2"] for r in history)
+    print(f"[{name}] wrote {path} (best validation F2 {best:.4f} without TTA); make a model: "
+          f"python -m classifier assemble {path} [more networks] --images IMAGES --out DIR")
+    return path

@@ -216,8 +216,7 @@ def test_validation_cv_scores_held_out_folds_and_pairs_differences(val_outputs):
     assert rows[0]["f2"] <= in_sample + 1e-9
 
 
-def test_cv_splits_cover_every_row_once_per_shuffle_and_adjust_changes_the_label_sets(
-        val_outputs):
+def test_cv_splits_cover_every_row_once_per_shuffle(val_outputs):
     from classifier.evaluation import Setting, cv_scores, cv_splits
     from classifier.store import ValOutputs
 
@@ -233,12 +232,7 @@ def test_cv_splits_cover_every_row_once_per_shuffle_and_adjust_changes_the_label
     val = ValOutputs([f"i{k}" for k in range(len(y))], y,
                      {"original_tta8": p_original, "dehazed_tta8": p_dehazed})
     plain = cv_scores(val, Setting("full"), folds=4, repeats=1)
-    same = cv_scores(val, Setting("full"), folds=4, repeats=1,
-                     adjust=lambda decided, scores: decided)
-    nothing = cv_scores(val, Setting("full"), folds=4, repeats=1,
-                        adjust=lambda decided, scores: np.zeros_like(decided))
-    at_half = cv_scores(val, Setting("full"), folds=4, repeats=1,
-                        adjust=lambda decided, scores: scores > 0.5)
-    np.testing.assert_array_equal(plain, same)
-    assert (plain > 0.5).all() and (nothing == 0).all()
-    assert not np.array_equal(at_half, plain)
+    assert plain.shape == (4,) and (plain > 0.5).all()
+    # held-out scoring: fitted on a quarter of the rows fewer than the whole, so the
+    # scores differ from fold to fold
+    assert len(set(np.round(plain, 6))) > 1

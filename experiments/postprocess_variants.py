@@ -14,7 +14,7 @@ Variants:
   the logits of the ensemble (and of the dehazed network, or of every member), and
   per-label gradient-boosted trees.
 
-    python docs/experiments/postprocess_variants.py [--model classifier/default_model]
+    python -m experiments.postprocess_variants [--model classifier/default_model]
 
 Result on the shipped model (2026-11-26): none beats the shipped post-processing; see the
 model card.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -35,14 +34,28 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from classifier.evaluation import Adjust, Setting, cv_scores, cv_splits, paired  # noqa: E402
-from classifier.metrics import f2_score  # noqa: E402
-from classifier.store import VAL_OUTPUTS_FILE, ValOutputs  # noqa: E402
-from classifier.thresholds import apply_thresholds, fit_thresholds  # noqa: E402
+from classifier.evaluation import Setting, cv_scores, cv_splits, paired
+from classifier.metrics import f2_score
+from classifier.postprocess import fit_postprocessor
+from classifier.store import VAL_OUTPUTS_FILE, ValOutputs
+from classifier.thresholds import apply_thresholds, fit_thresholds
 
 WEATHER = ("clear", "partly_cloudy", "haze", "cloudy")
+Adjust = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (decided, scores) -> decided
+
+
+def adjusted_cv_scores(val: ValOutputs, setting: Setting, adjust: Adjust) -> np.ndarray:
+    """``cv_scores`` with the label sets changed by ``adjust`` before scoring (same splits)."""
+    y = val.targets
+    p_original, p_dehazed = val.get("original", setting.views), val.get("dehazed", setting.views)
+    scores = []
+    for fit, held in cv_splits(len(y)):
+        post = fit_postprocessor(setting.post, y[fit], p_original[fit],
+                                 None if p_dehazed is None else p_dehazed[fit])
+        held_scores = post.scores(p_original[held],
+                                  None if p_dehazed is None else p_dehazed[held])
+        scores.append(f2_score(y[held], adjust(post.decide(held_scores), held_scores)))
+    return np.asarray(scores)
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -103,10 +116,10 @@ def layer_scores(y: np.ndarray, features: np.ndarray, fallback: np.ndarray,
     return np.asarray(scores)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="classifier/default_model")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     model = Path(args.model)
     labels = json.loads((model / "pipeline.json").read_text())["labels"]
@@ -120,7 +133,7 @@ def main() -> None:
     baseline = cv_scores(val, shipped)
     rows = {"shipped (per-label choice, ridge, tuned thresholds)": baseline}
     for name, rule in structure_rules(labels).items():
-        rows[name] = cv_scores(val, shipped, adjust=rule)
+        rows[name] = adjusted_cv_scores(val, shipped, rule)
     extra = [] if p_dehazed is None else [logit(p_dehazed)]
     layers = {
         "logistic layer on ensemble logits": (

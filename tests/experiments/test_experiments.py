@@ -1,0 +1,91 @@
+"""Smoke tests of the research runs in ``experiments/``: each imports without path hacks
+and runs end to end on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifier.cli import main as classifier
+from classifier.data import list_image_names
+from experiments import distill, members, postprocess_variants
+from tests.synthetic import chip, train_args, write_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def ensemble(dataset: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    for extra in ([], ["--member", "1"], ["--network", "dehazed"]):
+        assert classifier(train_args(dataset, run, "--epochs", "2", "--lr", "3e-3",
+                                     *extra)) == 0
+    model = tmp_path_factory.mktemp("model")
+    assert classifier(["assemble", str(run / "original.pt"), str(run / "original-1.pt"),
+                       str(run / "dehazed.pt"), "--images", str(dataset[1]),
+                       "--out", str(model)]) == 0
+    return model
+
+
+def test_members_scores_every_subset_by_validation_cv(ensemble: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    rows = members.main(["--model", str(ensemble), "--baseline", "original"])
+    assert len(rows) == 3 and [r["f2"] for r in rows] == sorted((r["f2"] for r in rows),
+                                                                 reverse=True)
+    alone = next(r for r in rows if r["members"] == ["original"])
+    assert alone["diff"] == 0 and all(0 <= r["f2"] <= 1 for r in rows)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == rows
+    with pytest.raises(SystemExit, match="no stored outputs of original-7"):
+        members.main(["--model", str(ensemble), "--baseline", "original-7"])
+
+
+def test_postprocess_variants_run_on_the_validation_outputs(
+        ensemble: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    labels = json.loads((ensemble / "pipeline.json").read_text())["labels"]
+    # the weather rules need Planet's weather labels; on made-up labels only the layers run
+    assert "cloudy" not in labels
+    val = postprocess_variants.ValOutputs.load(ensemble / "val_outputs.npz")
+    shipped = postprocess_variants.Setting("shipped")
+    keep = postprocess_variants.adjusted_cv_scores(val, shipped, lambda decided, _s: decided)
+    np.testing.assert_allclose(keep, postprocess_variants.cv_scores(val, shipped))
+    nothing = postprocess_variants.adjusted_cv_scores(
+        val, shipped, lambda decided, _s: np.zeros_like(decided))
+    assert (nothing < keep).all()
+
+
+def test_distillation_trains_a_network_on_teacher_targets(
+        ensemble: Path, dataset: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(20):
+        chip(rng, {"reddish"} if i % 2 else {"bright"}).save(folder / f"u_{i}.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    assert list_image_names(folder) == sorted(f"u_{i}" for i in range(20))
+
+    spec = json.loads((ensemble / "pipeline.json").read_text())
+    teacher = distill.Distillation.load(ensemble, spec["labels"], folder, 32, 0.5, "cpu")
+    raw = teacher.unlabeled[:4]
+    targets = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], np.float32)
+    x, y = teacher.training_set("original", raw, raw, targets)
+    assert x.shape == (24, 32, 32, 3) and y.shape == (24, 3)
+    np.testing.assert_allclose(y[:4], 0.5 * targets + 0.5 * teacher.soft_targets("original", raw),
+                               atol=1e-6)
+
+    args = train_args(dataset, tmp_path / "student", "--epochs", "1", "--teacher",
+                      str(ensemble), "--unlabeled", str(folder))[1:]  # no "train" here
+    path = distill.main(args)
+    assert path is not None and path.exists()
+    assert "distillation: 80 training images" in capsys.readouterr().out  # 60 + 20
+    info = json.loads(path.with_suffix(".json").read_text())
+    assert info["provenance"]["command"].startswith("python -m experiments.distill")
+    with pytest.raises(SystemExit, match="--teacher .* were its training images"):
+        distill.main([*args[:args.index("--out")], "--out", str(tmp_path / "other"),
+                      *args[args.index("--out") + 2:], "--seed", "1"])
