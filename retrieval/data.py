@@ -2,7 +2,8 @@
 
 Labels come from a Planet-format CSV; texts from a captions CSV (`image_name,caption`,
 several rows per image allowed: an item's text is all its captions) or, without one,
-from the image's tags ("partly cloudy primary road").
+from the image's tags and the everyday words for them ("partly cloudy clouds primary
+rainforest forest trees jungle road roads"; ``retrieval.text.Wording``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.data import LabelTable, load_images, read_labels
+from retrieval.text import Wording, default_wording
 
 
 @dataclass
@@ -50,33 +52,19 @@ def read_captions(path: str | Path) -> dict[str, list[str]]:
     return dict(captions)
 
 
-# Words people use for the Planet labels, so that texts made from tags understand
-# "forest", "river" or "houses" and not only the label names.
-PLANET_WORDS = {
-    "agriculture": "agriculture farmland fields crops", "artisinal_mine": "artisanal mine mining",
-    "bare_ground": "bare ground soil", "blooming": "blooming flowering trees",
-    "blow_down": "blow down fallen trees windthrow", "clear": "clear sky",
-    "cloudy": "cloudy clouds overcast", "conventional_mine": "conventional mine mining",
-    "cultivation": "cultivation small farms clearing", "habitation": "habitation houses buildings",
-    "haze": "haze hazy", "partly_cloudy": "partly cloudy clouds",
-    "primary": "primary rainforest forest trees jungle", "road": "road roads",
-    "selective_logging": "selective logging", "slash_burn": "slash and burn fire burning",
-    "water": "water river lake",
-}
-
-
-def tags_text(tags: list[str]) -> str:
-    """Text for an image known only by its tags: the tags' words ('partly_cloudy' ->
-    'partly cloudy') plus the everyday words for Planet labels."""
-    return " ".join(PLANET_WORDS.get(tag, tag.replace("_", " ")) for tag in tags)
+def tags_text(tags: list[str], wording: Wording | None = None) -> str:
+    """Text for an image known only by its tags, in ``wording``'s everyday words for them
+    (default: the package's, see ``retrieval.text.Wording``)."""
+    return (wording or default_wording()).tags_text(tags)
 
 
 def load_collection(labels_csv: str | Path, images: str | Path | None, size: int,
                     captions_csv: str | Path | None = None,
                     label_names: list[str] | None = None,
-                    progress: bool = True) -> Collection:
+                    progress: bool = True, wording: Wording | None = None) -> Collection:
     """Read labels, texts and (if ``images`` is given) decoded images of every item that
-    has all it needs; items without an image or without a caption are left out."""
+    has all it needs; items without an image or without a caption are left out. Without
+    captions, texts are made from the tags in ``wording``'s words."""
     table: LabelTable = read_labels(labels_csv)
     label_names = label_names or table.vocabulary()
     captions = read_captions(captions_csv) if captions_csv else None
@@ -88,7 +76,7 @@ def load_collection(labels_csv: str | Path, images: str | Path | None, size: int
     else:
         names, pixels, targets = table.names, None, table.matrix(label_names)
     tags = dict(zip(table.names, table.tags))
-    caps = [captions[n] if captions is not None else [tags_text(sorted(set(tags[n])))]
+    caps = [captions[n] if captions is not None else [tags_text(sorted(set(tags[n])), wording)]
             for n in names]
     return Collection(list(names), list(label_names), targets.astype(np.float32),
                       [" ".join(c) for c in caps], caps, pixels)

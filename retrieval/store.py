@@ -1,7 +1,10 @@
 """The retrieval model directory, and the Retriever that searches with it.
 
     retrieval.json       labels, text encoder (and its vocabulary), backbone, bit lengths,
-                         training config, validation MAP, the exact command
+                         training config, validation MAP, the exact command, and the
+                         sha256 of the two word files (so that the version covers them)
+    stopwords.json       words left out of texts and queries      } retrieval.text.Wording
+    label_words.json     label -> everyday words of tag texts     }
     hash_<bits>.pt       ImgNet / TxtNet (/ LabNet) weights per code length
     database.npz         the database: names, labels, texts, image and text codes per bits
     backbone.pt          the image backbone, when it was trained for this model
@@ -12,6 +15,7 @@ No pickles: weights load with ``weights_only=True``, the rest is JSON / npz.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from classifier.store import file_digest, load_network
 from retrieval.features import backbone_file, describe
 from retrieval.index import HammingIndex
 from retrieval.networks import img_net, lab_net, txt_net
-from retrieval.text import TextEncoder, Vocabulary, encoder_from_dict
+from retrieval.text import TextEncoder, Vocabulary, Wording, encoder_from_dict
 from retrieval.train import HashConfig, HashModel
 
 SPEC_FILE = "retrieval.json"
@@ -56,6 +60,17 @@ def load_hash_model(path: Path) -> HashModel:
         labnet.load_state_dict(blob["labnet"])
     model = HashModel(config, imgnet.eval(), txtnet.eval(), labnet)
     return model
+
+
+def read_wording(model_dir: Path, spec: dict[str, Any]) -> Wording:
+    """The model's word files, refused when they differ from the ones it was trained
+    with (their digests in the spec): other words give other text codes, under the same
+    version. The shipped model predates the digests; a test pins its files instead."""
+    for name, digest in spec.get("words", {}).items():
+        if file_digest(model_dir / name) != digest:
+            raise ValueError(f"{model_dir / name} is not the file this model was trained "
+                             "with: its text codes would change; retrain the model instead")
+    return Wording.of_model(model_dir)
 
 
 @dataclass
@@ -99,8 +114,9 @@ class Retriever:
         self.bits: list[int] = self.spec["bits"]
         self.label_names: list[str] = self.spec["labels"]
         self.image_size: int = self.spec["image_size"]
-        self.encoder: TextEncoder = encoder_from_dict(self.spec["text_encoder"])
-        self.vocabulary = Vocabulary(self.spec["vocabulary"])
+        self.wording = read_wording(self.model_dir, self.spec)
+        self.encoder: TextEncoder = encoder_from_dict(self.spec["text_encoder"], self.wording)
+        self.vocabulary = Vocabulary(self.spec["vocabulary"], self.wording)
         backbone = self.spec["backbone"]
         backbone_path = (self.model_dir / "backbone.pt" if backbone == "backbone.pt"
                          else backbone_file(backbone))
@@ -111,6 +127,10 @@ class Retriever:
         self.models = {b: load_hash_model(self.model_dir / f"hash_{b}.pt") for b in self.bits}
         self.database = Database.load(self.model_dir / "database.npz")
         self._indexes: dict[tuple[str, int], HammingIndex] = {}
+
+    def tags_text(self, tags: Sequence[str]) -> str:
+        """The text of an item known by its tags, in this model's words."""
+        return self.wording.tags_text(tags)
 
     def image_descriptors(self, images: list[np.ndarray]) -> np.ndarray:
         size = self.image_size

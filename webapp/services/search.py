@@ -28,7 +28,6 @@ from django.utils import timezone
 
 from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from retrieval.codes import from_int, to_int
-from retrieval.data import tags_text
 from retrieval.index import LiveHammingIndex
 from retrieval.store import RETRIEVAL_DIRS, Retriever
 from retrieval.text import UnknownQuery
@@ -99,6 +98,11 @@ def code_plan(feature_network_digest: str, model_size: int) -> CodePlan | None:
         return None
     same = model.backbone_digest == feature_network_digest and model.image_size == model_size
     return CodePlan(same, model.image_size)
+
+
+def tags_text(labels: Sequence[str]) -> str:
+    """The text of an image known by its labels, in the loaded model's words."""
+    return retriever().tags_text(labels)
 
 
 def _label_texts(image_ids: Sequence[int]) -> dict[int, str]:
