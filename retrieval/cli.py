@@ -1,35 +1,91 @@
-"""python -m retrieval train | evaluate | search | verify"""
+"""Command line: ``python -m retrieval {train,evaluate,search,verify}``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
+
+from classifier.data import LabelTable, load_images
+from classifier.imageio import ImageDecodeError, decode_image
+from classifier.plots import pr_curves
 from retrieval import pipeline
+from retrieval.data import Collection, load_collection
+from retrieval.evaluation import TOP_K, evaluate_codes, label_queries, word_query_precision
+from retrieval.store import Database, Retriever
+from retrieval.text import UnknownQuery
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from classifier.plots import pr_curves
-    from retrieval.data import load_collection
-    from retrieval.evaluation import TOP_K, evaluate_codes, label_queries, word_query_precision
-    from retrieval.store import Retriever
+def evaluate_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--labels", required=True)
+    parser.add_argument("--captions", default=None)
+    parser.add_argument("--images", required=True)
+    parser.add_argument("--database-labels", default=None)
+    parser.add_argument("--database-captions", default=None)
+    parser.add_argument("--database-images", default=None)
+    parser.add_argument("--plot", default=None, help="write precision-recall curves to this PNG")
+    parser.add_argument("--json", default=None, help="also write the summary to this file")
+    return parser
+
+
+def search_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", default="default")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text")
+    query.add_argument("--image")
+    parser.add_argument("--side", choices=("image", "text"), default="image",
+                        help="with --image: find images (default) or texts")
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--bits", type=int, default=None)
+    return parser
+
+
+def verify_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--images", required=True,
+                        help="folder or .tar with the database images")
+    parser.add_argument("--n", type=int, default=500, help="database items to re-encode")
+    return parser
+
+
+def database_from(retriever: Retriever, data: Collection) -> Database:
+    """Codes of a collection given on the command line, as a search database."""
+    image_x, text_x = vectors(retriever, data)
+    return Database(data.names, data.labels, data.texts,
+                    {b: retriever.models[b].image_codes(image_x) for b in retriever.bits},
+                    {b: retriever.models[b].text_codes(text_x) for b in retriever.bits})
+
+
+def vectors(retriever: Retriever, data: Collection) -> tuple[np.ndarray, np.ndarray]:
+    return retriever.image_descriptors(list(data.images)), retriever.text_vectors(data.texts)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return 0 if pipeline.main(args) is not None else 1  # 1: paused by --max-epochs-this-run
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
 
     retriever = Retriever(args.model)
     queries = load_collection(args.labels, args.images, retriever.image_size, args.captions,
-                              label_names=retriever.label_names)
+                              label_names=retriever.label_names, wording=retriever.wording)
     if args.database_labels:
         if not args.database_images:
             print("--database-labels needs --database-images", file=sys.stderr)
             return 2
         db_data = load_collection(args.database_labels, args.database_images,
                                   retriever.image_size, args.database_captions,
-                                  label_names=retriever.label_names)
-        database = pipeline.database_from(retriever, db_data)
+                                  label_names=retriever.label_names, wording=retriever.wording)
+        database = database_from(retriever, db_data)
     else:
         database = retriever.database
-    image_x, text_x = pipeline.vectors(retriever, queries)
+    image_x, text_x = vectors(retriever, queries)
     results = {}
     words = label_queries(retriever.label_names)
     for bits in retriever.bits:
@@ -77,12 +133,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
     """Re-encode the first ``--n`` database items and compare with the stored codes: after
     an upgrade (torch, the classifier, a backbone file) the stored database only stays
     valid if the model still gives the same codes."""
-    from classifier.data import LabelTable, load_images
-    from retrieval.store import Retriever
 
     retriever = Retriever(args.model)
     db = retriever.database
@@ -113,10 +167,7 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _search(args: argparse.Namespace) -> int:
-    from classifier.imageio import ImageDecodeError, decode_image
-    from retrieval.store import Retriever
-    from retrieval.text import UnknownQuery
+def cmd_search(args: argparse.Namespace) -> int:
 
     retriever = Retriever(args.model)
     bits = args.bits or max(retriever.bits)
@@ -144,46 +195,33 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+class Command(NamedTuple):
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS = {
+    "train": Command("train hashing networks (resumable)", pipeline.get_args_parser,
+                     cmd_train),
+    "evaluate": Command("MAP and PR curves of a model", evaluate_args, cmd_evaluate),
+    "search": Command("text -> images, image -> images or texts", search_args, cmd_search),
+    "verify": Command("do the model's codes still match its stored database?", verify_args,
+                      cmd_verify),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m retrieval",
                                      description="Cross-modal hashing: train, evaluate, search")
     sub = parser.add_subparsers(dest="command", required=True)
-    pipeline.add_arguments(sub.add_parser("train", help="train hashing networks"))
+    for name, command in COMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help))
+    return parser
 
-    ev = sub.add_parser("evaluate", help="MAP and PR curves of a model")
-    ev.add_argument("--model", default="default")
-    ev.add_argument("--labels", required=True)
-    ev.add_argument("--captions", default=None)
-    ev.add_argument("--images", required=True)
-    ev.add_argument("--database-labels", default=None)
-    ev.add_argument("--database-captions", default=None)
-    ev.add_argument("--database-images", default=None)
-    ev.add_argument("--plot", default=None, help="write precision-recall curves to this PNG")
-    ev.add_argument("--json", default=None, help="also write the summary to this file")
 
-    se = sub.add_parser("search", help="text -> images, image -> images or texts")
-    se.add_argument("--model", default="default")
-    query = se.add_mutually_exclusive_group(required=True)
-    query.add_argument("--text")
-    query.add_argument("--image")
-    se.add_argument("--side", choices=("image", "text"), default="image",
-                    help="with --image: find images (default) or texts")
-    se.add_argument("-k", type=int, default=10)
-    se.add_argument("--bits", type=int, default=None)
-
-    ve = sub.add_parser("verify", help="do the model's codes still match its stored database?")
-    ve.add_argument("--model", default="default")
-    ve.add_argument("--images", required=True, help="folder or .tar with the database images")
-    ve.add_argument("--n", type=int, default=500, help="database items to re-encode")
-
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in the model's provenance
-    if args.command == "train":
-        pipeline.run(args)
-        return 0
-    if args.command == "evaluate":
-        return _evaluate(args)
-    if args.command == "verify":
-        return _verify(args)
-    return _search(args)
+    return COMMANDS[args.command].run(args)

@@ -3,9 +3,7 @@ items only: early stopping on the held-out retrieval queries would flatter their
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -14,30 +12,7 @@ import pytest
 from retrieval import pipeline
 from retrieval.cli import main
 from retrieval.data import load_collection
-from tests.synthetic import chip
-
-TAGS = ("bright", "reddish", "striped")
-
-
-def write_items(root: Path, count: int = 80) -> dict[str, Path]:
-    """Labels, captions and a tar of ``count`` distinct chips."""
-    rng = np.random.default_rng(3)
-    labels, captions = [], []
-    with tarfile.open(root / "images.tar", "w") as archive:
-        for i in range(count):
-            tags = {t for t in TAGS if rng.random() < 0.4} or {"bright"}
-            buf = io.BytesIO()
-            chip(rng, tags).save(buf, "PNG")
-            info = tarfile.TarInfo(f"images/item_{i}.png")
-            info.size = buf.tell()
-            buf.seek(0)
-            archive.addfile(info, buf)
-            labels.append(f"item_{i}," + " ".join(sorted(tags)))
-            captions.append(f"item_{i},a chip that is " + " and ".join(sorted(tags)))
-    (root / "labels.csv").write_text("image_name,tags\n" + "\n".join(labels) + "\n")
-    (root / "captions.csv").write_text("image_name,caption\n" + "\n".join(captions) + "\n")
-    return {"labels": root / "labels.csv", "captions": root / "captions.csv",
-            "images": root / "images.tar"}
+from tests.retrieval.items import TINY_MODEL, write_items
 
 
 def test_the_backbone_early_stops_on_training_items_never_on_the_queries(
@@ -53,10 +28,7 @@ def test_the_backbone_early_stops_on_training_items_never_on_the_queries(
     monkeypatch.setattr(pipeline, "train_network", recording)
     out = tmp_path / "model"
     assert main(["train", "--labels", str(data["labels"]), "--captions", str(data["captions"]),
-                 "--images", str(data["images"]), "--out", str(out), "--bits", "16",
-                 "--text-encoder", "bow", "--size", "32", "--backbone-width", "0.125",
-                 "--backbone-epochs", "1", "--epochs", "1", "--batch-size", "16",
-                 "--val-fraction", "0.25", "--threads", "1"]) == 0
+                 "--images", str(data["images"]), "--out", str(out), *TINY_MODEL]) == 0
 
     spec = json.loads((out / "retrieval.json").read_text())
     items = load_collection(data["labels"], data["images"], 32, data["captions"],
