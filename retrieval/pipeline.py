@@ -138,6 +138,30 @@ def train_backbone(images: np.ndarray, labels: np.ndarray, stop_images: np.ndarr
     return load_backbone(out / "backbone.pt")
 
 
+# what a resumed run may change: nothing else, or its checkpoints would mix two runs
+RESUME_MAY_CHANGE = {"threads", "max_epochs_this_run", "name", "argv", "command"}
+
+
+def check_resumable(out: Path, args: argparse.Namespace) -> None:
+    """``out/checkpoints`` continues only the run that started it (same data, split and
+    settings); its settings are kept in ``checkpoints/run.json``."""
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in RESUME_MAY_CHANGE}
+    folder = out / "checkpoints"
+    record = folder / "run.json"
+    if record.exists():
+        started = json.loads(record.read_text())
+        changed = sorted(k for k in settings.keys() | started.keys()
+                         if settings.get(k) != started.get(k))
+        if changed:
+            raise SystemExit(f"{folder} belongs to a run with other settings "
+                             f"({', '.join(changed)}): use another --out")
+        return
+    if folder.exists() and any(folder.iterdir()):
+        raise SystemExit(f"{folder} holds checkpoints of an unknown run: use another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(settings, indent=1))
+
+
 def _backbone(args: argparse.Namespace, train: Collection, out: Path,
               budget: EpochBudget) -> tuple[VGGMultiLabel | None, dict]:
     """The image backbone, trained here or copied in, and what the spec says of it."""
@@ -162,6 +186,7 @@ def main(args: argparse.Namespace) -> dict | None:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    check_resumable(out, args)
     bits_list = sorted({int(b) for b in str(args.bits).split(",") if b.strip()})
     wording = Wording.read(args.stopwords, args.label_words)
     size = args.size if args.backbone == "train" else backbone_size(args.backbone)

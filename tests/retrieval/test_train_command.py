@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from retrieval.cli import main
@@ -42,3 +43,13 @@ def test_a_paused_training_resumes_to_the_uninterrupted_model(tmp_path: Path) ->
     for bits in (16, 32):
         assert np.array_equal(ours.image_codes[bits], theirs.image_codes[bits])
         assert np.array_equal(ours.text_codes[bits], theirs.text_codes[bits])
+
+
+def test_checkpoints_continue_only_the_run_that_made_them(tmp_path: Path) -> None:
+    data = write_items(tmp_path)
+    common = ["train", "--labels", str(data["labels"]), "--captions", str(data["captions"]),
+              "--images", str(data["images"]), "--out", str(tmp_path / "model"), *TINY_MODEL]
+    assert main([*common, "--max-epochs-this-run", "1"]) == 1
+    with pytest.raises(SystemExit, match="other settings .*seed"):
+        main([*common, "--seed", "1"])
+    assert main([*common, "--threads", "2"]) == 0  # threads may change
