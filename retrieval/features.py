@@ -6,8 +6,9 @@ sits on a frozen backbone (METHOD.md allows it) and learns the hashing on top:
 - ``default``: the shipped Planet classifier's network on original images (32 px): the
   right backbone for Planet chips, nothing to train.
 - ``train``: a narrow VGG16-BN trained here on the training split's labels with the
-  classifier's own training loop (BCE + soft F2 + focal, augmentation, early stopping);
-  used for other imagery such as UC Merced, where Planet features transfer poorly
+  classifier's own training loop (BCE + soft F2 + focal, augmentation, early stopping on
+  a held-out 10% of the training items, never on the retrieval queries); used for other
+  imagery such as UC Merced, where Planet features transfer poorly
   (``retrieval.pipeline.train_backbone``: training code stays off the search path).
 - a path to a classifier model directory (``python -m classifier train --out DIR``).
 """
