@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from classifier.cli import main
-from classifier.data import read_labels
+from classifier.data import load_images, read_labels
 from classifier.metrics import f2_score
 from tests.synthetic import LABELS, chip, train_args, write_dataset
 
@@ -256,6 +256,13 @@ def test_ensemble_members_are_trained_apart_and_averaged(
     # stored validation outputs: a kind's output is its members' mean, members kept apart
     val = ValOutputs.load(model / "val_outputs.npz")
     outputs = val.member_outputs("original", 8)
+    # ... computed from the weights as they ship (int8 here), not from the trained fp32 ones
+    val_images = load_images(read_labels(model / "val.csv"), dataset[1], 32, list(LABELS)).images
+    cpu = torch.device("cpu")
+    shipped = predict_batches(load_network(model / "original-1.pt", cpu), val_images, cpu, 8)
+    trained = predict_batches(load_network(members / "original-1.pt", cpu), val_images, cpu, 8)
+    np.testing.assert_allclose(outputs[1], shipped, atol=1e-6)
+    assert np.abs(outputs[1] - trained).max() > 1e-4
     assert len(outputs) == 3
     np.testing.assert_allclose(val.get("original", 8), np.mean(outputs, axis=0), atol=1e-6)
     np.testing.assert_allclose(val.get("original", 8, members=1), outputs[0])
