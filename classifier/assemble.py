@@ -90,6 +90,7 @@ def check_compatible(infos: list[NetworkInfo]) -> dict[str, list[str]]:
         raise SystemExit(f"two networks are named alike ({', '.join(names)}): train "
                          "ensemble members with --member K")
     first = infos[0]
+    split = {part: first.split_names(part) for part in ("val", "test")}
     for info in infos:
         if member_index(info.kind, info.name) is None or info.kind not in NETWORKS:
             raise SystemExit(f"{info.path}: {info.name!r} is no member of {info.kind!r}")
@@ -97,7 +98,7 @@ def check_compatible(infos: list[NetworkInfo]) -> dict[str, list[str]]:
             raise SystemExit(f"{info.path} has other labels or another image size than "
                              f"{first.path}")
         for part in ("val", "test"):
-            if info.split_names(part) != first.split_names(part):
+            if info.split_names(part) != split[part]:
                 raise SystemExit(f"{info.path} was validated on another {part} split than "
                                  f"{first.path} (train them with the same --labels and --seed)")
     members: dict[str, list[str]] = {}

@@ -1,6 +1,8 @@
-"""The model directory: everything ``train`` writes and the predictor loads.
+"""The model directory: everything ``assemble`` writes and the predictor loads, and the
+record ``train`` keeps beside each network it writes (``NetworkInfo``).
 
-    pipeline.json     labels, image size, network config, fitted post-processing, metrics
+    pipeline.json     labels, image size, members, fitted post-processing, metrics, and
+                      each network's record (``networks``) and the assembling command
     original.pt       network trained on original images   (fp16 or int8 weights + config)
     dehazed.pt        network trained on dehazed images    (fp16 or int8 weights + config)
     original-K.pt     extra ensemble members of a network (optional; pipeline.json's
@@ -9,7 +11,7 @@
                       (and of each member), so every ablation can be refitted exactly
                       like the full pipeline
     val.csv, test.csv the validation split and the untouched test split (Planet CSV)
-    train_log.csv, learning_curves.png, checkpoints/ (resumable, not shipped)
+    train_log.csv, learning_curves.png (the networks' own logs, merged)
 
 No pickles are loaded: weights go through ``torch.load(weights_only=True)`` and the
 post-processing is JSON.
@@ -134,8 +136,7 @@ class NetworkInfo:
     path: Path | None = None
 
     def write(self, network_file: Path) -> None:
-        info = {k: v for k, v in self.__dict__.items() if k != "path"}
-        network_file.with_suffix(".json").write_text(json.dumps(info, indent=1))
+        network_file.with_suffix(".json").write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def read(cls, network_file: Path) -> NetworkInfo:

@@ -411,11 +411,11 @@ def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None)
         return None
     path = out / f"{name}.pt"
     save_network(model, path, "fp32")
+    best = max(r["val_f2"] for r in history)  # --epochs >= 1: never empty
     NetworkInfo(
         name=name, kind=args.network, labels=labels, image_size=args.size,
         model=model.config.to_dict(), train_config=config.to_dict(),
-        epochs=len(history), best_val_f2_no_tta=max((r["val_f2"] for r in history),
-                                                    default=None),
+        epochs=len(history), best_val_f2_no_tta=best,
         split={"seed": args.seed, "val_fraction": args.val_fraction,
                "test_fraction": args.test_fraction, "n_images": {
                    part: len(names) for part, names in split.items()},
@@ -424,7 +424,6 @@ def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None)
                                  getattr(args, "argv", sys.argv[1:])),
                     "device": str(device), "seconds": round(time.time() - started, 1)},
     ).write(path)
-    best = max(r["val_f2"] for r in history)
     print(f"[{name}] wrote {path} (best validation F2 {best:.4f} without TTA); make a model: "
           f"python -m classifier assemble {path} [more networks] --images IMAGES --out DIR")
     return path
