@@ -9,9 +9,14 @@ The paper's method after training, in one place:
    weights*, so that everything is fitted on what ships;
 3. average the members of each kind (original / dehazed): an ensemble;
 4. fit per-label choice (or stacking) -> recalibration layer -> F2-optimal thresholds on
-   the validation outputs only (``postprocess.py``);
-5. score validation and, once, test; write ``pipeline.json`` with each network's own
-   command, configs and training log, plus ``val_outputs.npz`` for the ablations.
+   the validation outputs only (``postprocess.py``), then the consistent tag sets
+   (``consistency.py``; its F2 cost on validation is recorded);
+5. score validation and, once, test (``--no-test`` for candidates that are compared on
+   validation only); write ``pipeline.json`` with each network's own command, configs and
+   training log, plus ``val_outputs.npz`` for the ablations.
+
+Networks of different architectures and input sizes (VGG16-BN at 32 px, EfficientNet-
+Lite0 upsampling to 96 px) assemble alike: every network reads the same 32 px chips.
 
 Networks of an assembled model directory can be assembled again (its ``pipeline.json``
 describes them), e.g. to refit a model with fewer or more members.
@@ -25,7 +30,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from classifier import plots
+from classifier.consistency import violations
 from classifier.data import load_images, read_labels
 from classifier.dehaze import DehazeParams, dehaze
 from classifier.inference import predict_batches
@@ -76,6 +82,12 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--fp16-networks", default="", metavar="NAMES",
                         help="comma-separated networks kept in fp16 under --weights int8 "
                              "(e.g. original: the search model's default backbone)")
+    parser.add_argument("--consistency", choices=("on", "off"), default="on",
+                        help="consistent tag sets after the thresholds: one weather label, "
+                             "nothing else when cloudy (for labels with Planet's weather)")
+    parser.add_argument("--no-test", action="store_true",
+                        help="do not score the test split (a candidate compared on "
+                             "validation only; the shipped model is scored once)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the post-processing fit")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto")
@@ -114,9 +126,16 @@ def check_compatible(infos: list[NetworkInfo]) -> dict[str, list[str]]:
 
 def split_report(y: np.ndarray, probs: dict[str, np.ndarray], post: Postprocessor,
                  labels: list[str]) -> dict[str, Any]:
-    decided = post.decide(post.scores(probs.get("original_tta8"), probs.get("dehazed_tta8")))
-    return {"f2": f2_score(y, decided), "n_images": int(len(y)),
-            "per_label": per_label_scores(y, decided, labels)}
+    scores = post.scores(probs.get("original_tta8"), probs.get("dehazed_tta8"))
+    decided = post.decide(scores)
+    report = {"f2": f2_score(y, decided), "n_images": int(len(y)),
+              "per_label": per_label_scores(y, decided, labels),
+              "violations": violations(decided, labels)}
+    if post.consistent:  # what the rule costs: the same scores decided without it
+        unruled = replace(post, config=replace(post.config, consistent=False)).decide(scores)
+        report["f2_without_consistency"] = f2_score(y, unruled)
+        report["violations_without_consistency"] = violations(unruled, labels)
+    return report
 
 
 def _training_logs(infos: list[NetworkInfo], out: Path) -> None:
@@ -154,8 +173,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"--fp16-networks: no network named {', '.join(sorted(unknown))}")
 
+    parts = ("val",) if args.no_test else ("val", "test")
     splits = {}
-    for part in ("val", "test"):
+    for part in parts:
         table = read_labels(first.path.parent / f"{part}.csv")
         data = load_images(table, args.images, size, labels)
         if data.errors:
@@ -187,29 +207,30 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         save_network(model, out / f"{info.name}.pt", precision)
         networks[info.name] = {**info.to_dict(), "precision": precision}
         stored = load_network(out / f"{info.name}.pt", device)  # outputs of what ships
-        for part, views_list in (("val", TTA_VIEWS), ("test", (8,))):
+        for part, views_list in (("val", TTA_VIEWS), ("test", (8,)))[:len(parts)]:
             for views in views_list:
                 outputs[f"{part}:{info.name}_tta{views}"] = predict_batches(
                     stored, inputs[part, info.kind], device, views, amp=amp, progress=True,
                     desc=f"{info.name} {part} TTA{views}")
 
-    probs: dict[str, dict[str, np.ndarray]] = {"val": {}, "test": {}}
+    probs: dict[str, dict[str, np.ndarray]] = {part: {} for part in parts}
     for kind, names in members.items():  # a kind's probability: its members' mean
-        for part, views_list in (("val", TTA_VIEWS), ("test", (8,))):
+        for part, views_list in (("val", TTA_VIEWS), ("test", (8,)))[:len(parts)]:
             for views in views_list:
                 probs[part][f"{kind}_tta{views}"] = np.mean(
                     [outputs[f"{part}:{n}_tta{views}"] for n in names], axis=0)
         if len(names) > 1:
             probs["val"].update({f"{MEMBER_PREFIX}{n}_tta{v}": outputs[f"val:{n}_tta{v}"]
                                  for n in names for v in TTA_VIEWS})
-    y_val, y_test = splits["val"].targets, splits["test"].targets
+    y_val = splits["val"].targets
     ValOutputs(splits["val"].names, y_val, probs["val"]).save(out / VAL_OUTPUTS_FILE)
     combine = "stack" if args.combine == "stack" else "per-label"
-    post = fit_postprocessor(PostprocessConfig(dehaze=combine, calibration=args.calibration),
+    post = fit_postprocessor(PostprocessConfig(dehaze=combine, calibration=args.calibration,
+                                               consistent=args.consistency == "on"),
                              y_val, probs["val"]["original_tta8"],
-                             probs["val"].get("dehazed_tta8"), args.seed)
-    metrics = {"val": split_report(y_val, probs["val"], post, labels),
-               "test": split_report(y_test, probs["test"], post, labels)}
+                             probs["val"].get("dehazed_tta8"), args.seed, labels)
+    metrics = {part: split_report(splits[part].targets, probs[part], post, labels)
+               for part in parts}
     spec = {
         "format": 2,
         "name": args.name or out.name,
@@ -219,9 +240,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "members": members,
         "dehaze": asdict(dehaze_params),
         "postprocess": post.to_dict(),
-        "metrics": {part: {"f2": m["f2"], "n_images": m["n_images"]}
+        "metrics": {part: {k: v for k, v in m.items() if k != "per_label"}
                     for part, m in metrics.items()},
-        "per_label_test": metrics["test"]["per_label"],
+        "per_label_test": metrics["test"]["per_label"] if "test" in metrics else None,
         "networks": networks,
         "assembly": {**provenance("classifier", getattr(args, "argv", sys.argv[1:])),
                      "device": str(device), "seconds": round(time.time() - started, 1)},
@@ -229,6 +250,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     write_pipeline(out, spec)
     _training_logs(infos, out)
     print(f"use_dehazed for: {[lab for lab, u in zip(labels, post.use_dehazed) if u]}")
-    print(f"validation F2 {metrics['val']['f2']:.4f}  test F2 {metrics['test']['f2']:.4f}")
+    print("  ".join(f"{part} F2 {m['f2']:.4f}" for part, m in metrics.items()))
+    if post.consistent:
+        val = metrics["val"]
+        print(f"consistent tag sets: validation F2 {val['f2_without_consistency']:.4f} -> "
+              f"{val['f2']:.4f}; violations {val['violations_without_consistency']} -> "
+              f"{val['violations']}")
     print(json.dumps(spec["metrics"]))
     return spec

@@ -157,8 +157,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     predictor = _load(args)
     evaluator = Evaluator(predictor, args.labels, args.images)
-    results = [evaluator.run(s) for s in ablations(predictor.postprocessor.config,
-                                                   predictor.is_ensemble)]
+    post = predictor.postprocessor
+    results = [evaluator.run(s) for s in ablations(post.config, predictor.is_ensemble,
+                                                   post.consistent)]
     full = results[0]
     lines = [f"# Ablation report: {predictor.version}", "",
              f"{full['n_images']} images from `{args.labels}`; sample-averaged F2. Every "
@@ -177,7 +178,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         combined = ("Labels taken from the dehazed network: "
                     + (", ".join(full["use_dehazed"]) or "none"))
-    lines += ["", combined, "",
+    lines += ["", combined, "", *_violations_table(results),
               "## Per-label scores of the full pipeline", "", per_label_table(full["per_label"]),
               "", "![ablation](ablation.png)", "", "![per-label F2](per_label_f2.png)", ""]
     if args.validation_cv:
@@ -196,10 +197,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _violations_table(results: list[dict]) -> list[str]:
+    """Shares of predicted sets that break the labels' rule (Planet's weather), per
+    setting; nothing for labels without a rule."""
+    if not results[0]["violations"]:
+        return []
+    lines = ["Predicted sets that break Planet's labelling rule (exactly one weather label; "
+             "nothing else when cloudy):", "",
+             "| setting | two or more weather | no weather | cloudy with land |",
+             "|---|---:|---:|---:|"]
+    for r in results:
+        v = r["violations"]
+        lines.append(f"| {r['setting']} | {v['two_or_more_weather']:.1%} | "
+                     f"{v['no_weather']:.1%} | {v['cloudy_with_land']:.1%} |")
+    return [*lines, ""]
+
+
 def _validation_cv_table(evaluator: Evaluator) -> list[str]:
-    settings = ablations(evaluator.predictor.postprocessor.config,
-                         evaluator.predictor.is_ensemble)
-    rows = validation_cv(evaluator.val, settings)
+    post = evaluator.predictor.postprocessor
+    settings = ablations(post.config, evaluator.predictor.is_ensemble, post.consistent)
+    rows = validation_cv(evaluator.val, settings, labels=evaluator.predictor.labels)
     lines = ["## Cross-validation on the validation outputs", "",
              f"{len(evaluator.val.targets)} validation images, 5 folds x 2 shuffles: each "
              "setting fitted on 4/5 and scored on 1/5. Differences are paired per split "

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 from tqdm import tqdm
 
+from classifier.consistency import violations
 from classifier.data import load_images, read_labels
 from classifier.metrics import f2_score, fbeta_per_sample, per_label_scores
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
@@ -38,9 +39,11 @@ _COMBINE = {"per-label": "per-label choice", "stack": "both networks stacked",
             "original": "original network", "dehazed": "dehazed network"}
 
 
-def ablations(shipped: PostprocessConfig, ensemble: bool = False) -> list[Setting]:
+def ablations(shipped: PostprocessConfig, ensemble: bool = False,
+              consistent: bool = False) -> list[Setting]:
     """The full pipeline as shipped, then each stage switched off or swapped on its own
-    (``ensemble``: the model has several members of a network, so also one of each)."""
+    (``ensemble``: the model has several members of a network, so also one of each;
+    ``consistent``: its tag sets follow a rule, so also without it)."""
     if shipped.dehaze == "stack":
         swap = Setting("per-label model choice instead of stacking (the paper)",
                        post=replace(shipped, dehaze="per-label"))
@@ -61,8 +64,11 @@ def ablations(shipped: PostprocessConfig, ensemble: bool = False) -> list[Settin
         Setting("fixed threshold 0.2", post=replace(shipped, thresholds=0.2)),
         Setting("expected-F2 decision instead of thresholds",
                 post=replace(shipped, decision="expected-f2")),
+        *([Setting("no consistent tag sets (thresholds only)",
+                   post=replace(shipped, consistent=False))] if consistent else []),
         Setting("bare network (original, no TTA, no layer, threshold 0.5)", views=1,
-                post=PostprocessConfig(dehaze="original", calibration="none", thresholds=0.5),
+                post=PostprocessConfig(dehaze="original", calibration="none", thresholds=0.5,
+                                       consistent=False),
                 members=1),
     ]
 
@@ -94,7 +100,8 @@ class Evaluator:
             return shipped
         return fit_postprocessor(setting.post, self.val.targets,
                                  self.val.get("original", setting.views, setting.members),
-                                 self.val.get("dehazed", setting.views, setting.members))
+                                 self.val.get("dehazed", setting.views, setting.members),
+                                 labels=self.predictor.labels)
 
     def run(self, setting: Setting) -> dict[str, Any]:
         post = self.postprocessor(setting)
@@ -106,6 +113,7 @@ class Evaluator:
                 "per_image": fbeta_per_sample(y, decided),
                 "n_images": int(len(y)), "skipped": self.data.errors,
                 "per_label": per_label_scores(y, decided, self.predictor.labels),
+                "violations": violations(decided, self.predictor.labels),
                 "use_dehazed": [lab for lab, u in zip(self.predictor.labels, post.use_dehazed)
                                 if u]}
 
@@ -145,7 +153,7 @@ def cv_splits(n: int, folds: int = 5, repeats: int = 2,
 
 
 def cv_scores(val: ValOutputs, setting: Setting, folds: int = 5, repeats: int = 2,
-              seed: int = 0) -> np.ndarray:
+              seed: int = 0, labels: Sequence[str] | None = None) -> np.ndarray:
     """F2 of ``setting`` fitted on (folds-1)/folds of the stored validation outputs and
     scored on the rest, per split (``repeats`` shuffles): the same splits for every
     setting, so scores of two settings can be compared split by split."""
@@ -155,7 +163,7 @@ def cv_scores(val: ValOutputs, setting: Setting, folds: int = 5, repeats: int = 
     scores = []
     for fit, held in cv_splits(len(y), folds, repeats, seed):
         post = fit_postprocessor(setting.post, y[fit], p_original[fit],
-                                 None if p_dehazed is None else p_dehazed[fit], seed)
+                                 None if p_dehazed is None else p_dehazed[fit], seed, labels)
         held_scores = post.scores(p_original[held],
                                   None if p_dehazed is None else p_dehazed[held])
         scores.append(f2_score(y[held], post.decide(held_scores)))
@@ -170,10 +178,11 @@ def paired(scores: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
 
 
 def validation_cv(val: ValOutputs, settings: Sequence[Setting], folds: int = 5,
-                  repeats: int = 2, seed: int = 0) -> list[dict[str, Any]]:
+                  repeats: int = 2, seed: int = 0,
+                  labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Each setting scored by ``cv_scores``: a way to choose between configurations without
     touching the test split. Differences are paired with the first setting, split by split."""
-    per_setting = [cv_scores(val, setting, folds, repeats, seed)
+    per_setting = [cv_scores(val, setting, folds, repeats, seed, labels)
                    for setting in tqdm(settings, desc="validation CV", unit="setting")]
     return [{"setting": setting.name, **paired(scores, per_setting[0])}
             for setting, scores in zip(settings, per_setting)]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from classifier.model import VGGMultiLabel
+from classifier.model import MultiLabelNetwork
 from classifier.tta import predict_proba, predict_proba_and_embedding
 
 
@@ -32,7 +32,7 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def predict_batches(model: VGGMultiLabel, images: np.ndarray, device: torch.device,
+def predict_batches(model: MultiLabelNetwork, images: np.ndarray, device: torch.device,
                     views: int = 1, batch_size: int = 256, amp: bool = False,
                     progress: bool = False, desc: str = "predict") -> np.ndarray:
     """Probabilities (N x L) for uint8 images, ``views`` dihedral TTA views averaged."""
@@ -40,7 +40,7 @@ def predict_batches(model: VGGMultiLabel, images: np.ndarray, device: torch.devi
                                    desc, embed=False)[0]
 
 
-def predict_with_embeddings(model: VGGMultiLabel, images: np.ndarray, device: torch.device,
+def predict_with_embeddings(model: MultiLabelNetwork, images: np.ndarray, device: torch.device,
                             views: int = 1, batch_size: int = 256, amp: bool = False,
                             progress: bool = False, desc: str = "predict",
                             embed: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -60,7 +60,7 @@ def predict_with_embeddings(model: VGGMultiLabel, images: np.ndarray, device: to
             else:
                 p = predict_proba(model, batch, views)
             probs.append(p.float().cpu().numpy())
-    labels, width = model.config.num_labels, model.config.hidden
+    labels, width = model.config.num_labels, model.embedding_dim
     out = np.concatenate(probs) if probs else np.zeros((0, labels), np.float32)
     if not embed:
         return out, None

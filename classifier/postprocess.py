@@ -1,5 +1,6 @@
 """Everything after the networks, in the paper's order: per-label model choice ->
-recalibration layer -> thresholds (or the expected-F2 decision).
+recalibration layer -> thresholds (or the expected-F2 decision) -> consistent tag sets
+(``consistency.py``: one weather label, nothing else when cloudy; beyond the paper).
 
 ``dehaze="stack"`` replaces the per-label choice by stacking: the layer reads both
 networks' probabilities (2 x 17 inputs per label), the competition winner's way of
@@ -12,6 +13,7 @@ can be refitted exactly the way the full pipeline was, on the same data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from classifier.calibration import Calibrator, cross_fitted_scores, fit_calibrator
 from classifier.choice import choose_dehazed, combine
+from classifier.consistency import TagRule
 from classifier.thresholds import apply_thresholds, expected_f2_decision, fit_thresholds
 
 DEHAZE_MODES = ("per-label", "original", "dehazed", "stack")
@@ -26,12 +29,14 @@ DEHAZE_MODES = ("per-label", "original", "dehazed", "stack")
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Which stages run. ``thresholds`` is "tuned" or a fixed number for every label."""
+    """Which stages run. ``thresholds`` is "tuned" or a fixed number for every label;
+    ``consistent``: the tag-set rule runs after the decision (where the labels have one)."""
 
     dehaze: str = "per-label"
     calibration: str = "ridge"
     thresholds: str | float = "tuned"
     decision: str = "threshold"
+    consistent: bool = True
 
     def __post_init__(self) -> None:
         if self.dehaze not in DEHAZE_MODES:
@@ -49,6 +54,7 @@ class Postprocessor:
     calibrator: Calibrator
     thresholds: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    rule: TagRule | None = None
 
     @property
     def needs_dehazed(self) -> bool:
@@ -65,21 +71,32 @@ class Postprocessor:
         return self.calibrator.transform(
             layer_inputs(self.config, p_original, p_dehazed, self.use_dehazed))
 
+    @property
+    def consistent(self) -> bool:
+        """Whether decided sets follow the labels' rule (recorded in the model)."""
+        return self.config.consistent and self.rule is not None
+
     def decide(self, scores: np.ndarray) -> np.ndarray:
         if self.config.decision == "expected-f2":
-            return expected_f2_decision(scores)
-        return apply_thresholds(scores, self.thresholds)
+            decided = expected_f2_decision(scores)
+        else:
+            decided = apply_thresholds(scores, self.thresholds)
+        return self.rule.apply(scores, decided) if self.consistent else decided
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "use_dehazed": self.use_dehazed.tolist(),
                 "calibrator": self.calibrator.to_dict(), "thresholds": self.thresholds.tolist(),
-                "meta": self.meta}
+                "meta": self.meta, "rule": self.rule.to_dict() if self.rule else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Postprocessor:
-        return cls(PostprocessConfig(**data["config"]), np.asarray(data["use_dehazed"], bool),
+        """A model written before the consistency stage has no ``rule``: its sets are
+        decided as they were when it was assembled."""
+        config = {"consistent": False, **data["config"]}
+        return cls(PostprocessConfig(**config), np.asarray(data["use_dehazed"], bool),
                    Calibrator.from_dict(data["calibrator"]),
-                   np.asarray(data["thresholds"], dtype=np.float64), data.get("meta", {}))
+                   np.asarray(data["thresholds"], dtype=np.float64), data.get("meta", {}),
+                   TagRule.from_dict(data.get("rule")))
 
 
 def layer_inputs(config: PostprocessConfig, p_original: np.ndarray, p_dehazed: np.ndarray | None,
@@ -96,8 +113,10 @@ def layer_inputs(config: PostprocessConfig, p_original: np.ndarray, p_dehazed: n
 
 
 def fit_postprocessor(config: PostprocessConfig, y_val: np.ndarray, p_original: np.ndarray,
-                      p_dehazed: np.ndarray | None, seed: int = 0) -> Postprocessor:
-    """Fit choice, layer and thresholds on validation outputs the networks never trained on."""
+                      p_dehazed: np.ndarray | None, seed: int = 0,
+                      labels: Sequence[str] | None = None) -> Postprocessor:
+    """Fit choice, layer and thresholds on validation outputs the networks never trained on.
+    ``labels`` name the columns: the tag-set rule comes from them (none without them)."""
     n_labels = y_val.shape[1]
     if config.dehaze == "per-label" and p_dehazed is not None:
         use_dehazed = choose_dehazed(y_val, p_original, p_dehazed)
@@ -114,4 +133,5 @@ def fit_postprocessor(config: PostprocessConfig, y_val: np.ndarray, p_original: 
         thresholds = fit_thresholds(y_val, held_out)
     else:
         thresholds = np.full(n_labels, float(config.thresholds))
-    return Postprocessor(config, use_dehazed, calibrator, thresholds)
+    rule = TagRule.for_labels(labels) if labels is not None else None
+    return Postprocessor(config, use_dehazed, calibrator, thresholds, rule=rule)

@@ -23,7 +23,7 @@ import numpy as np
 from classifier.dehaze import DehazeParams, dehaze_many
 from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from classifier.inference import predict_batches, predict_with_embeddings
-from classifier.model import VGGMultiLabel, resolve_device
+from classifier.model import MultiLabelNetwork, resolve_device
 from classifier.postprocess import Postprocessor
 from classifier.store import (
     CLASSIFIER_DIRS,
@@ -70,7 +70,7 @@ class Predictor:
         self.postprocessor = postprocessor or load_postprocessor(self.spec)
         self.dehaze_params = DehazeParams(**self.spec.get("dehaze", {}))
         # network kind -> its ensemble members (member 0 first)
-        self.networks: dict[str, list[VGGMultiLabel]] = {
+        self.networks: dict[str, list[MultiLabelNetwork]] = {
             kind: [load_network(self.model_dir / f"{name}.pt", self.device) for name in names]
             for kind, names in network_members(self.model_dir, self.spec).items()}
         self.version = CLASSIFIER_DIRS.version(self.model_dir)

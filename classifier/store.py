@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from classifier.data import read_labels
-from classifier.model import ModelConfig, VGGMultiLabel, create_model
+from classifier.model import ModelConfig, MultiLabelNetwork, create_model
 from classifier.model_dirs import ModelDirs
 from classifier.postprocess import Postprocessor
 
@@ -56,7 +56,7 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.reshape(weight.shape), scale
 
 
-def save_network(model: VGGMultiLabel, path: Path, precision: str = "fp16") -> None:
+def save_network(model: MultiLabelNetwork, path: Path, precision: str = "fp16") -> None:
     """Weights as fp32 (what training writes), fp16 (half the size; the predictor
     computes in fp32 or autocast), or with ``int8`` the conv/linear weights quantised per
     output channel and the rest fp16."""
@@ -89,7 +89,7 @@ def read_network_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
     return blob["config"], state
 
 
-def load_network(path: Path, device: torch.device) -> VGGMultiLabel:
+def load_network(path: Path, device: torch.device) -> MultiLabelNetwork:
     config, state = read_network_file(path)
     model = create_model(ModelConfig(**config))
     model.load_state_dict(state)
@@ -133,6 +133,7 @@ class NetworkInfo:
     best_val_f2_no_tta: float | None
     split: dict[str, Any]
     provenance: dict[str, Any]
+    pretrained: dict[str, str] | None = None  # ImageNet weights it started from: file, sha256
     path: Path | None = None
 
     def write(self, network_file: Path) -> None:

@@ -1,4 +1,7 @@
-"""``python -m classifier train``: one VGG16-BN multi-label network, as the paper trains it.
+"""``python -m classifier train``: one multi-label network, as the paper trains it: the
+paper's VGG16-BN (``--arch vgg16_bn``, the default) or the ImageNet-pretrained
+EfficientNet-Lite0 (``--arch efficientnet_lite0 --pretrained --input-size 96``), which
+fine-tunes on chips upsampled inside the network.
 
 Adam (lr 1e-4), the three losses combined by weights, augmentation on every batch,
 learning rate x0.1 when validation F2 stops improving, early stop after ``patience``
@@ -35,10 +38,19 @@ from classifier import plots
 from classifier.augment import augment_batch
 from classifier.data import load_images, read_labels, split_indices, write_labels
 from classifier.dehaze import DehazeParams, dehaze
+from classifier.efficientnet import weights_digest
 from classifier.inference import autocast, predict_batches, to_tensor
 from classifier.losses import LossWeights, combined_loss
 from classifier.metrics import f2_score
-from classifier.model import ModelConfig, VGGMultiLabel, create_model, resolve_device
+from classifier.model import (
+    ARCHITECTURES,
+    ModelConfig,
+    MultiLabelNetwork,
+    VGGMultiLabel,
+    create_model,
+    pretrained_weights_file,
+    resolve_device,
+)
 from classifier.model_dirs import provenance
 from classifier.store import (
     NETWORKS,
@@ -64,6 +76,7 @@ class TrainConfig:
     seed: int = 0
     amp: bool = False
     imagenet_weights: str | None = None
+    pretrained: bool = False  # the ImageNet weights the architecture's package ships
     init_from: str | None = None
     schedule: str = "plateau"
     run_seed: int | None = None
@@ -78,7 +91,7 @@ class TrainConfig:
         return asdict(self)
 
 
-def train_one_epoch(model: VGGMultiLabel, optimizer: torch.optim.Optimizer, images: np.ndarray,
+def train_one_epoch(model: MultiLabelNetwork, optimizer: torch.optim.Optimizer, images: np.ndarray,
                     targets: np.ndarray, config: TrainConfig, device: torch.device,
                     scaler: torch.amp.GradScaler, generator: torch.Generator, desc: str) -> float:
     model.train()
@@ -108,7 +121,7 @@ def train_one_epoch(model: VGGMultiLabel, optimizer: torch.optim.Optimizer, imag
     return total / max(seen, 1)
 
 
-def evaluate(model: VGGMultiLabel, images: np.ndarray, targets: np.ndarray,
+def evaluate(model: MultiLabelNetwork, images: np.ndarray, targets: np.ndarray,
              device: torch.device, amp: bool = False) -> dict[str, float]:
     """Validation loss, F2 at 0.2 and F2 with tuned thresholds (no TTA, for speed)."""
     probs = predict_batches(model, images, device, amp=amp)
@@ -120,7 +133,7 @@ def evaluate(model: VGGMultiLabel, images: np.ndarray, targets: np.ndarray,
             "val_f2": f2_score(targets, apply_thresholds(probs, thresholds))}
 
 
-def _load_initial_weights(model: VGGMultiLabel, path: Path) -> None:
+def _load_initial_weights(model: MultiLabelNetwork, path: Path) -> None:
     """Start from an earlier network file (continued training: the optimizer and the
     schedule start afresh). The architectures must match, except that a network with
     ``keep_resolution_after`` may start from one without it (see ``adapt_head``)."""
@@ -171,7 +184,7 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
                   checkpoint_dir: Path, device: torch.device,
                   max_epochs_this_run: int | None = None,
                   on_epoch: Callable[[str, list[dict[str, float]]], None] | None = None,
-                  ) -> tuple[VGGMultiLabel, list[dict[str, float]], bool]:
+                  ) -> tuple[MultiLabelNetwork, list[dict[str, float]], bool]:
     """Train (or resume) one network; returns the best model by validation F2, the log and
     whether training has finished (False when ``max_epochs_this_run`` paused it).
     ``config.init_from``: a network file to start from."""
@@ -184,7 +197,7 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
     state = torch.load(last_path, map_location=device, weights_only=False) if resumed else {}
     if "model_config" in state:  # the architecture the run started with
         model_config = ModelConfig(**state["model_config"])
-    model = create_model(model_config, config.imagenet_weights)
+    model = create_model(model_config, config.imagenet_weights or config.pretrained or None)
     if config.init_from and not last_path.exists():
         _load_initial_weights(model, Path(config.init_from))
     model = model.to(device)
@@ -261,9 +274,17 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
                         help="ensemble member K > 0 of --network: saved as <network>-K, and "
                              "its initialisation, batch order and augmentation are seeded "
                              "with --seed + K (the split stays that of --seed)")
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="vgg16_bn",
+                        help="network architecture (vgg16_bn: the paper's)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="start from the ImageNet weights the architecture's package "
+                             "ships (efficientnet_lite0; nothing is downloaded)")
     parser.add_argument("--size", type=int, default=32,
-                        help="image size the chips are resized to and the network input "
-                             "(a multiple of 32)")
+                        help="image size the chips are resized to (for VGG also the network "
+                             "input: a multiple of 32)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="side the network upsamples the chips to (efficientnet_lite0; "
+                             "default: --size)")
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -296,7 +317,8 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
                         help="start from this network file (continued training with a fresh "
                              "optimizer and schedule; trained on the same split)")
     parser.add_argument("--imagenet-weights", default=None,
-                        help="local torchvision vgg16_bn state dict (width 1.0 only)")
+                        help="local ImageNet state dict: torchvision vgg16_bn (width 1.0 only) "
+                             "or EfficientNet-Lite0")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
                         help="mixed precision (auto: on for CUDA, off on CPU)")
@@ -338,6 +360,28 @@ def _write_log(path: Path, history: list[dict[str, float]]) -> None:
             writer.writerows(history)
 
 
+def check_architecture_args(args: argparse.Namespace) -> None:
+    """Options that only one architecture understands are refused for the other."""
+    if args.arch == "vgg16_bn":
+        if args.input_size not in (None, args.size):
+            raise SystemExit("--input-size: the VGG computes at the chip size; use --size")
+        if args.pretrained:
+            raise SystemExit("--pretrained: no vgg16_bn ImageNet weights come with a package; "
+                             "give a local file with --imagenet-weights (width 1.0)")
+    elif args.keep_resolution_after:
+        raise SystemExit(f"--keep-resolution-after shapes the VGG only, not {args.arch}")
+    if args.pretrained and args.imagenet_weights:
+        raise SystemExit("--pretrained or --imagenet-weights, not both")
+
+
+def pretrained_record(config: ModelConfig, args: argparse.Namespace) -> dict[str, str] | None:
+    """Which ImageNet weights the network started from: file name and sha256."""
+    path = pretrained_weights_file(config, args.imagenet_weights or args.pretrained or None)
+    if path is None:
+        return None
+    return {"file": path.name, "sha256": weights_digest(path)}
+
+
 TrainingSet = Callable[[str, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -352,6 +396,7 @@ def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None)
     if args.epochs < 1:
         raise SystemExit("--epochs must be at least 1 (assemble takes trained networks as "
                          "they are)")
+    check_architecture_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -383,15 +428,16 @@ def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None)
         images = np.stack([dehaze(img, params)
                            for img in tqdm(images, desc="dehaze", unit="img")])
 
-    model_config = ModelConfig(num_labels=len(labels), input_size=args.size, width=args.width,
-                               hidden=args.hidden, dropout=args.dropout,
-                               keep_resolution_after=args.keep_resolution_after)
+    model_config = ModelConfig(num_labels=len(labels), input_size=args.input_size or args.size,
+                               width=args.width, hidden=args.hidden, dropout=args.dropout,
+                               keep_resolution_after=args.keep_resolution_after, arch=args.arch)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
         lr_patience=args.lr_patience, init_from=args.init_from,
         loss=LossWeights(args.loss_bce, args.loss_f2, args.loss_focal),
         augment=not args.no_augment, warp=not args.no_warp, seed=args.seed, amp=amp,
-        imagenet_weights=args.imagenet_weights, schedule=args.schedule,
+        imagenet_weights=args.imagenet_weights, pretrained=args.pretrained,
+        schedule=args.schedule,
         run_seed=args.seed + args.member if args.member else None)
 
     def on_epoch(_name: str, history: list[dict[str, float]]) -> None:
@@ -416,6 +462,7 @@ def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None)
         name=name, kind=args.network, labels=labels, image_size=args.size,
         model=model.config.to_dict(), train_config=config.to_dict(),
         epochs=len(history), best_val_f2_no_tta=best,
+        pretrained=pretrained_record(model_config, args),
         split={"seed": args.seed, "val_fraction": args.val_fraction,
                "test_fraction": args.test_fraction, "n_images": {
                    part: len(names) for part, names in split.items()},

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from classifier.inference import to_tensor
-from classifier.model import VGGMultiLabel
+from classifier.model import MultiLabelNetwork
 from classifier.store import CLASSIFIER_DIRS, load_network, network_members, read_pipeline
 
 
@@ -35,7 +35,7 @@ def backbone_file(name: str | Path) -> Path:
     return model_dir / f"{first}.pt"
 
 
-def load_backbone(name: str | Path) -> VGGMultiLabel:
+def load_backbone(name: str | Path) -> MultiLabelNetwork:
     return load_network(backbone_file(name), torch.device("cpu"))
 
 
@@ -46,11 +46,11 @@ def backbone_size(name: str | Path) -> int:
 
 
 @torch.no_grad()
-def describe(model: VGGMultiLabel, images: np.ndarray, batch: int = 256) -> np.ndarray:
+def describe(model: MultiLabelNetwork, images: np.ndarray, batch: int = 256) -> np.ndarray:
     """N x hidden float32 descriptors of uint8 images at the backbone's input size."""
     model.eval()
     device = next(model.parameters()).device
     out = [model.embed(to_tensor(images[i:i + batch], device)).float().cpu()
            for i in range(0, len(images), batch)]
-    hidden = model.config.hidden
+    hidden = model.embedding_dim
     return torch.cat(out).numpy() if out else np.zeros((0, hidden), np.float32)
