@@ -8,15 +8,24 @@ same run, on the same machine.
    bare network forward pass at the same input size and batch size; and the effect of
    channels_last and bfloat16 autocast on the forward pass (with the score difference
    bf16 causes, to judge whether accuracy holds).
+3. With ``--baseline``: the same full pipeline of another model (the previous default,
+   say), timed in this run on the same images, and the ratio of the two.
 
     python bench/bench_classifier.py [--images DIR|TAR] [--model default] [--n 512]
+        [--baseline MODEL_DIR | --baseline git:REV]
+
+``git:REV`` takes ``classifier/default_model`` as it was at commit REV (extracted with
+``git archive`` into a temporary folder), e.g. the default before the current one.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -117,11 +126,7 @@ def bench_pipeline(predictor: Predictor, blobs: list[bytes], batch: int, repeat:
             p16 = torch.sigmoid(network(tta_views(x, 8)).float())
     bf16_diff = float((p32 - p16).abs().max())
 
-    def full() -> None:
-        images = [decode_image(b) for b in blobs]
-        predictor.predict(images)
-
-    t_full = timed(full, max(1, repeat // 2))
+    t_full = full_pipeline_seconds(predictor, blobs, repeat)
     n = len(blobs)
     bare_ips = batch / t_bare
     print(f"\n## Pipeline (input {size}px, batch {batch}, {torch.get_num_threads()} threads, "
@@ -140,6 +145,40 @@ def bench_pipeline(predictor: Predictor, blobs: list[bytes], batch: int, repeat:
           f"{predictor.tta_views * networks} forward passes per image, plus decode/dehaze)")
 
 
+def full_pipeline_seconds(predictor: Predictor, blobs: list[bytes], repeat: int) -> float:
+    """Best wall time of decoding ``blobs`` and predicting them (``Predictor.predict``)."""
+    return timed(lambda: predictor.predict([decode_image(b) for b in blobs]), max(1, repeat // 2))
+
+
+def baseline_model(spec: str, workdir: Path) -> Path:
+    """A model directory, or ``git:REV``: the shipped default as it was at commit REV."""
+    if not spec.startswith("git:"):
+        return Path(spec)
+    root = Path(__file__).resolve().parent.parent
+    blob = subprocess.run(["git", "-C", str(root), "archive", spec[4:],
+                           "classifier/default_model"], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(blob)) as archive:
+        archive.extractall(workdir, filter="data")
+    return workdir / "classifier" / "default_model"
+
+
+def bench_against(predictor: Predictor, baseline: Predictor, blobs: list[bytes],
+                  repeat: int) -> None:
+    """The two models' full pipelines on the same images, alternately, in this run."""
+    ours = full_pipeline_seconds(predictor, blobs, repeat)
+    theirs = full_pipeline_seconds(baseline, blobs, repeat)
+    n = len(blobs)
+
+    def networks(p: Predictor) -> str:
+        return ", ".join(f"{kind}: {len(nets)} x {'/'.join(sorted({n.config.arch for n in nets}))}"
+                         for kind, nets in p.networks.items())
+
+    print(f"\n## Against the baseline model ({n} images, {predictor.tta_views} TTA views)")
+    print(f"baseline {baseline.version} ({networks(baseline)}): {n / theirs:7.1f} img/s")
+    print(f"model    {predictor.version} ({networks(predictor)}): {n / ours:7.1f} img/s  "
+          f"{theirs / ours:.2f}x of the baseline")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,6 +190,8 @@ def main() -> None:
     parser.add_argument("--dehaze-n", type=int, default=20)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline", default=None, metavar="MODEL_DIR|git:REV",
+                        help="also time this model's full pipeline and print the ratio")
     args = parser.parse_args()
     blobs, what = load_jpegs(args.images, args.labels, args.n)
     print(f"# classifier benchmark: {what}; torch {torch.__version__}")
@@ -159,6 +200,11 @@ def main() -> None:
     bench_dehaze(dehaze_inputs, args.repeat)
     predictor = Predictor(args.model, batch_size=args.batch)
     bench_pipeline(predictor, blobs, args.batch, args.repeat)
+    if args.baseline:
+        with tempfile.TemporaryDirectory() as workdir:
+            baseline = Predictor(baseline_model(args.baseline, Path(workdir)),
+                                 batch_size=args.batch)
+            bench_against(predictor, baseline, blobs, args.repeat)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from classifier.store import (
     member_index,
     read_network_file,
     save_network,
+    stored_precision,
     write_pipeline,
 )
 
@@ -200,11 +201,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     outputs: dict[str, np.ndarray] = {}
     networks: dict[str, dict[str, Any]] = {}
     for info in infos:
-        config, state = read_network_file(info.path)  # read before a same-place write
-        model = create_model(ModelConfig(**config))
-        model.load_state_dict(state)
         precision = "fp16" if info.name in fp16 else args.weights
-        save_network(model, out / f"{info.name}.pt", precision)
+        target = out / f"{info.name}.pt"
+        if stored_precision(info.path) == precision:
+            # already stored as it ships: the very bytes (digests that other models,
+            # such as the search backbone, refer to stay valid)
+            if info.path.resolve() != target.resolve():
+                shutil.copyfile(info.path, target)
+        else:
+            config, state = read_network_file(info.path)  # read before a same-place write
+            model = create_model(ModelConfig(**config))
+            model.load_state_dict(state)
+            save_network(model, target, precision)
         networks[info.name] = {**info.to_dict(), "precision": precision}
         stored = load_network(out / f"{info.name}.pt", device)  # outputs of what ships
         for part, views_list in (("val", TTA_VIEWS), ("test", (8,)))[:len(parts)]:

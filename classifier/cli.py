@@ -157,9 +157,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     predictor = _load(args)
     evaluator = Evaluator(predictor, args.labels, args.images)
-    post = predictor.postprocessor
-    results = [evaluator.run(s) for s in ablations(post.config, predictor.is_ensemble,
-                                                   post.consistent)]
+    results = [evaluator.run(s) for s in _ablations(predictor)]
     full = results[0]
     lines = [f"# Ablation report: {predictor.version}", "",
              f"{full['n_images']} images from `{args.labels}`; sample-averaged F2. Every "
@@ -197,6 +195,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ablations(predictor: Predictor) -> list[Setting]:
+    """The model's ablation settings; each member of an ensemble also alone."""
+    alone = [(name, f"{net.config.arch}, {net.config.input_size} px")
+             for kind, names in predictor.member_names.items() if len(names) > 1
+             for name, net in zip(names, predictor.networks[kind])]
+    return ablations(predictor.postprocessor.config, predictor.is_ensemble,
+                     predictor.postprocessor.consistent, alone)
+
+
 def _violations_table(results: list[dict]) -> list[str]:
     """Shares of predicted sets that break the labels' rule (Planet's weather), per
     setting; nothing for labels without a rule."""
@@ -214,8 +221,7 @@ def _violations_table(results: list[dict]) -> list[str]:
 
 
 def _validation_cv_table(evaluator: Evaluator) -> list[str]:
-    post = evaluator.predictor.postprocessor
-    settings = ablations(post.config, evaluator.predictor.is_ensemble, post.consistent)
+    settings = _ablations(evaluator.predictor)
     rows = validation_cv(evaluator.val, settings, labels=evaluator.predictor.labels)
     lines = ["## Cross-validation on the validation outputs", "",
              f"{len(evaluator.val.targets)} validation images, 5 folds x 2 shuffles: each "

@@ -10,6 +10,10 @@ trusting every other tag. This stage restores sets a person can read:
    score reached its threshold: every chip has a weather);
 2. when that label is ``cloudy``, drop every other label.
 
+The land labels' thresholds are fitted for the sets the rule leaves (``fit_thresholds_
+under_rule``): F2 rewards recall, so a hedged pair of weather labels or land under a
+doubtful cloudy was worth something to thresholds fitted without the rule.
+
 The rule is the data's, not the code's: it is switched on for models whose labels
 include the four weather labels (Planet's vocabulary) and recorded in the model, so a
 model trained on other labels (UC Merced's, say) is left as it is. Its F2 cost is
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from classifier.thresholds import fit_thresholds
 
 WEATHER_LABELS = ("clear", "partly_cloudy", "haze", "cloudy")
 OVERCAST_LABEL = "cloudy"
@@ -59,6 +65,25 @@ class TagRule:
         out[overcast] = False
         out[overcast, self.overcast] = True
         return out
+
+    def fit_thresholds_under_rule(self, y: np.ndarray, scores: np.ndarray,
+                                  thresholds: np.ndarray) -> np.ndarray:
+        """Thresholds of the labels the rule leaves to them, refitted for sets decided
+        with the rule. Under it the weather label is the argmax, whatever its threshold,
+        and a cloudy chip keeps no land label: those decisions are fixed in the scores
+        (1 / 0) before the per-label search, so each land threshold is chosen for the
+        sets the app will show. The weather thresholds stay as fitted without the rule
+        (they still say how far a score is from a decision)."""
+        fixed = np.asarray(scores, dtype=np.float64).copy()
+        chosen = self.apply(scores, np.zeros_like(fixed, dtype=bool))
+        weather = list(self.weather)
+        fixed[:, weather] = chosen[:, weather]
+        land = np.ones(fixed.shape[1], dtype=bool)
+        land[weather] = False
+        overcast = chosen[:, self.overcast]
+        fixed[np.ix_(overcast, land)] = 0.0
+        refitted = fit_thresholds(y, fixed, start=0.2)
+        return np.where(land, refitted, thresholds)
 
     def to_dict(self) -> dict[str, Any]:
         return {"weather": list(self.weather), "overcast": self.overcast}

@@ -33,6 +33,7 @@ class Setting:
     views: int = 8
     post: PostprocessConfig = PostprocessConfig()
     members: int | None = None  # None: every ensemble member; 1: member 0 of each network
+    network: str | None = None  # one member alone in place of its kind's ensemble
 
 
 _COMBINE = {"per-label": "per-label choice", "stack": "both networks stacked",
@@ -40,17 +41,20 @@ _COMBINE = {"per-label": "per-label choice", "stack": "both networks stacked",
 
 
 def ablations(shipped: PostprocessConfig, ensemble: bool = False,
-              consistent: bool = False) -> list[Setting]:
+              consistent: bool = False, alone: Sequence[tuple[str, str]] = ()) -> list[Setting]:
     """The full pipeline as shipped, then each stage switched off or swapped on its own
     (``ensemble``: the model has several members of a network, so also one of each;
-    ``consistent``: its tag sets follow a rule, so also without it)."""
+    ``consistent``: its tag sets follow a rule, so also without it; ``alone``: (member,
+    description) pairs, each member scored alone in place of its kind's ensemble)."""
     if shipped.dehaze == "stack":
         swap = Setting("per-label model choice instead of stacking (the paper)",
                        post=replace(shipped, dehaze="per-label"))
     else:
         swap = Setting("stacking both networks instead of the per-label choice",
                        post=replace(shipped, dehaze="stack"))
-    single = [Setting("no ensemble (one network of each kind)", post=shipped, members=1)]
+    single = [Setting("no ensemble (one network of each kind)", post=shipped, members=1),
+              *(Setting(f"{name} alone ({what}) instead of its ensemble", post=shipped,
+                        network=name) for name, what in alone)]
     return [
         Setting(f"full pipeline (TTA8, {_COMBINE[shipped.dehaze]}, {shipped.calibration}, "
                 "tuned thresholds)", post=shipped),
@@ -85,27 +89,34 @@ class Evaluator:
         if not len(self.data.names):
             raise SystemExit("no readable images to evaluate")
         self.val = ValOutputs.load(predictor.model_dir / VAL_OUTPUTS_FILE)
-        self._outputs: dict[tuple[int, int | None], dict[str, np.ndarray]] = {}
+        self._outputs: dict[int, dict[str, dict[str, np.ndarray]]] = {}
 
-    def outputs(self, views: int, members: int | None = None) -> dict[str, np.ndarray]:
-        key = (views, members)
-        if key not in self._outputs:
-            self._outputs[key] = self.predictor.network_outputs(
-                self.data.images, views, needed=list(self.predictor.networks), members=members)
-        return self._outputs[key]
+    def outputs(self, views: int, members: int | None = None,
+                only: str | None = None) -> dict[str, np.ndarray]:
+        """Each kind's probability: the mean of its first ``members`` members, or the
+        member named ``only`` where it is one of them. Every member runs once per
+        ``views``; the settings share those outputs."""
+        if views not in self._outputs:
+            self._outputs[views] = self.predictor.member_outputs(self.data.images, views)
+        out = {}
+        for kind, runs in self._outputs[views].items():
+            chosen = [only] if only in runs else list(runs)[:members]
+            out[kind] = np.mean([runs[name] for name in chosen], axis=0)
+        return out
 
     def postprocessor(self, setting: Setting) -> Postprocessor:
         shipped = self.predictor.postprocessor
-        if setting.post == shipped.config and setting.views == 8 and setting.members is None:
+        if (setting.post == shipped.config and setting.views == 8 and setting.members is None
+                and setting.network is None):
             return shipped
-        return fit_postprocessor(setting.post, self.val.targets,
-                                 self.val.get("original", setting.views, setting.members),
-                                 self.val.get("dehazed", setting.views, setting.members),
-                                 labels=self.predictor.labels)
+        return fit_postprocessor(
+            setting.post, self.val.targets,
+            *(self.val.get(kind, setting.views, setting.members, setting.network)
+              for kind in ("original", "dehazed")), labels=self.predictor.labels)
 
     def run(self, setting: Setting) -> dict[str, Any]:
         post = self.postprocessor(setting)
-        outputs = self.outputs(setting.views, setting.members)
+        outputs = self.outputs(setting.views, setting.members, setting.network)
         scores = post.scores(outputs.get("original"), outputs.get("dehazed"))
         decided = post.decide(scores)
         y = self.data.targets
@@ -158,8 +169,8 @@ def cv_scores(val: ValOutputs, setting: Setting, folds: int = 5, repeats: int = 
     scored on the rest, per split (``repeats`` shuffles): the same splits for every
     setting, so scores of two settings can be compared split by split."""
     y = val.targets
-    p_original = val.get("original", setting.views, setting.members)
-    p_dehazed = val.get("dehazed", setting.views, setting.members)
+    p_original = val.get("original", setting.views, setting.members, setting.network)
+    p_dehazed = val.get("dehazed", setting.views, setting.members, setting.network)
     scores = []
     for fit, held in cv_splits(len(y), folds, repeats, seed):
         post = fit_postprocessor(setting.post, y[fit], p_original[fit],

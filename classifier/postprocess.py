@@ -128,10 +128,12 @@ def fit_postprocessor(config: PostprocessConfig, y_val: np.ndarray, p_original: 
         use_dehazed = np.zeros(n_labels, dtype=bool)
     probs = layer_inputs(config, p_original, p_dehazed, use_dehazed)
     calibrator = fit_calibrator(config.calibration, probs, y_val, seed)
+    rule = TagRule.for_labels(labels) if labels is not None else None
     if config.thresholds == "tuned":
         held_out = cross_fitted_scores(config.calibration, probs, y_val, seed=seed)
         thresholds = fit_thresholds(y_val, held_out)
+        if config.consistent and rule is not None:
+            thresholds = rule.fit_thresholds_under_rule(y_val, held_out, thresholds)
     else:
         thresholds = np.full(n_labels, float(config.thresholds))
-    rule = TagRule.for_labels(labels) if labels is not None else None
     return Postprocessor(config, use_dehazed, calibrator, thresholds, rule=rule)

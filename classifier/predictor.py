@@ -70,9 +70,11 @@ class Predictor:
         self.postprocessor = postprocessor or load_postprocessor(self.spec)
         self.dehaze_params = DehazeParams(**self.spec.get("dehaze", {}))
         # network kind -> its ensemble members (member 0 first)
+        #: network kind -> file stems of its members (member 0 first)
+        self.member_names = network_members(self.model_dir, self.spec)
         self.networks: dict[str, list[MultiLabelNetwork]] = {
             kind: [load_network(self.model_dir / f"{name}.pt", self.device) for name in names]
-            for kind, names in network_members(self.model_dir, self.spec).items()}
+            for kind, names in self.member_names.items()}
         self.version = CLASSIFIER_DIRS.version(self.model_dir)
         first = network_members(self.model_dir, self.spec)["original"][0]
         #: sha256 of the network file whose descriptors ``features=True`` returns
@@ -121,6 +123,19 @@ class Predictor:
                 runs.append(probs)
             out[name] = np.mean(runs, axis=0)
         return out, descriptors
+
+    def member_outputs(self, prepared: np.ndarray, views: int | None = None
+                       ) -> dict[str, dict[str, np.ndarray]]:
+        """Kind -> member name -> that member's TTA-averaged probabilities (every
+        network, for evaluation: what ``network_outputs`` averages)."""
+        views = self.tta_views if views is None else views
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for kind, names in self.member_names.items():
+            inputs = dehaze_many(prepared, self.dehaze_params) if kind == "dehazed" else prepared
+            out[kind] = {name: predict_batches(net, inputs, self.device, views,
+                                               self.batch_size, self.amp)
+                         for name, net in zip(names, self.networks[kind])}
+        return out
 
     def scores(self, prepared: np.ndarray) -> np.ndarray:
         outputs = self.network_outputs(prepared)

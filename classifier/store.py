@@ -75,6 +75,15 @@ def save_network(model: MultiLabelNetwork, path: Path, precision: str = "fp16") 
     torch.save(blob, path)
 
 
+def stored_precision(path: Path) -> str:
+    """How a network file stores its weights: ``int8``, ``fp16`` or ``fp32``."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("int8_scales"):
+        return "int8"
+    floats = [v for v in blob["state_dict"].values() if v.is_floating_point()]
+    return "fp16" if floats and all(v.dtype == torch.float16 for v in floats) else "fp32"
+
+
 def read_network_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """A saved network's config and its weights back in fp32 (int8 ones dequantised)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -189,8 +198,12 @@ class ValOutputs:
     targets: np.ndarray
     probs: dict[str, np.ndarray]
 
-    def get(self, network: str, views: int, members: int | None = None) -> np.ndarray | None:
-        """A kind's probabilities; with ``members`` the mean of its first that many."""
+    def get(self, network: str, views: int, members: int | None = None,
+            only: str | None = None) -> np.ndarray | None:
+        """A kind's probabilities; with ``members`` the mean of its first that many; with
+        ``only`` (the name of one of its members) that member's own."""
+        if only is not None and f"{MEMBER_PREFIX}{only}_tta{views}" in self.probs:
+            return self.probs[f"{MEMBER_PREFIX}{only}_tta{views}"]
         if members is not None:
             own = self.member_outputs(network, views)
             if own:

@@ -122,6 +122,24 @@ def test_each_architecture_trains_and_they_assemble_into_one_model(
     spec = json.loads((model / "pipeline.json").read_text())
     assert spec["members"] == {"original": ["original", "original-1"], "dehazed": ["dehazed"]}
     assert spec["networks"]["original-1"]["model"]["arch"] == "efficientnet_lite0"
+    # networks already stored as they ship are copied, not re-saved: the same bytes
+    again = tmp_path / "again"
+    assert main(["assemble", *(str(model / f"{n}.pt") for n in ("original", "original-1",
+                                                                "dehazed")),
+                 "--images", str(dataset[1]), "--out", str(again), "--weights", "int8",
+                 "--no-test"]) == 0
+    for name in ("original", "original-1", "dehazed"):
+        assert (again / f"{name}.pt").read_bytes() == (model / f"{name}.pt").read_bytes()
+    assert "test" not in json.loads((again / "pipeline.json").read_text())["metrics"]
+    # report scores each member of the ensemble alone, next to the ensemble
+    report = tmp_path / "report"
+    assert main(["report", "--model", str(model), "--labels", str(model / "test.csv"),
+                 "--images", str(dataset[1]), "--out", str(report)]) == 0
+    table = (report / "report.md").read_text()
+    assert "| original-1 alone (efficientnet_lite0, 64 px) instead of its ensemble |" in table
+    assert "| original alone (vgg16_bn, 32 px) instead of its ensemble |" in table
+    rows = {r["setting"]: r["f2"] for r in json.loads((report / "report.json").read_text())}
+    assert len(set(rows.values())) > 3  # the settings really differ
     predictor = Predictor(model, device="cpu")
     chips = [np.random.default_rng(i).integers(0, 255, (40, 40, 3), np.uint8) for i in range(3)]
     results = predictor.predict(chips, features=True)
