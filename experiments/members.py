@@ -32,9 +32,11 @@ from classifier.store import (
 
 
 def member_subsets(val: ValOutputs, post: PostprocessConfig, baseline: Sequence[str] = (),
-                   max_members: int | None = None) -> list[dict[str, Any]]:
+                   max_members: int | None = None,
+                   labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Every subset of the stored original-image members (up to ``max_members``), best
-    first, each paired with ``baseline`` (default: all members)."""
+    first, each paired with ``baseline`` (default: all members); ``labels`` give the
+    post-processing its tag-set rule, so subsets are scored as they would ship."""
     names = val.member_names("original")
     if not names:
         raise SystemExit("the model has one original-image network: no members to choose")
@@ -44,7 +46,8 @@ def member_subsets(val: ValOutputs, post: PostprocessConfig, baseline: Sequence[
     subsets = [tuple(s) for r in range(1, min(len(names), max_members or len(names)) + 1)
                for s in combinations(names, r)]
     reference = tuple(n for n in names if n in baseline) if baseline else tuple(names)
-    scores = {subset: cv_scores(val.with_members("original", subset), Setting("subset", post=post))
+    scores = {subset: cv_scores(val.with_members("original", subset), Setting("subset", post=post),
+                                labels=labels)
               for subset in tqdm({reference, *subsets}, desc="member subsets", unit="subset")}
     rows = [{"members": list(subset), **paired(scores[subset], scores[reference])}
             for subset in subsets]
@@ -60,9 +63,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     model_dir = CLASSIFIER_DIRS.resolve(args.model)
     val = ValOutputs.load(model_dir / VAL_OUTPUTS_FILE)
-    post = load_postprocessor(read_pipeline(model_dir)).config
+    spec = read_pipeline(model_dir)
+    post = load_postprocessor(spec).config
     baseline = [name for name in args.baseline.split(",") if name]
-    rows = member_subsets(val, post, baseline, args.max_members)
+    rows = member_subsets(val, post, baseline, args.max_members, spec["labels"])
     print(f"{len(val.targets)} validation images, 5 folds x 2 shuffles, post-processing "
           f"refitted per fold; vs {', '.join(baseline) or 'all members'} (± standard error)")
     for row in rows:

@@ -20,6 +20,7 @@ AWKWARD = {  # name -> kind; every one of these must be tagged
     "alpha.png": "rgba", "palette.gif": "palette", "depth16.png": "gray16",
     "fourband.tif": "tiff4",
 }
+WEATHER = {"clear", "haze", "partly_cloudy", "cloudy"}
 BAD = {  # name -> (kind, words the error must contain)
     "half.jpg": ("truncated", "truncated"), "notes.txt": ("text", "not an image"),
     "empty.jpg": ("empty", "empty"), "bomb.png": ("bomb", "pixels"),
@@ -52,6 +53,10 @@ def test_batch_with_bad_files_is_tagged_except_the_bad_ones(api, worker):
         assert len(item["probabilities"]) == 17
         assert all(0.0 <= p <= 1.0 for p in item["probabilities"].values())
         assert set(item["tags"]) <= set(item["probabilities"])
+        # the shipped model's sets follow Planet's rule: one weather label, alone if cloudy
+        weather = set(item["tags"]) & WEATHER
+        assert len(weather) == 1, item["tags"]
+        assert weather != {"cloudy"} or item["tags"] == ["cloudy"], item["tags"]
     for name, (_, words) in BAD.items():
         assert by_name[name]["status"] == "failed"
         assert words in by_name[name]["error"], by_name[name]["error"]
