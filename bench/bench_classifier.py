@@ -12,10 +12,12 @@ same run, on the same machine.
    say), timed in this run on the same images, and the ratio of the two.
 
     python bench/bench_classifier.py [--images DIR|TAR] [--model default] [--n 512]
-        [--baseline MODEL_DIR | --baseline git:REV]
+        [--baseline MODEL_DIR | --baseline git:REV] [--smoke]
 
 ``git:REV`` takes ``classifier/default_model`` as it was at commit REV (extracted with
 ``git archive`` into a temporary folder), e.g. the default before the current one.
+``--smoke`` (the test suite's run): 8 images, 2 for dehazing, batch 8, one repeat;
+seconds, no figures worth keeping.
 """
 
 from __future__ import annotations
@@ -192,7 +194,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--baseline", default=None, metavar="MODEL_DIR|git:REV",
                         help="also time this model's full pipeline and print the ratio")
+    parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite: "
+                        "--n 8 --dehaze-n 2 --batch 8 --repeat 1")
     args = parser.parse_args()
+    if args.smoke:
+        args.n, args.dehaze_n, args.batch, args.repeat = 8, 2, 8, 1
     blobs, what = load_jpegs(args.images, args.labels, args.n)
     print(f"# classifier benchmark: {what}; torch {torch.__version__}")
     dehaze_inputs = [np.asarray(Image.fromarray(decode_image(b)).resize((256, 256)))

@@ -6,6 +6,7 @@ heal job must finish every batch, and every image must be predicted exactly once
                                  [--database-url URL|sqlite] [--kill-at 10]
                                  [--redis-restart-at 20] [--window 300]
                                  [--stale SECONDS] [--heal-interval SECONDS] [--keep]
+                                 [--smoke]
 
 1. Setup: a temporary directory for VAR_DIR and MEDIA_ROOT; a fresh PostgreSQL database
    ``bench_faults_<random>`` on 127.0.0.1:5432 (user postgres), dropped at the end, unless
@@ -29,15 +30,22 @@ heal job must finish every batch, and every image must be predicted exactly once
    port (every queued or unacknowledged message is lost). A negative time skips a fault.
 5. Measure: the database is polled every second (psycopg or sqlite3 in this process; no
    Django here) for items still queued and batches not done; a timeline line every 10 s;
-   it stops when everything is done or ``--window`` s after the last fault.
+   it stops when everything is done or ``--window`` s after the last fault. Then every
+   user reads their batch back with their token (GET /api/batches/<id>/), as a client
+   polling it would: each answer must be 200, a non-empty body, and the batch done.
 
 The report: items and batches unfinished at the end (expected 0), the time from the last
 fault until the last batch finished, exactly-once (Prediction rows == distinct images, and
-the sum of ``predicted=N`` in the workers' logs == Prediction rows), the heal job's
-resends ("heal: sent" in the logs), 5xx answers during the uploads, and a digest of the
+the sum of ``predicted=N`` in the workers' logs == Prediction rows), the batches read back
+by their owners, the heal job's resends ("heal: sent" in the logs), 5xx answers during the
+uploads, and a digest of the
 warnings and errors in every log. Everything (processes, Redis, database, temporary
 directory unless ``--keep``) is cleaned up at the end, also on Ctrl-C. Exit status 1 when
 a check fails.
+
+``--smoke`` (the test suite's run): 2 users x 4 chips, 2 workers, the kill at +1 s and the
+Redis restart at +2 s, stale after 5 s, heal every 2 s, a 120 s window; the same checks.
+About a minute, most of it starting the services.
 """
 
 from __future__ import annotations
@@ -442,6 +450,28 @@ def upload_all(port: int, tokens: list[str], bodies: list[tuple[bytes, str]]) ->
     return results
 
 
+def read_back(port: int, tokens: list[str], uploads: list[Upload]) -> tuple[int, list[str]]:
+    """Each accepted batch as its owner's client sees it: (how many answered 200 with a
+    non-empty body and status done, what the others answered)."""
+    good, bad = 0, []
+    for upload in uploads:
+        if upload.batch is None:
+            continue
+        url = f"http://127.0.0.1:{port}/api/batches/{upload.batch}/"
+        status, body = http(url, headers={"Authorization": f"Token {tokens[upload.user]}"},
+                            timeout=30)
+        try:
+            state = json.loads(body).get("status") if status == 200 and body else None
+        except (ValueError, AttributeError):
+            state = None
+        if state == "done":
+            good += 1
+        else:
+            bad.append(f"user {upload.user} batch {upload.batch}: {status or 'no answer'} "
+                       f"status {state!r} ({len(body)} bytes)")
+    return good, bad
+
+
 # --- faults and measurement --------------------------------------------------------------
 
 @dataclass
@@ -596,7 +626,7 @@ def heal_resends(text: str) -> tuple[int, list[int]]:
 
 def report(args, uploads: list[Upload], upload_seconds: float, chips_sent: int,
            distinct_sent: int, run: Run, outcome: dict, gunicorn: Service,
-           workers: list[Service]) -> bool:
+           workers: list[Service], read: tuple[int, list[str]]) -> bool:
     worker_text = {w.name: w.text() for w in workers}
     predicted_logged = {name: sum(int(n) for n in re.findall(r"predicted=(\d+)", text))
                         for name, text in worker_text.items()}
@@ -633,6 +663,9 @@ def report(args, uploads: list[Upload], upload_seconds: float, chips_sent: int,
             say(f"  user {u.user}: {u.status or 'no answer'} {u.detail[:200]!r}")
     for when, what in run.faults:
         say(f"fault at t={when - run.uploads_done:+.1f}s: {what}")
+    read_ok, read_bad = read
+    for line in read_bad[:5]:
+        say(f"  read back: {line}")
     say(f"items: {outcome['done_items']} done, {outcome['failed']} failed; attempts per item "
         f"{dict(sorted(outcome['attempts'].items()))}")
     for error, n in outcome["errors"][:5]:
@@ -669,6 +702,8 @@ def report(args, uploads: list[Upload], upload_seconds: float, chips_sent: int,
          outcome["duplicates"] == 0),
         ("sum of predicted=N in logs == Prediction rows", f"{logged} / {outcome['predictions']}",
          logged == outcome["predictions"]),
+        ("batches read back by their owners (200, done)",
+         f"{read_ok}/{len(uploads)}", read_ok == len(uploads)),
         ("heal resends (\"heal: sent\")", f"{heal_total} ({len(heal_batches)} batches)", None),
         ("database poll errors", str(run.poll_errors), None),
     ]
@@ -706,7 +741,13 @@ def main() -> int:
                         help="HEAL_INTERVAL_SECONDS (default: the production 30)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (logs, media) and say where")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run for the test suite: --users 2 --chips 4 --kill-at 1 "
+                             "--redis-restart-at 2 --stale 5 --heal-interval 2 --window 120")
     args = parser.parse_args()
+    if args.smoke:
+        args.users, args.chips, args.kill_at, args.redis_restart_at = 2, 4, 1, 2
+        args.stale, args.heal_interval, args.window = 5, 2, 120
     if args.users < 1 or args.chips < 1 or args.workers < 1:
         parser.error("--users, --chips and --workers must be at least 1")
 
@@ -776,9 +817,10 @@ def main() -> int:
 
         monitor(args, db, redis, workers, run)
         outcome = database_outcome(db)
+        read = read_back(port, tokens, uploads)
         stop_all(services)  # logs complete before they are read
         ok = report(args, uploads, upload_seconds, chips_sent, distinct, run, outcome,
-                    gunicorn, workers)
+                    gunicorn, workers, read)
     except KeyboardInterrupt:
         say("\ninterrupted: cleaning up")
     finally:

@@ -1,12 +1,17 @@
 """Gallery and image-API latency with 100,000 images, against the same pages at 1,000.
 
-    python bench/bench_gallery.py [--n 100000] [--baseline 1000] [--repeat 5]
+    python bench/bench_gallery.py [--n 100000] [--baseline 1000] [--repeat 5] [--smoke]
 
 Builds a throw-away database (SQLite in a temp folder, or DATABASE_URL's server with a
-`bench_` database), fills it with synthetic images, predictions and labels drawn from
-the Planet label frequencies, then times full page renders through Django's test client
-for typical filters. Prints milliseconds per request and the ratio 100k / 1k: a gallery
-that scans everything grows ~100x; an indexed one stays near 1x.
+`bench_gallery` database), fills it with synthetic images, predictions and labels drawn
+from the Planet label frequencies, then times full page renders through Django's test
+client for typical filters, as a user logged in through the login form (reads need a
+login). Every timed answer must be the page itself (status 200, a non-empty body), never
+a redirect or an error page. Prints milliseconds per request and the ratio 100k / 1k: a
+gallery that scans everything grows ~100x; an indexed one stays near 1x.
+
+``--smoke`` (the test suite's run): 30 and 60 images, one repeat; seconds, no figures
+worth keeping.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from as_user import checked, logged_in_client  # noqa: E402
 
 FREQUENCIES = {  # share of Planet chips carrying each label (train_v2.csv)
     "primary": 0.93, "clear": 0.70, "agriculture": 0.31, "road": 0.20, "water": 0.18,
@@ -112,19 +119,17 @@ def fill(total: int, start: int, rng) -> None:
             bar.update(hi - lo)
 
 
-def time_queries(repeat: int) -> dict[str, float]:
-    from django.test import Client
-
-    client = Client()
+def time_queries(client, repeat: int) -> dict[str, float]:
+    """Median ms per request; every answer (warm-up included) checked as a user's page."""
     out = {}
     for name, url in QUERIES.items():
-        response = client.get(url)  # warm-up, and a sanity check
-        assert response.status_code == 200, (url, response.status_code)
+        checked(client.get(url), url)  # warm-up
         samples = []
         for _ in range(repeat):
             start = time.perf_counter()
-            client.get(url)
+            response = client.get(url)
             samples.append((time.perf_counter() - start) * 1000)
+            checked(response, url)
         out[name] = statistics.median(samples)
     return out
 
@@ -135,7 +140,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--baseline", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run for the test suite: --n 60 --baseline 30 --repeat 1")
     args = parser.parse_args()
+    if args.smoke:
+        args.n, args.baseline, args.repeat = 60, 30, 1
     import numpy as np
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,12 +152,14 @@ def main() -> None:
         from django.db import connection
 
         create_database()
+        client = logged_in_client()
         rng = np.random.default_rng(0)
         fill(args.baseline, 0, rng)
-        base = time_queries(args.repeat)
+        base = time_queries(client, args.repeat)
         fill(args.n, args.baseline, rng)
-        big = time_queries(args.repeat)
-        print(f"\ndatabase: {connection.vendor}; median of {args.repeat} full requests (ms)")
+        big = time_queries(client, args.repeat)
+        print(f"\ndatabase: {connection.vendor}; median of {args.repeat} full requests (ms), "
+              "logged in; every answer 200 with a page")
         print(f"{'request':44s} {args.baseline:>9,} {args.n:>9,}   ratio")
         for name in QUERIES:
             print(f"{name:44s} {base[name]:9.1f} {big[name]:9.1f}   {big[name] / base[name]:5.2f}x")

@@ -1,7 +1,7 @@
 """Whole scenes end to end: tiles/s of a large 4-band 16-bit GeoTIFF through the web
 app's path against the predictor alone on the same chips, and the worker's peak memory.
 
-    python bench/bench_scene.py [--side 10000] [--chunk 64] [--keep DIR]
+    python bench/bench_scene.py [--side 10000] [--chunk 64] [--keep DIR] [--smoke]
 
 1. A ``--side`` x ``--side`` px, 4-band (Planet's B, G, R, NIR), uint16 GeoTIFF (UTM,
    3 m pixels, tiled 256 px, deflate; smooth fields + noise, a nodata corner) is written
@@ -19,6 +19,11 @@ app's path against the predictor alone on the same chips, and the worker's peak 
 
 Prints tiles/s of both, their ratio (target >= 0.7x) and the worker's peak RSS (target
 < 2.5 GB, models included). No broker: ``jobs._send`` is a no-op. MB = 10^6 bytes.
+Exit status 1 when a target is missed.
+
+``--smoke`` (the test suite's run): a 768 px scene (9 tiles) in chunks of 8; the targets
+are not judged (too few tiles to time), but every tile must be predicted: exit status 1
+otherwise. Seconds, no figures worth keeping.
 """
 
 from __future__ import annotations
@@ -179,10 +184,14 @@ def main() -> int:
     parser.add_argument("--side", type=int, default=10_000)
     parser.add_argument("--chunk", type=int, default=64)
     parser.add_argument("--keep", help="folder for the generated scene (kept for reruns)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run for the test suite: --side 768 --chunk 8")
     parser.add_argument("--child", choices=("e2e", "predictor"), help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     parser.add_argument("--small", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.side, args.chunk = 768, 8
     if args.child:
         fn = {"e2e": lambda: child_e2e(Path(args.scene), args.chunk, Path(args.small)),
               "predictor": lambda: child_predictor(Path(args.scene), args.chunk)}[args.child]
@@ -214,6 +223,12 @@ def main() -> int:
           f"{'OK' if ratio >= TARGET_RATIO else 'MISSED'}")
     print(f"worker peak  : {peak_mb:.0f} MB VmHWM (target < {TARGET_PEAK_MB} MB) "
           f"{'OK' if peak_mb < TARGET_PEAK_MB else 'MISSED'}")
+    if args.smoke:
+        complete = (e2e["failed"] == 0 and e2e["predictions"] == e2e["tiles"] > 0
+                    and e2e["status"] == "done" and alone["tiles"] == e2e["tiles"])
+        print(f"smoke        : {'every tile predicted' if complete else 'TILES MISSING'} "
+              "(targets not judged)")
+        return 0 if complete else 1
     return 0 if ratio >= TARGET_RATIO and peak_mb < TARGET_PEAK_MB else 1
 
 

@@ -10,9 +10,11 @@ so thread settings cannot leak from one to the next. The last column is the time
 epoch over ``--epoch-images`` chips would take (default: the 25,906 Planet training chips).
 
     python bench/bench_training.py [--size 32] [--width 0.5] [--widths 0.75,1.0]
-                                   [--batch-size 64] [--steps 20] [--repeat 3]
+                                   [--batch-size 64] [--steps 20] [--repeat 3] [--smoke]
 
 The configurations run in turn, ``--repeat`` rounds; each prints its median round.
+``--smoke`` (the test suite's run): batch 8, one step, one round, every configuration;
+seconds, no figures worth keeping.
 """
 
 from __future__ import annotations
@@ -114,11 +116,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3, help="rounds over all configurations")
+    parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite: "
+                        "--batch-size 8 --steps 1 --repeat 1")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.batch_size, args.steps, args.repeat = 8, 1, 1
     if args.child:
         print(json.dumps(measure(args)))
         return

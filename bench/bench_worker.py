@@ -3,7 +3,8 @@ batch of very large images against a batch of chips; every figure is measured in
 
     python bench/bench_worker.py [--images DIR|TAR] [--n 256] [--chunk 64] [--repeat 3]
                                  [--chunks 16,64] [--big-n 64] [--big-side 6300]
-                                 [--chunk-pixels PIXELS] [--no-throughput] [--no-memory]
+                                 [--chunk-pixels PIXELS] [--memory-chips 64]
+                                 [--no-throughput] [--no-memory] [--smoke]
 
 1. Throughput, images/s: ``recognition.process_batch`` on a submitted batch of ``--n``
    images (one decode each, shrunk while decoding, one forward pass per chunk of
@@ -22,7 +23,8 @@ batch of very large images against a batch of chips; every figure is measured in
    idle RSS once the predictor and the search model are loaded and warm, then the peak
    (``ru_maxrss`` and VmHWM) after ``process_batch`` of ``--big-n`` nearly flat PNGs of
    ``--big-side`` px (about 140 KB each, ~40 MP, all distinct: one PNG with a different
-   tEXt chunk per copy), and of 64 chips of 256 px, at each chunk size of ``--chunks``.
+   tEXt chunk per copy), and of ``--memory-chips`` chips of 256 px (64), at each chunk
+   size of ``--chunks``.
    Target: peak < 2.5 GB (models included) for the big batch at every chunk size (with
    the default pixel budget a chunk of big images stops at 5; ``--chunk-pixels`` raises
    it so that ``--chunk`` applies to them too). These processes run first, while this
@@ -31,6 +33,9 @@ batch of very large images against a batch of chips; every figure is measured in
 
 No broker is needed: ``webapp.services.jobs._send`` is replaced by a no-op. Everything
 (SQLite database, media, var/) lives in a temporary directory per process. MB = 10^6 bytes.
+
+``--smoke`` (the test suite's run): 4 chips in chunks of 4, one round; memory runs of one
+1,200 px PNG and 4 chips; seconds, no figures worth keeping.
 """
 
 from __future__ import annotations
@@ -62,7 +67,6 @@ sys.path.insert(0, str(ROOT))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 TARGET_RATIO = 0.8
 TARGET_PEAK_MB = 2500
-CHIPS_FOR_MEMORY = 64
 
 
 # --- images ------------------------------------------------------------------------------
@@ -321,7 +325,7 @@ def child(args) -> None:
                 (f"big{i}.png", png_copy(base, i)) for i in range(args.big_n))
             total = args.big_n
         else:
-            files, total = synthetic_chips(CHIPS_FOR_MEMORY, seed=1), CHIPS_FOR_MEMORY
+            files, total = synthetic_chips(args.memory_chips, seed=1), args.memory_chips
         batch = upload(user, files, total=total, desc=f"upload {args.child}")
         loaded = memory_status()
 
@@ -358,7 +362,8 @@ def child(args) -> None:
 def run_child(kind: str, chunk: int, args, base_png: Path) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", kind,
                "--chunk", str(chunk), "--big-n", str(args.big_n), "--base-png", str(base_png),
-               "--chunk-pixels", str(args.chunk_pixels)]
+               "--chunk-pixels", str(args.chunk_pixels), "--memory-chips",
+               str(args.memory_chips)]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -397,7 +402,7 @@ def report_memory(args, rows: list[dict], size: int) -> None:
     print(f"\n2. peak resident memory, one fresh process per batch (idle = models loaded and "
           f"warm); big: {args.big_n} PNGs of {args.big_side}x{args.big_side} px "
           f"({megapixels:.1f} MP, {size / 1e3:.0f} KB each, all distinct); chip: "
-          f"{CHIPS_FOR_MEMORY} JPEGs of 256x256 px; chunk pixel budget "
+          f"{args.memory_chips} JPEGs of 256x256 px; chunk pixel budget "
           f"{budget}; MB = 10^6 bytes; idle HWM = VmHWM while loading and warming up; "
           f"peak RSS = ru_maxrss after the batch")
     print(f"{'':>3}{'chunk':>5} {'batch':<6} {'idle RSS':>9} {'idle HWM':>9} {'peak RSS':>9} "
@@ -440,11 +445,18 @@ def main() -> None:
     parser.add_argument("--chunk-pixels", type=int, default=0,
                         help="PREDICT_CHUNK_PIXELS (default: the settings' own, 200 MP: "
                              "chunks of 5 big images whatever --chunk)")
+    parser.add_argument("--memory-chips", type=int, default=64,
+                        help="256 px chips in the memory run's chip batch")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--child", choices=("big", "chip"), help=argparse.SUPPRESS)
     parser.add_argument("--base-png", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite: "
+                        "--n 4 --chunk 4 --repeat 1 --big-n 1 --big-side 1200 --memory-chips 4")
     args = parser.parse_args()
+    if args.smoke:
+        args.n, args.chunk, args.repeat, args.chunks = 4, 4, 1, ""
+        args.big_n, args.big_side, args.memory_chips = 1, 1200, 4
     if args.child:
         child(args)
         return

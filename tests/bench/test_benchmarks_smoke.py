@@ -1,0 +1,95 @@
+"""Every benchmark in bench/ runs end to end at a tiny size (``--smoke``), so that a change
+that breaks one breaks the suite. Each runs as an operator would start it: a process of its
+own from the repository root, with a clean environment (none of this test session's
+Django settings, database or PUBLIC_READS), one thread per library."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 600  # seconds per benchmark: a busy 2-core machine; most take well under a minute
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/webapp")
+CLEARED = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "PUBLIC_READS", "VAR_DIR", "MEDIA_ROOT",
+           "PREDICT_CHUNK_SIZE", "PREDICT_CHUNK_PIXELS", "BENCH_PROFILE")
+GALLERY_LINES = [r"logged in; every answer 200 with a page",
+                 *(rf"^{re.escape(name)}\s+[\d.]+\s+[\d.]+\s+[\d.]+x$" for name in (
+                     "gallery, no filter", "gallery, page 500", "gallery, tags any water,road",
+                     "gallery, tags all water,road,habitation", "gallery, rare tag blow_down",
+                     "gallery, unreviewed, confidence>=0.5",
+                     "api images, tags all clear,primary"))]
+
+
+def classifier_baseline() -> list[str]:
+    """--baseline at the checked-out commit (git:REV), or the model folder without git."""
+    return ["--baseline", "git:HEAD" if (ROOT / ".git").exists() else "classifier/default_model"]
+
+
+# (test id, script, extra arguments, extra environment, lines the output must contain: regexes)
+CASES = [
+    ("classifier", "bench_classifier.py", classifier_baseline(), {}, [
+        r"^## Dehazing", r"^speed-up: [\d.]+x", r"^full pipeline from JPEG bytes: +[\d.]+ img/s",
+        r"^## Against the baseline model \(8 images", r"[\d.]+x of the baseline$"]),
+    ("gallery-sqlite", "bench_gallery.py", [], {}, [r"^database: sqlite;", *GALLERY_LINES]),
+    ("gallery-postgresql", "bench_gallery.py", [], {"DATABASE_URL": POSTGRES_URL},
+     [r"^database: postgresql;", *GALLERY_LINES]),
+    ("search", "bench_search.py", [], {}, [
+        r"^\s+2,000\s+[\d.]+\s+[\d.]+\s+[\d.]+x$", r"^encoding with default",
+        r"^  text query:", r"^  image query:", r"^live index: 5,000 64-bit codes",
+        r"^  during ingestion", r"^  at compaction thresholds", r"^  bulk load"]),
+    ("worker", "bench_worker.py", [], {}, [
+        r"worker round 1: 4 predicted, 0 reused, 0 failed, 4 with display copies, 4 with "
+        r"search codes", r"ratio worker / predictor alone: [\d.]+x",
+        r"^\s+4 big .* 1 done, 0 failed, 1 codes$", r"^\s+4 chip .* 4 done, 0 failed, 4 codes$"]),
+    ("scene", "bench_scene.py", [], {}, [
+        r"^end to end   : 9 tiles .* failed 0, predictions 9, scene done$",
+        r"^predictor    : 9 tiles", r"^smoke        : every tile predicted"]),
+    ("training", "bench_training.py", [], {}, [
+        rf"^{re.escape(name)}\s+\d+ ms/step" for name in (
+            "default: all cores, channels_last, fp32", "plain NCHW memory", "bfloat16 autocast",
+            "one thread", "two one-thread processes at once")]),
+    ("faults", "bench_faults.py", [], {}, [
+        r"^faults struck while batches were unfinished\s+yes\s+yes$",
+        r"^items unfinished at the end\s+0\s+yes$",
+        r"^Prediction rows == distinct images\s+8 / 8\s+yes$",
+        r"^batches read back by their owners \(200, done\)\s+2/2\s+yes$"]),
+]
+
+
+def environment(extra: dict[str, str]) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in CLEARED}
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize(("script", "args", "env", "expected"),
+                         [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_benchmark_runs_end_to_end(script, args, env, expected):
+    command = [sys.executable, f"bench/{script}", "--smoke", *args]
+    done = subprocess.run(command, cwd=ROOT, env=environment(env), capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    shown = f"$ {' '.join(command)}\nstdout:\n{done.stdout[-6000:]}\nstderr:\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, shown
+    missing = [line for line in expected if not re.search(line, done.stdout, re.M)]
+    assert not missing, f"missing in the output: {missing}\n{shown}"
+
+
+def test_every_benchmark_has_a_smoke_run():
+    scripts = {path.name for path in (ROOT / "bench").glob("bench_*.py")}
+    assert scripts == {case[1] for case in CASES}
+
+
+def test_make_bench_runs_every_speed_benchmark():
+    """bench_faults.py (the fault scenario, minutes) runs on its own; the rest in make bench."""
+    recipe = re.search(r"^bench:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M)
+    assert recipe, "no bench target in the Makefile"
+    listed = set(re.findall(r"bench/(bench_\w+\.py)", recipe.group(1)))
+    scripts = {path.name for path in (ROOT / "bench").glob("bench_*.py")}
+    assert listed == scripts - {"bench_faults.py"}
