@@ -57,7 +57,8 @@ def ablations(shipped: PostprocessConfig, ensemble: bool = False,
                         network=name) for name, what in alone)]
     return [
         Setting(f"full pipeline (TTA8, {_COMBINE[shipped.dehaze]}, {shipped.calibration}, "
-                "tuned thresholds)", post=shipped),
+                "tuned thresholds" + (", consistent sets)" if consistent else ")"),
+                post=shipped),
         Setting("no TTA", views=1, post=shipped),
         *(single if ensemble else []),
         Setting("no dehazed model (original only)", post=replace(shipped, dehaze="original")),

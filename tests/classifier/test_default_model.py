@@ -8,42 +8,51 @@ import numpy as np
 import torch
 
 from classifier import load_predictor
+from classifier.consistency import WEATHER_LABELS, violations
+from classifier.efficientnet import packaged_weights, weights_digest
 from classifier.store import CLASSIFIER_DIRS, ValOutputs
 
 DEFAULT_MODEL_DIR = CLASSIFIER_DIRS.default
 
 
-def test_default_model_is_the_documented_ensemble() -> None:
-    spec = json.loads((DEFAULT_MODEL_DIR / "pipeline.json").read_text())
-    assert spec["members"] == {"original": ["original", "original-6", "original-8"],
-                               "dehazed": ["dehazed"]}
+def spec() -> dict:
+    return json.loads((DEFAULT_MODEL_DIR / "pipeline.json").read_text())
+
+
+def test_default_model_is_the_documented_model() -> None:
+    model = spec()
+    assert model["members"] == {"original": ["original-1"], "dehazed": ["dehazed"]}
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
-    assert size <= 25 * 2**20, f"the default model takes {size / 2**20:.1f} MB"
-    blob = torch.load(DEFAULT_MODEL_DIR / "original-8.pt", map_location="cpu", weights_only=True)
-    assert blob["config"]["keep_resolution_after"] == 4
+    assert size <= 40 * 2**20, f"the default model takes {size / 2**20:.1f} MB"
+    efficientnet = model["networks"]["original-1"]
+    assert efficientnet["model"]["arch"] == "efficientnet_lite0"
+    assert efficientnet["model"]["input_size"] == 96
+    assert efficientnet["pretrained"]["sha256"] == weights_digest(packaged_weights())
+    blob = torch.load(DEFAULT_MODEL_DIR / "original-1.pt", map_location="cpu", weights_only=True)
+    assert not any(v.dtype == torch.int8 for v in blob["state_dict"].values())  # fp16
+    blob = torch.load(DEFAULT_MODEL_DIR / "dehazed.pt", map_location="cpu", weights_only=True)
+    assert blob["config"].get("arch", "vgg16_bn") == "vgg16_bn"
     assert any(v.dtype == torch.int8 for v in blob["state_dict"].values())
-    # member 0 stays fp16: the search model's default backbone
-    blob = torch.load(DEFAULT_MODEL_DIR / "original.pt", map_location="cpu", weights_only=True)
-    assert not any(v.dtype == torch.int8 for v in blob["state_dict"].values())
 
 
-def test_default_model_predicts_with_every_member() -> None:
+def test_default_model_decides_consistent_sets() -> None:
+    model = spec()
+    assert model["postprocess"]["config"]["consistent"] and model["postprocess"]["rule"]
+    assert model["metrics"]["val"]["violations"] == {
+        "two_or_more_weather": 0.0, "no_weather": 0.0, "cloudy_with_land": 0.0}
     predictor = load_predictor("default", device="cpu")
-    assert [len(m) for m in predictor.networks.values()] == [3, 1]
+    assert [n.config.arch for n in predictor.networks["original"]] == ["efficientnet_lite0"]
     rng = np.random.default_rng(0)
-    chips = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
-    prepared = predictor.prepare(chips)
-    both = predictor.network_outputs(prepared, needed=["original"])["original"]
-    first = predictor.network_outputs(prepared, needed=["original"], members=1)["original"]
-    assert both.shape == first.shape == (3, len(predictor.labels))
-    assert not np.allclose(both, first)
+    chips = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(6)]
     results = predictor.predict(chips)
-    assert len(results) == 3 and all(set(r.probabilities) == set(predictor.labels)
-                                      for r in results)
+    assert all(set(r.probabilities) == set(predictor.labels) for r in results)
+    decided = np.array([[label in r.tags for label in predictor.labels] for r in results])
+    assert violations(decided, predictor.labels) == {
+        "two_or_more_weather": 0.0, "no_weather": 0.0, "cloudy_with_land": 0.0}
+    assert all(len(set(r.tags) & set(WEATHER_LABELS)) == 1 for r in results)
 
 
-def test_stored_validation_outputs_match_the_members() -> None:
+def test_stored_validation_outputs_are_the_networks() -> None:
     val = ValOutputs.load(DEFAULT_MODEL_DIR / "val_outputs.npz")
-    members = val.member_outputs("original", 8)
-    assert len(members) == 3
-    np.testing.assert_allclose(val.get("original", 8), np.mean(members, axis=0), atol=1e-6)
+    assert val.get("original", 8).shape == val.get("dehazed", 8).shape == (3238, 17)
+    assert val.get("original", 1) is not None
