@@ -22,6 +22,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from imagery import formats
+
 DEFAULT_MAX_PIXELS = 40_000_000
 # EXIF orientation -> the transpose that shows the picture upright (as ImageOps does)
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
@@ -88,6 +90,18 @@ def _reduce(img: Image.Image, factor: int) -> Image.Image:
         return _to_rgb(img).reduce(factor)
 
 
+def _pil_formats(source: str | Path | BinaryIO) -> tuple[str, ...]:
+    """The PIL plugins allowed to decode ``source``: the one its magic bytes name."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as stream:
+            found = formats.sniff(stream.read(formats.HEAD_BYTES))
+    else:
+        found = formats.sniff_file(source)
+    if found is None:
+        raise ImageDecodeError(formats.NOT_READABLE)
+    return found.pil_formats
+
+
 def decode_image(
     source: bytes | str | Path | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS,
     keep_longest: int = 0, keep_shortest: int = 0,
@@ -104,9 +118,10 @@ def decode_image(
             raise ImageDecodeError("the file is empty")
         source = io.BytesIO(source)
     try:
+        allowed = _pil_formats(source)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
+            with Image.open(source, formats=allowed) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageDecodeError(

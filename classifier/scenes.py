@@ -29,7 +29,6 @@ Used by the web app's workers (webapp.services.scenes) and by
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,16 +37,15 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-# GDAL's block cache (MB): its default, 5% of the machine's memory, would let one worker
-# keep gigabytes of a scene it reads once, strip by strip.
-os.environ.setdefault("GDAL_CACHEMAX", "128")
-# Deflate/LZW/ZSTD blocks of one read are decompressed in parallel (the model waits anyway).
-os.environ.setdefault("GDAL_NUM_THREADS", "ALL_CPUS")
+import imagery.gdal_env  # noqa: F401 - GDAL confined (no network, few drivers) before use
+from imagery import formats
 
 PLANET_RGB = (3, 2, 1)  # Planet analytic band order B, G, R, NIR -> R, G, B (1-based)
 STRETCH_PERCENTILES = (2.0, 98.0)
 WGS84 = "EPSG:4326"
 EDGES = ("pad", "drop")
+SCENE_DRIVERS = ("GTiff", "JPEG", "PNG")  # the GDAL drivers that ever open a scene
+READ_BLOCK_WIDTH = 4096  # px of a tile row read at once: memory follows this, not the width
 
 
 class SceneError(ValueError):
@@ -192,17 +190,47 @@ def to_rgb8(bands: np.ndarray, limits: list[tuple[float, float]] | None,
     return rgb
 
 
-def _open(source: str | Path | BinaryIO):
+def _driver_for(source: str | Path | BinaryIO) -> str:
+    """The one GDAL driver allowed to open ``source``, from its magic bytes."""
+    if isinstance(source, (str, Path)):
+        try:
+            with open(source, "rb") as stream:
+                found = formats.sniff(stream.read(formats.HEAD_BYTES))
+        except OSError as exc:
+            raise SceneError("the file could not be read") from exc
+    else:
+        found = formats.sniff_file(source)
+    if found is None or found.gdal_driver not in SCENE_DRIVERS:
+        raise SceneError(formats.NOT_READABLE)
+    return found.gdal_driver
+
+
+def _open(source: str | Path | BinaryIO, driver: str | None = None):
+    """Open with exactly one driver: ``driver``, or the one the magic bytes name."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+    driver = driver or _driver_for(source)
+    if driver not in SCENE_DRIVERS:
+        raise SceneError(formats.NOT_READABLE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
-            return rasterio.open(source)
+            return rasterio.open(source, driver=driver)
         except RasterioIOError as exc:
-            raise SceneError("not a raster this app can read (GDAL does not recognise "
-                             "the format, or the file is broken)") from exc
+            raise SceneError("the file's header is broken or truncated (it could not be "
+                             "read as " + driver + ")") from exc
+        except Exception as exc:  # noqa: BLE001 - any parser failure is this file's alone
+            raise SceneError(f"the file's header could not be read ({_plain(exc)})") from exc
+
+
+def _plain(exc: BaseException) -> str:
+    """An exception as one short line without paths or dumps (for a user's message)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if not text or any(ch in text for ch in '{}"/\\') or len(text) > 160:
+        return type(exc).__name__
+    return text
 
 
 def _mask_kind(dataset) -> str:
@@ -235,9 +263,26 @@ class SceneInfo:
     georeferenced: bool
 
 
-def inspect_scene(source: str | Path | BinaryIO) -> SceneInfo:
-    """Read a raster's header; raise SceneError when GDAL cannot."""
-    with _open(source) as ds:
+def check_header(dataset) -> None:
+    """Raise SceneError for a header the pipeline cannot use: no bands at the top level
+    (containers of subdatasets), complex pixels, a georeferencing that is not finite."""
+    if dataset.count < 1 or dataset.width < 1 or dataset.height < 1:
+        raise SceneError("the file holds no raster band at its top level (a container of "
+                         "subdatasets, such as netCDF or HDF5, is not read); export the "
+                         "band you want as a GeoTIFF")
+    kinds = {np.dtype(dtype).kind for dtype in dataset.dtypes}
+    if "c" in kinds:
+        raise SceneError(f"the pixels are complex numbers ({dataset.dtypes[0]}); only real "
+                         "values can be stretched to colours - save the amplitude instead")
+    if not all(math.isfinite(v) for v in tuple(dataset.transform)[:6]):
+        raise SceneError("the file's georeferencing is broken (its geotransform holds NaN "
+                         "or infinity)")
+
+
+def inspect_scene(source: str | Path | BinaryIO, driver: str | None = None) -> SceneInfo:
+    """Read a raster's header with one driver; raise SceneError when it cannot be used."""
+    with _open(source, driver) as ds:
+        check_header(ds)
         return SceneInfo(ds.driver, ds.width, ds.height, ds.count, ds.dtypes[0],
                          is_georeferenced(ds))
 
@@ -250,12 +295,19 @@ class SceneReader:
     """
 
     def __init__(self, source: str | Path | BinaryIO, config: TilingConfig = TilingConfig(),
-                 max_pixels: int | None = None) -> None:
+                 max_pixels: int | None = None, driver: str | None = None) -> None:
         self.config = config
-        self.dataset = _open(source)
-        ds = self.dataset
+        self.dataset = _open(source, driver)
+        try:
+            self._describe(max_pixels)
+        except BaseException:
+            self.dataset.close()
+            raise
+
+    def _describe(self, max_pixels: int | None) -> None:
+        ds, config = self.dataset, self.config
+        check_header(ds)
         if max_pixels and ds.width * ds.height > max_pixels:
-            ds.close()
             raise SceneError(f"scene is {ds.width}x{ds.height} = {ds.width * ds.height:,} "
                              f"pixels; the limit for scenes is {max_pixels:,}")
         self.width, self.height, self.count = ds.width, ds.height, ds.count
@@ -266,13 +318,16 @@ class SceneReader:
         bands = config.rgb_bands or choose_rgb_bands(
             ds.count, [c.name for c in ds.colorinterp], ds.descriptions)
         if max(bands) > ds.count:
-            ds.close()
             raise SceneError(f"band {max(bands)} was asked for as a colour, but the file "
                              f"has {ds.count} band(s)")
         self.rgb_bands: tuple[int, int, int] = tuple(bands)  # type: ignore[assignment]
         self.grid = TileGrid(self.width, self.height, config.tile_size, config.overlap,
                              config.edge)
-        self._mask_kind = _mask_kind(ds)
+        try:
+            self._mask_kind = _mask_kind(ds)
+        except Exception as exc:  # noqa: BLE001
+            raise SceneError("the raster's mask could not be read") from exc
+        self._footprint = self._wgs84_footprint()
         self._limits: list[tuple[float, float]] | None | bool = False
         self._overview: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -307,14 +362,19 @@ class SceneReader:
             kwargs.update(out_shape=out_shape, resampling=Resampling.nearest)
         try:
             bands = self.dataset.read(list(self.rgb_bands), **kwargs)
+        except (RasterioError, ValueError, TypeError, IndexError, OverflowError) as exc:
+            raise SceneError("the scene's pixel data is broken or truncated") from exc
+        try:
             if self._mask_kind == "nodata":  # no second read: nodata where the bands hold it
                 mask = (bands != self.dataset.nodata).any(axis=0)
             elif self._mask_kind == "none":
                 mask = np.ones(bands.shape[1:], bool)
-            else:  # an internal mask or an alpha band: GDAL knows best
+            else:  # an internal mask or an alpha band: GDAL's dataset mask, one 2-D array
+                if out_shape is not None:
+                    kwargs["out_shape"] = out_shape[-2:]
                 mask = self.dataset.dataset_mask(**kwargs) > 0
-        except RasterioError as exc:
-            raise SceneError("the scene's pixel data is broken or truncated") from exc
+        except (RasterioError, ValueError, TypeError, IndexError, OverflowError) as exc:
+            raise SceneError("the raster's mask could not be read") from exc
         if bands.dtype.kind == "f":
             mask &= np.isfinite(bands).all(axis=0)
         return bands, mask
@@ -351,11 +411,17 @@ class SceneReader:
             wanted = np.flatnonzero((rows >= top) & (rows < top + step))
             if not wanted.size:
                 continue
-            strip, mask = self._read(Window(0, top, self.width,
-                                            min(step, self.height - top)))
             picked = rows[wanted] - top
-            bands[:, wanted] = strip[:, picked][:, :, cols]
-            valid[wanted] = mask[picked][:, cols]
+            for left in range(0, self.width, READ_BLOCK_WIDTH):  # memory: one block
+                inside = np.flatnonzero((cols >= left) & (cols < left + READ_BLOCK_WIDTH))
+                if not inside.size:
+                    continue
+                strip, mask = self._read(Window(left, top,
+                                                min(READ_BLOCK_WIDTH, self.width - left),
+                                                min(step, self.height - top)))
+                at = cols[inside] - left
+                bands[:, wanted[:, None], inside[None, :]] = strip[:, picked][:, :, at]
+                valid[wanted[:, None], inside[None, :]] = mask[picked][:, at]
         return bands, valid
 
     @property
@@ -389,19 +455,23 @@ class SceneReader:
             tiles = self.grid.row_tiles(row)
             if not tiles:
                 continue
-            y, height = tiles[0].y, tiles[0].height
-            x_end = tiles[-1].x + tiles[-1].width
-            bands, valid = self._read(Window(0, y, x_end, height))
-            out = []
-            for tile in tiles:
-                tile_valid = valid[:, tile.x:tile.x + tile.width]
-                if not tile_valid.any():
-                    out.append(Chip(tile, None, 0.0))
-                    continue
-                pixels = np.zeros((size, size, 3), np.uint8)
-                pixels[:tile.height, :tile.width] = to_rgb8(
-                    bands[:, :, tile.x:tile.x + tile.width], limits, tile_valid)
-                out.append(Chip(tile, pixels, float(tile_valid.sum()) / (size * size)))
+            out: list[Chip] = []
+            for block in _column_blocks(tiles, READ_BLOCK_WIDTH):
+                x0 = block[0].x
+                y, height = block[0].y, block[0].height
+                x_end = block[-1].x + block[-1].width
+                bands, valid = self._read(Window(x0, y, x_end - x0, height))
+                for tile in block:
+                    left = tile.x - x0
+                    tile_valid = valid[:, left:left + tile.width]
+                    if not tile_valid.any():
+                        out.append(Chip(tile, None, 0.0))
+                        continue
+                    pixels = np.zeros((size, size, 3), np.uint8)
+                    pixels[:tile.height, :tile.width] = to_rgb8(
+                        bands[:, :, left:left + tile.width], limits, tile_valid)
+                    out.append(Chip(tile, pixels, float(tile_valid.sum()) / (size * size)))
+                del bands, valid
             yield row, out
 
     def tile_bounds(self, tile: Tile) -> tuple[float, float, float, float]:
@@ -412,27 +482,64 @@ class SceneReader:
 
     def tile_polygons_wgs84(self, tiles: Sequence[Tile]) -> list[list[list[float]]] | None:
         """Each tile's footprint as a closed lon/lat ring (counter-clockwise, RFC 7946),
-        or None for a scene without a CRS."""
+        or None for a scene without a CRS (a tile GDAL cannot place gets None alone)."""
         if self.crs is None:
             return None
-        return polygons_wgs84([self.tile_bounds(t) for t in tiles], self.crs)
+        boxes = [self.tile_bounds(t) for t in tiles]
+        try:
+            return polygons_wgs84(boxes, self.crs)
+        except SceneError:
+            return [_ring_or_none(box, self.crs) for box in boxes]
 
     def footprint_wgs84(self) -> list[list[float]] | None:
+        return self._footprint
+
+    def _wgs84_footprint(self) -> list[list[float]] | None:
         if self.crs is None:
             return None
         return polygons_wgs84([self.bounds], self.crs)[0]
 
 
+def _column_blocks(tiles: list[Tile], width: int) -> Iterator[list[Tile]]:
+    """Consecutive tiles of a row grouped so that each group spans at most ``width`` px
+    (one tile at least)."""
+    block: list[Tile] = []
+    for tile in tiles:
+        if block and tile.x + tile.width - block[0].x > width:
+            yield block
+            block = []
+        block.append(tile)
+    if block:
+        yield block
+
+
+def _ring_or_none(box, crs) -> list[list[float]] | None:
+    try:
+        return polygons_wgs84([box], crs)[0]
+    except SceneError:
+        return None
+
+
 def polygons_wgs84(boxes: Sequence[tuple[float, float, float, float]],
                    crs) -> list[list[list[float]]]:
-    """Boxes (left, bottom, right, top) in ``crs`` -> closed lon/lat rings, 7 decimals."""
+    """Boxes (left, bottom, right, top) in ``crs`` -> closed lon/lat rings, 7 decimals.
+    Raise SceneError when a corner cannot be placed on the globe (outside the
+    projection's valid area, or a local engineering system)."""
     from rasterio.warp import transform
 
     xs, ys = [], []
     for left, bottom, right, top in boxes:
         xs += [left, right, right, left]
         ys += [bottom, bottom, top, top]
-    lons, lats = transform(crs, WGS84, xs, ys)
+    try:
+        lons, lats = transform(crs, WGS84, xs, ys)
+    except Exception as exc:  # noqa: BLE001 - GDAL/PROJ errors of every kind
+        raise SceneError("the raster's corners cannot be placed on the map: they lie "
+                         "outside the valid area of its coordinate system, or the system "
+                         f"is a local one ({_plain(exc)})") from exc
+    if not (np.isfinite(lons).all() and np.isfinite(lats).all()):
+        raise SceneError("the raster's corners cannot be placed on the map: they lie "
+                         "outside the valid area of its coordinate system")
     rings = []
     for i in range(len(boxes)):
         ring = [[round(lons[4 * i + k], 7), round(lats[4 * i + k], 7)] for k in range(4)]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import dj_database_url
 
+import imagery.gdal_env  # noqa: F401 - GDAL confined before any module loads rasterio
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 # var/ holds the database (password hashes, tokens), the secret key and uploads: private.
@@ -208,6 +210,10 @@ MAX_FILES_PER_REQUEST = env_int("MAX_FILES_PER_REQUEST", 1000)
 # Quotas per user: files in one batch, and bytes of new images stored per 24 hours.
 MAX_FILES_PER_BATCH = env_int("MAX_FILES_PER_BATCH", 2000)
 MAX_UPLOAD_BYTES_PER_DAY = env_int("MAX_UPLOAD_BYTES_PER_DAY", 5 * 1024**3)
+# Decoded pixels bound the work an upload causes (tiles cut, stored and tagged), whatever
+# its compressed size: per batch and per user over the last 24 hours.
+MAX_PIXELS_PER_BATCH = env_int("MAX_PIXELS_PER_BATCH", 4_000_000_000)
+MAX_PIXELS_PER_DAY = env_int("MAX_PIXELS_PER_DAY", 12_000_000_000)
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_REQUEST
 FILE_UPLOAD_HANDLERS = [
     "webapp.services.upload_limits.SizeLimitUploadHandler",
@@ -251,6 +257,9 @@ SCENE_RGB_BANDS = tuple(int(b) for b in os.environ.get("SCENE_RGB_BANDS", "").sp
 SCENE_CHIP_FORMAT = os.environ.get("SCENE_CHIP_FORMAT", "TIFF")
 MAX_SCENE_PIXELS = env_int("MAX_SCENE_PIXELS", 1_000_000_000)
 MAX_SCENE_BYTES = env_int("MAX_SCENE_BYTES", 2 * 1024**3)
+# A tile row is held while it is cut: its chips follow the scene's width, so no side of a
+# scene may pass this (65,536 px: 256 chips a row).
+MAX_SCENE_SIDE = env_int("MAX_SCENE_SIDE", 65_536)
 SCENE_PREVIEW_SIZE = env_int("SCENE_PREVIEW_SIZE", 1024)  # overview's longer side, px
 # Map background of the scene page, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 # (its origin is added to the CSP). Empty (the default): no background, works offline.

@@ -11,6 +11,7 @@ import rasterio
 from affine import Affine
 from PIL import Image as PILImage
 from rasterio.enums import ColorInterp
+from rasterio.transform import from_origin
 
 from classifier import cli, scenes
 from tests.scene_files import ORIGIN, PIXEL, UTM33, geotiff
@@ -218,7 +219,7 @@ def test_large_plain_image_is_a_scene_without_geometry(tmp_path):
 def test_broken_file_is_a_scene_error(tmp_path):
     path = tmp_path / "bad.tif"
     path.write_bytes(b"II*\x00garbage" * 10)
-    with pytest.raises(scenes.SceneError, match="not a raster"):
+    with pytest.raises(scenes.SceneError, match="header is broken"):
         scenes.inspect_scene(path)
 
 
@@ -264,4 +265,105 @@ def test_predict_scene_cli_reports_an_unreadable_scene(tmp_path, capsys):
     path = tmp_path / "bad.tif"
     path.write_bytes(b"not a raster")
     assert cli.main(["predict-scene", str(path), "--out", str(tmp_path / "o.json")]) == 1
-    assert "not a raster" in capsys.readouterr().err
+    assert "not an image or GeoTIFF this app reads" in capsys.readouterr().err
+
+
+# --- hostile and unusual rasters (issue 20) ---------------------------------------
+
+def _raster(path, crs, transform, dtype="uint8", count=3, mask=False, width=64, height=48):
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count,
+               "dtype": dtype, "crs": crs, "transform": transform}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as ds:
+        ds.write(np.full((count, height, width), 100, dtype))
+        if mask:
+            valid = np.full((height, width), 255, np.uint8)
+            valid[:10] = 0
+            ds.write_mask(valid)
+    return path
+
+
+def test_a_file_whose_magic_bytes_name_no_format_never_reaches_gdal(tmp_path):
+    path = tmp_path / "scene.tif"
+    path.write_text("<GDAL_WMTS><GetCapabilitiesUrl>http://127.0.0.1:9/x"
+                    "</GetCapabilitiesUrl></GDAL_WMTS>")
+    with pytest.raises(scenes.SceneError, match="not an image or GeoTIFF this app reads"):
+        scenes.inspect_scene(path)
+    with pytest.raises(scenes.SceneError, match="not an image or GeoTIFF"):
+        scenes.SceneReader(path)
+
+
+def test_a_tiff_is_opened_by_the_gtiff_driver_alone(tmp_path):
+    path = geotiff(tmp_path / "s.tif", width=300, height=64, nodata_corner=0)
+    assert scenes.inspect_scene(path).driver == "GTiff"
+    png = tmp_path / "looks.tif"
+    PILImage.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png, "PNG")
+    assert scenes.inspect_scene(png).driver == "PNG"  # the bytes decide, not the name
+    with pytest.raises(scenes.SceneError, match="could not be read as GTiff"):
+        scenes.inspect_scene(png, driver="GTiff")
+
+
+def test_gdal_skips_the_drivers_that_fetch_urls():
+    with rasterio.Env() as env:
+        drivers = env.drivers()
+    assert "GTiff" in drivers and "PNG" in drivers
+    assert not {"WMS", "WMTS", "WCS", "VRT", "HTTP"} & set(drivers)
+
+
+def test_complex_pixels_are_refused_with_a_message(tmp_path):
+    path = _raster(tmp_path / "c.tif", None, Affine.identity(), dtype="complex64", count=1)
+    with pytest.raises(scenes.SceneError, match="complex numbers"):
+        scenes.inspect_scene(path)
+
+
+def test_a_nan_geotransform_is_refused_with_a_message(tmp_path):
+    path = _raster(tmp_path / "n.tif", "EPSG:4326", Affine(float("nan"), 0, 0, 0, -1, 0))
+    with pytest.raises(scenes.SceneError, match="geotransform holds NaN"):
+        scenes.inspect_scene(path)
+
+
+@pytest.mark.parametrize("crs, transform", [
+    ("+proj=ortho +lat_0=0 +lon_0=0 +datum=WGS84", from_origin(1e7, 1e7, 1000, 1000)),
+    ('LOCAL_CS["arbitrary",UNIT["metre",1]]', from_origin(0, 100, 1, 1)),
+], ids=["outside-projection-domain", "engineering-crs"])
+def test_corners_that_cannot_be_placed_on_the_map_are_a_scene_error(tmp_path, crs, transform):
+    path = _raster(tmp_path / "p.tif", crs, transform)
+    with pytest.raises(scenes.SceneError, match="cannot be placed on the map"):
+        scenes.SceneReader(path)
+
+
+def test_an_internal_mask_of_a_three_band_raster_is_read_in_every_read(tmp_path):
+    path = _raster(tmp_path / "m.tif", "EPSG:4326", from_origin(10, 10, 0.01, 0.01),
+                   mask=True)
+    config = scenes.TilingConfig(tile_size=16, overview_size=20)
+    with scenes.SceneReader(path, config) as scene:
+        bands, valid = scene.overview()  # a decimated read: the mask is 2-D
+        assert bands.shape == (3, 15, 20) and valid.shape == (15, 20)
+        assert not valid[:3].any() and valid[4:].all()
+        chips = [chip for _row, strip in scene.strips() for chip in strip]
+    # rows 0-9 masked: a top tile keeps 6 of its 16 rows, and they are black
+    assert chips[0].coverage == pytest.approx(6 / 16)
+    assert not chips[0].pixels[:10].any() and chips[0].pixels[10:].all()
+
+
+def test_tile_rows_read_in_column_blocks_give_the_same_chips(tmp_path, monkeypatch):
+    path = geotiff(tmp_path / "wide.tif", width=1100, height=300)
+    config = scenes.TilingConfig(tile_size=100, overlap=10)
+    with scenes.SceneReader(path, config) as scene:
+        whole = [(c.tile, c.pixels, c.coverage) for _r, s in scene.strips() for c in s]
+        overview = scene.overview()
+    monkeypatch.setattr(scenes, "READ_BLOCK_WIDTH", 250)
+    reads = []
+    with scenes.SceneReader(path, config) as scene:
+        original = scene._read
+        scene._read = lambda window=None, **kw: reads.append(window) or original(window, **kw)
+        blocks = [(c.tile, c.pixels, c.coverage) for _r, s in scene.strips() for c in s]
+        scene._overview = None
+        scene._limits = False
+        blocked_overview = scene.overview()
+    assert max(w.width for w in reads if w is not None) <= 250
+    assert len(whole) == len(blocks)
+    for (t1, p1, c1), (t2, p2, c2) in zip(whole, blocks):
+        assert t1 == t2 and c1 == c2
+        assert (p1 is None and p2 is None) or np.array_equal(p1, p2)
+    assert np.array_equal(overview[0], blocked_overview[0])
+    assert np.array_equal(overview[1], blocked_overview[1])

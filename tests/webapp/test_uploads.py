@@ -246,7 +246,7 @@ def test_unsupported_format_is_rejected_with_the_accepted_ones_named(user, media
     PILImage.new("RGB", (8, 8), "green").save(buffer, "PPM")
     _, (item,) = upload(user, [("scene.ppm", buffer.getvalue())])
     assert item.status == "failed"
-    assert item.error.startswith("PPM images are not accepted")
+    assert item.error.startswith("not an image or GeoTIFF this app reads")
     for name in ("JPEG", "PNG", "TIFF"):
         assert name in item.error
     assert "MPO" not in item.error

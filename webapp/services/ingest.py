@@ -6,24 +6,24 @@ fails alone with a message; the others go on. Full decoding happens in the worke
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from classifier.imageio import plain_message
+from imagery import formats
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene
 from webapp.services import jobs, scenes
 from webapp.services.model_registry import active_model
-from webapp.services.storage import FORMATS, save_original
+from webapp.services.storage import FORMATS, save_original, upload_sha256
 from webapp.services.upload_limits import Quota, UploadRejected, format_size, safe_filename
 
 __all__ = ["Quota", "UploadRejected"]  # where callers have always found them
@@ -35,20 +35,25 @@ def create_batch(owner) -> Batch:
     return Batch.objects.create(owner=owner)
 
 
-def _sha256(upload: UploadedFile) -> str:
-    digest = hashlib.sha256()
-    for chunk in upload.chunks():
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
-    """(PIL format, width, height) from the header only; raise UploadRejected."""
+def check_received(upload: UploadedFile) -> formats.Format:
+    """The format the file's magic bytes name; raise UploadRejected for a file refused
+    while it streamed in, an empty one, or one that is no format we read (before any
+    parser sees it)."""
     reason = getattr(upload, "rejected_reason", None)
     if reason:
         raise UploadRejected(reason)
     if not upload.size:
         raise UploadRejected("the file is empty")
+    found = formats.sniff_file(upload)
+    if found is None:
+        raise UploadRejected(formats.NOT_READABLE)
+    return found
+
+
+def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
+    """(PIL format, width, height) from the header only, read by the one PIL plugin the
+    magic bytes name; raise UploadRejected."""
+    found = check_received(upload)
     if upload.size > settings.MAX_UPLOAD_BYTES:
         raise UploadRejected(f"file is {format_size(upload.size)}; the limit is "
                              f"{format_size(settings.MAX_UPLOAD_BYTES)}")
@@ -56,7 +61,7 @@ def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            with PILImage.open(upload) as img:
+            with PILImage.open(upload, formats=found.pil_formats) as img:
                 image_format, (width, height) = img.format, img.size
     except UnidentifiedImageError:
         raise UploadRejected("not an image (the format is not recognised)") from None
@@ -77,11 +82,12 @@ def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
 
 def _image_for(upload: UploadedFile, name: str, owner, quota: Quota) -> tuple[Image, bool]:
     """The stored Image for these bytes, created if new; (image, created)."""
-    sha = _sha256(upload)
+    sha = upload_sha256(upload)
     existing = Image.objects.filter(sha256=sha).first()
     if existing is not None:
         return existing, False
     image_format, width, height = inspect_upload(upload)
+    quota.take_pixels(width * height)
     quota.take_bytes(upload.size)
     path = save_original(sha, image_format, upload)
     try:
@@ -107,9 +113,8 @@ def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem |
         item = BatchItem(filename=name)
         try:
             quota.take_file()
-            if getattr(upload, "rejected_reason", None) or not upload.size:
-                inspect_upload(upload)  # raises with the reason
-            scene_header = scenes.detect(upload)
+            found = check_received(upload)  # no parser has seen the file before this
+            scene_header = scenes.detect(upload, found)
             if scene_header is not None:
                 added.append(scenes.add_scene(batch, upload, name, scene_header, quota))
                 continue
@@ -121,6 +126,12 @@ def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem |
             log.exception("storing %s failed", name)
             item.status = BatchItem.Status.FAILED
             item.error = "the file could not be stored; upload it again later"
+        except DatabaseError:
+            raise  # not this file's fault: the request fails whole and can be sent again
+        except Exception:  # noqa: BLE001 - a parser's surprise is this file's failure alone
+            log.exception("reading the header of %s failed", name)
+            item.status = BatchItem.Status.FAILED
+            item.error = "the file's header could not be read (not a usable image or GeoTIFF)"
         items.append(item)
         added.append(item)
     append_items(batch, items)

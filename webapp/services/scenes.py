@@ -9,21 +9,20 @@ tiles as GeoJSON and a label's per-tile probability raster (classifier.scenes).
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Q, QuerySet
 from PIL import Image as PILImage
 
 from classifier import scenes as lib
+from imagery import formats
 from webapp.models import Batch, BatchItem, Scene, SceneTile
 from webapp.services import access
-from webapp.services.storage import save_original
+from webapp.services.storage import delete_original, save_original, upload_sha256
 from webapp.services.upload_limits import Quota, UploadRejected, format_size
 
 # GDAL driver -> storage format (webapp.services.storage.FORMATS): drivers taken as scenes
@@ -52,13 +51,15 @@ class Detected:
     decoded_whole: bool
 
 
-def _pil_header(upload: UploadedFile) -> tuple[str, int, int, bool] | None:
-    """(format, width, height, decoded whole) as PIL reads the header, or None."""
+def _pil_header(upload: UploadedFile, found: formats.Format
+                ) -> tuple[str, int, int, bool] | None:
+    """(format, width, height, decoded whole) as PIL reads the header with the one
+    plugin the magic bytes name, or None."""
     upload.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with PILImage.open(upload) as img:
+            with PILImage.open(upload, formats=found.pil_formats) as img:
                 whole = bool(img.info.get("progressive") or img.info.get("progression")
                              or img.info.get("interlace"))
                 return img.format, img.size[0], img.size[1], whole
@@ -68,37 +69,34 @@ def _pil_header(upload: UploadedFile) -> tuple[str, int, int, bool] | None:
         upload.seek(0)
 
 
-def detect(upload: UploadedFile) -> Detected | None:
-    """The upload's raster header when it is to be tiled as a scene, else None (a chip,
-    or not an image at all: the chip path gives the reason)."""
-    pil = _pil_header(upload)
+def detect(upload: UploadedFile, found: formats.Format) -> Detected | None:
+    """The upload's raster header when it is to be tiled as a scene, else None (a chip).
+
+    ``found`` is the format its magic bytes name; GDAL opens the file with that format's
+    one driver, in a format GDAL never opens as a scene (GIF, BMP, WebP) not at all.
+    Raise UploadRejected when neither PIL nor GDAL can use the file, with GDAL's reason.
+    """
+    if found.gdal_driver is None:
+        return None
+    pil = _pil_header(upload, found)
     if pil is not None and pil[0] != "TIFF" and max(pil[1:3]) <= settings.SCENE_MIN_SIDE:
         return None
     upload.seek(0)
     try:
-        info = lib.inspect_scene(_gdal_source(upload))
-    except lib.SceneError:
-        return None
+        info = lib.inspect_scene(_gdal_source(upload), found.gdal_driver)
+    except lib.SceneError as exc:
+        if pil is None:
+            raise UploadRejected(str(exc)) from None
+        return None  # PIL reads it: a chip
     finally:
         upload.seek(0)
-    if info.driver not in DRIVERS:
-        return None
     if info.georeferenced or max(info.width, info.height) > settings.SCENE_MIN_SIDE \
             or pil is None:
         return Detected(info, bool(pil and pil[3]))
     return None
 
 
-def _sha256(upload: UploadedFile) -> str:
-    digest = hashlib.sha256()
-    for chunk in upload.chunks():
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def add_scene(batch: Batch, upload: UploadedFile, name: str, detected: Detected,
-              quota: Quota) -> Scene:
-    """Store a scene file and describe it from its header; raise UploadRejected."""
+def _check_limits(upload: UploadedFile, detected: Detected) -> None:
     info = detected.info
     pixels = info.width * info.height
     if upload.size > settings.MAX_SCENE_BYTES:
@@ -108,25 +106,60 @@ def add_scene(batch: Batch, upload: UploadedFile, name: str, detected: Detected,
         raise UploadRejected(f"scene has too many pixels: {info.width}x{info.height} = "
                              f"{pixels:,}; the limit for scenes is "
                              f"{settings.MAX_SCENE_PIXELS:,}")
+    if max(info.width, info.height) > settings.MAX_SCENE_SIDE:
+        raise UploadRejected(f"scene is {info.width}x{info.height} px; no side may be longer "
+                             f"than {settings.MAX_SCENE_SIDE:,} px (MAX_SCENE_SIDE): cut it "
+                             "into parts")
     if detected.decoded_whole and pixels > settings.MAX_IMAGE_PIXELS:
         raise UploadRejected(
             f"progressive JPEGs and interlaced PNGs cannot be read in windows, so they are "
             f"held to {settings.MAX_IMAGE_PIXELS:,} pixels; this one has {pixels:,}. Save "
             "it as a baseline JPEG, a plain PNG or a GeoTIFF")
-    sha = _sha256(upload)
-    if not Scene.objects.filter(sha256=sha).exists():
-        quota.take_bytes(upload.size)  # stored before: costs nothing again
+
+
+def read_header(upload: UploadedFile, detected: Detected) -> dict:
+    """The Scene fields the upload's header gives, read before anything is stored;
+    raise UploadRejected with the reason when the header cannot be used."""
     upload.seek(0)
-    path = save_original(sha, DRIVERS[info.driver], upload)
     try:
-        with lib.SceneReader(default_storage.path(path), tiling_config()) as reader:
+        with lib.SceneReader(_gdal_source(upload), tiling_config(),
+                             driver=detected.info.driver) as reader:
             fields = header_fields(reader)
+            tiles = len(reader.grid)
     except lib.SceneError as exc:
         raise UploadRejected(str(exc)) from None
     except ValueError as exc:  # a setting the file cannot satisfy (bands)
         raise UploadRejected(str(exc)) from None
-    return Scene.objects.create(batch=batch, filename=name, sha256=sha, file=path,
-                                driver=info.driver, size_bytes=upload.size, **fields)
+    finally:
+        upload.seek(0)
+    if tiles == 0:
+        raise UploadRejected(
+            f"the scene ({fields['width']}x{fields['height']} px) is smaller than one "
+            f"{settings.SCENE_TILE_SIZE} px tile, and partial tiles are dropped "
+            "(SCENE_EDGE=drop): it would give no tile")
+    return fields
+
+
+def add_scene(batch: Batch, upload: UploadedFile, name: str, detected: Detected,
+              quota: Quota) -> Scene:
+    """Check a scene's header and limits, then store it once and describe it; raise
+    UploadRejected (nothing is stored for a refused file)."""
+    info = detected.info
+    _check_limits(upload, detected)
+    fields = read_header(upload, detected)
+    quota.take_pixels(info.width * info.height)
+    sha = upload_sha256(upload)
+    known = Scene.objects.filter(sha256=sha).exists()
+    if not known:
+        quota.take_bytes(upload.size)  # stored before: costs nothing again
+    path = save_original(sha, DRIVERS[info.driver], upload)
+    try:
+        return Scene.objects.create(batch=batch, filename=name, sha256=sha, file=path,
+                                    driver=info.driver, size_bytes=upload.size, **fields)
+    except BaseException:
+        if not known and not Scene.objects.filter(sha256=sha).exists():
+            delete_original(path)
+        raise
 
 
 def header_fields(reader: lib.SceneReader) -> dict:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
@@ -27,11 +32,55 @@ def original_path(sha256: str, image_format: str) -> str:
     return f"originals/{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
 
 
-def save_original(sha256: str, image_format: str, content: io.IOBase) -> str:
+def save_original(sha256: str, image_format: str, content) -> str:
+    """Store an original under its content hash; returns its storage name.
+
+    The bytes go to a temporary name in the same folder, are flushed to disk, then
+    renamed: a crash or a full disk never leaves a partial file under the final name.
+    A file already there is reused only when its bytes still hash to ``sha256`` (a copy
+    damaged by an earlier fault is replaced).
+    """
     path = original_path(sha256, image_format)
-    if default_storage.exists(path):  # same bytes, stored before (e.g. a retried upload)
+    final = Path(default_storage.path(path))
+    if final.exists() and file_sha256(final) == sha256:
         return path
-    return default_storage.save(path, content)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=final.parent, prefix=".part-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            if hasattr(content, "seek"):
+                content.seek(0)
+            for chunk in content.chunks():
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, settings.FILE_UPLOAD_PERMISSIONS or 0o640)
+        os.replace(temporary, final)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def upload_sha256(upload) -> str:
+    """The content hash of an uploaded file (its identity in the archive)."""
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def delete_original(path: str) -> None:
+    """Remove a stored original that no record refers to (a file refused after storing)."""
+    default_storage.delete(path)
 
 
 def _jpeg(rgb: np.ndarray) -> ContentFile:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.utils import timezone
 
 
@@ -18,9 +18,12 @@ class UploadRejected(ValueError):
 
 
 class Quota:
-    """What a user may still add: files to this batch (MAX_FILES_PER_BATCH) and newly
-    stored bytes today (MAX_UPLOAD_BYTES_PER_DAY, over the last 24 hours; files already in
-    the archive cost nothing)."""
+    """What a user may still add, counted in what it costs to keep and to process:
+    files to this batch (MAX_FILES_PER_BATCH), newly stored bytes today
+    (MAX_UPLOAD_BYTES_PER_DAY, over the last 24 hours; files already in the archive cost
+    nothing), and decoded pixels, which bound the tiles a worker cuts and tags, in this
+    batch (MAX_PIXELS_PER_BATCH) and today (MAX_PIXELS_PER_DAY). A 20 KB compressed
+    GeoTIFF of 16 M pixels costs its 16 M pixels."""
 
     def __init__(self, batch) -> None:
         from webapp.models import BatchItem, Image, Scene
@@ -30,12 +33,22 @@ class Quota:
             BatchItem.objects.filter(batch=batch, scene_tile__isnull=True).count()
             + Scene.objects.filter(batch=batch).count())
         since = timezone.now() - timedelta(days=1)
+        area = F("width") * F("height")
         chips = (Image.objects.filter(uploaded_by=batch.owner, created_at__gte=since)
-                 .exclude(scene_tiles__isnull=False).aggregate(total=Sum("size_bytes")))
+                 .exclude(scene_tiles__isnull=False)
+                 .aggregate(bytes=Sum("size_bytes"), pixels=Sum(area)))
         scenes = (Scene.objects.filter(batch__owner=batch.owner, created_at__gte=since)
-                  .aggregate(total=Sum("size_bytes")))
-        self.bytes_left = settings.MAX_UPLOAD_BYTES_PER_DAY - (chips["total"] or 0) - (
-            scenes["total"] or 0)
+                  .aggregate(bytes=Sum("size_bytes"), pixels=Sum(area)))
+        self.bytes_left = settings.MAX_UPLOAD_BYTES_PER_DAY - (chips["bytes"] or 0) - (
+            scenes["bytes"] or 0)
+        self.pixels_today_left = settings.MAX_PIXELS_PER_DAY - (chips["pixels"] or 0) - (
+            scenes["pixels"] or 0)
+        in_batch = (BatchItem.objects.filter(batch=batch, scene_tile__isnull=True,
+                                             image__isnull=False)
+                    .aggregate(pixels=Sum(F("image__width") * F("image__height"))))
+        batch_scenes = Scene.objects.filter(batch=batch).aggregate(pixels=Sum(area))
+        self.pixels_batch_left = settings.MAX_PIXELS_PER_BATCH - (in_batch["pixels"] or 0) - (
+            batch_scenes["pixels"] or 0)
 
     def take_file(self) -> None:
         if self.files_left <= 0:
@@ -50,6 +63,21 @@ class Quota:
                 f"24 hours is used up ({format_size(max(self.bytes_left, 0))} left); "
                 "upload the rest later")
         self.bytes_left -= size
+
+    def take_pixels(self, pixels: int) -> None:
+        """Count a file's decoded pixels against the batch's and the day's pixel quota."""
+        if pixels > self.pixels_batch_left:
+            raise UploadRejected(
+                f"the batch's pixel quota of {settings.MAX_PIXELS_PER_BATCH:,} pixels "
+                f"(MAX_PIXELS_PER_BATCH) would be passed: this file has {pixels:,}, "
+                f"{max(self.pixels_batch_left, 0):,} are left; put it in a new batch")
+        if pixels > self.pixels_today_left:
+            raise UploadRejected(
+                f"your pixel quota of {settings.MAX_PIXELS_PER_DAY:,} pixels per 24 hours "
+                f"(MAX_PIXELS_PER_DAY) would be passed: this file has {pixels:,}, "
+                f"{max(self.pixels_today_left, 0):,} are left; upload it later")
+        self.pixels_batch_left -= pixels
+        self.pixels_today_left -= pixels
 
 
 class RejectedUpload(SimpleUploadedFile):
