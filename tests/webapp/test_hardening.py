@@ -149,7 +149,8 @@ def test_image_search_checks_the_query_like_an_upload(api, settings):
     PILImage.new("RGB", (32, 32)).save(icon, "ICO")
     refused = api.post("/api/search/", {"file": SimpleUploadedFile("q.ico", icon.getvalue())},
                        format="multipart")
-    assert refused.status_code == 400 and "not an image or GeoTIFF this app reads" in refused.json()["detail"]
+    assert refused.status_code == 400
+    assert "not an image or GeoTIFF this app reads" in refused.json()["detail"]
     settings.MAX_IMAGE_PIXELS = 1000
     big = io.BytesIO()
     PILImage.new("RGB", (64, 64)).save(big, "PNG")

@@ -85,9 +85,9 @@ def detect(upload: UploadedFile, found: formats.Format) -> Detected | None:
     try:
         info = lib.inspect_scene(_gdal_source(upload), found.gdal_driver)
     except lib.SceneError as exc:
-        if pil is None:
-            raise UploadRejected(str(exc)) from None
-        return None  # PIL reads it: a chip
+        if pil is None or max(pil[1:3]) > settings.SCENE_MIN_SIDE:
+            raise UploadRejected(str(exc)) from None  # a scene GDAL cannot use
+        return None  # a small image PIL reads (its georeferencing aside): a chip
     finally:
         upload.seek(0)
     if info.georeferenced or max(info.width, info.height) > settings.SCENE_MIN_SIDE \
