@@ -53,6 +53,7 @@ from classifier.store import (
     VAL_OUTPUTS_FILE,
     NetworkInfo,
     ValOutputs,
+    file_digest,
     load_network,
     member_index,
     read_network_file,
@@ -213,7 +214,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             model = create_model(ModelConfig(**config))
             model.load_state_dict(state)
             save_network(model, target, precision)
-        networks[info.name] = {**info.to_dict(), "precision": precision}
+        networks[info.name] = {**info.to_dict(), "precision": precision,
+                               "sha256": file_digest(target)}  # checked when loaded
         stored = load_network(out / f"{info.name}.pt", device)  # outputs of what ships
         for part, views_list in (("val", TTA_VIEWS), ("test", (8,)))[:len(parts)]:
             for views in views_list:

@@ -32,6 +32,7 @@ from classifier.store import (
     load_postprocessor,
     network_members,
     read_pipeline,
+    verify_model_files,
 )
 
 
@@ -72,6 +73,7 @@ class Predictor:
         # network kind -> its ensemble members (member 0 first)
         #: network kind -> file stems of its members (member 0 first)
         self.member_names = network_members(self.model_dir, self.spec)
+        verify_model_files(self.model_dir, self.spec)
         self.networks: dict[str, list[MultiLabelNetwork]] = {
             kind: [load_network(self.model_dir / f"{name}.pt", self.device) for name in names]
             for kind, names in self.member_names.items()}

@@ -113,6 +113,25 @@ def network_members(model_dir: Path, spec: dict[str, Any]) -> dict[str, list[str
     return {kind: [kind] for kind in NETWORKS if (model_dir / f"{kind}.pt").exists()}
 
 
+class ModelFilesError(RuntimeError):
+    """A model directory's network files are missing or are not the ones it was
+    assembled with."""
+
+
+def verify_model_files(model_dir: Path, spec: dict[str, Any]) -> None:
+    """Every member network is there and, when the spec records its sha256 (models
+    assembled since the digests were added), has exactly those bytes."""
+    for names in network_members(model_dir, spec).values():
+        for name in names:
+            path = model_dir / f"{name}.pt"
+            if not path.is_file():
+                raise ModelFilesError(f"{path.name} is missing from {model_dir}")
+            expected = spec.get("networks", {}).get(name, {}).get("sha256")
+            if expected and file_digest(path) != expected:
+                raise ModelFilesError(f"{path.name} in {model_dir} is damaged or was "
+                                      "replaced: its sha256 is not the one assembled")
+
+
 def member_name(kind: str, member: int) -> str:
     """File stem of ensemble member ``member`` of network ``kind`` (0 is the kind itself)."""
     return kind if member == 0 else f"{kind}-{member}"

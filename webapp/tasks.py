@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 
 from celery import Task, shared_task
-from django.db import InterfaceError, OperationalError
+from celery.signals import worker_init
+from django.db import DatabaseError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from webapp.services import healing, recognition, search
@@ -17,12 +18,29 @@ from webapp.services import healing, recognition, search
 log = logging.getLogger(__name__)
 
 
+@worker_init.connect
+def refuse_to_start_without_the_model(**_kwargs) -> None:
+    """A worker verifies the active model's files before it takes any task: one that
+    would fail every image refuses to start instead (its supervisor shows why)."""
+    try:
+        version = recognition.check_model()
+    except DatabaseError:
+        log.warning("the database is not reachable; the model is checked at first use")
+        return
+    except recognition.ModelUnavailable as exc:
+        log.critical("this worker does not start: %s", exc)
+        raise SystemExit(f"worker refused to start: {exc}") from None
+    log.info("model %s verified", version)
+
+
 class WorkerTask(Task):
     """The retry policy, defined once: database and broker hiccups are retried with
     exponential backoff (jittered, at most 2 minutes apart, 10 times)."""
 
+    # OSError covers connection and disk errors; a model that cannot be loaded is waited
+    # for too (an operator restores it; nothing is failed meanwhile)
     autoretry_for = (OperationalError, InterfaceError, BrokerError, ConnectionError,
-                     TimeoutError)
+                     TimeoutError, OSError, recognition.ModelUnavailable)
     retry_backoff = 2
     retry_backoff_max = 120
     retry_jitter = True

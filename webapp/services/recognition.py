@@ -16,7 +16,9 @@ worker takes a batch only once the first one's heartbeat is stale.
 Poison inputs fail alone. Items count the times a worker started on them; an item still
 queued after an attempt was in a chunk when its worker died, so it is retried on its
 own, and one that a worker died on alone fails with a message instead of killing
-workers in a loop.
+workers in a loop. Faults that are not the images' (the database or the broker went
+away, the model cannot be loaded, the disk is full) take their attempt back and stop
+the run: the task retries and the heal job resends, and nothing is failed.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from django.utils import timezone
 from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from classifier.predictor import Prediction as ModelOutput
 from classifier.predictor import Predictor, load_predictor
+from classifier.store import CLASSIFIER_DIRS, read_pipeline, verify_model_files
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Prediction
 from webapp.services import search, threads, tiling
 from webapp.services.curation import apply_model_labels_many
@@ -62,17 +65,42 @@ def predictor_for(model: ModelVersion) -> Predictor:
     return _predictors.get(model.version, lambda: _load_predictor(model))
 
 
+class ModelUnavailable(RuntimeError):
+    """The model's files are missing, damaged or changed: no image is to blame."""
+
+
 def _load_predictor(model: ModelVersion) -> Predictor:
     if settings.TORCH_THREADS:
         import torch
 
         torch.set_num_threads(settings.TORCH_THREADS)
-    predictor = load_predictor(model.path, device=settings.CLASSIFIER_DEVICE,
-                               batch_size=settings.PREDICT_CHUNK_SIZE)
+    try:
+        predictor = load_predictor(model.path, device=settings.CLASSIFIER_DEVICE,
+                                   batch_size=settings.PREDICT_CHUNK_SIZE)
+    except Exception as exc:  # noqa: BLE001 - missing, truncated, unpicklable, wrong digest
+        raise ModelUnavailable(f"model {model.version} at {model.path} cannot be loaded: "
+                               f"{exc}") from exc
     if predictor.version != model.version:
-        raise RuntimeError(f"model directory {model.path} now holds "
-                           f"{predictor.version}, not {model.version}; register it again")
+        raise ModelUnavailable(f"model directory {model.path} now holds "
+                               f"{predictor.version}, not {model.version}; register it again")
     return predictor
+
+
+def check_model() -> str:
+    """Verify the active model's files (every network there, with the sha256 it was
+    assembled with) without loading torch; a worker calls this before it takes any task
+    and refuses to start when it raises ModelUnavailable. Returns the model's version."""
+    model = active_model()
+    try:
+        model_dir = CLASSIFIER_DIRS.resolve(model.path)
+        verify_model_files(model_dir, read_pipeline(model_dir))
+        version = CLASSIFIER_DIRS.version(model_dir)
+    except Exception as exc:  # noqa: BLE001 - missing folder, unreadable spec, bad digest
+        raise ModelUnavailable(f"model {model.version} at {model.path}: {exc}") from exc
+    if version != model.version:
+        raise ModelUnavailable(f"model directory {model.path} now holds {version}, not "
+                               f"{model.version}; register it again")
+    return version
 
 
 class LeaseLost(Exception):
@@ -196,9 +224,12 @@ def _run(lease: Lease, chunk_size: int) -> None:
             result = process_chunk(items, model, lease)
             log.info("batch %s: chunk of %d items: predicted=%d reused=%d failed=%d",
                      batch_id, len(items), result.predicted, result.reused, result.failed)
-        except (DatabaseError, LeaseLost):
-            raise  # transient (the task retries) or not ours any more: nothing was committed
-        except Exception:  # a bug or a broken model must not loop forever
+        except (DatabaseError, LeaseLost, ModelUnavailable, OSError):
+            # not the images' fault: nothing was committed; the attempt is taken back so
+            # that only a worker's death counts, and the task retries or the heal resends
+            take_back_attempts(items)
+            raise
+        except Exception:  # a bug must not loop forever
             log.exception("prediction failed for batch %s", batch_id)
             with transaction.atomic():
                 _finish(items, BatchItem.Status.FAILED, FAILED)
@@ -208,6 +239,31 @@ def _run(lease: Lease, chunk_size: int) -> None:
             time.sleep(settings.WORKER_CHUNK_PAUSE)
     with transaction.atomic():
         refresh_counts(Batch.objects.select_for_update().get(pk=batch_id))
+
+
+def take_back_attempts(items: list[BatchItem], tries: int = 5, pause: float = 1.0) -> bool:
+    """Undo the attempt counted on ``items`` before a chunk that failed for a reason of
+    its own (database, model, disk). The database may be the reason, so this retries on a
+    fresh connection for a few seconds (a PostgreSQL restart); False if it never got
+    through, and the items keep one attempt (they are then tried alone, not failed)."""
+    from django.db import close_old_connections, connection
+
+    ids = [item.pk for item in items]
+    for attempt in range(tries):
+        try:
+            BatchItem.objects.filter(pk__in=ids, attempts__gt=0).update(
+                attempts=F("attempts") - 1)
+            return True
+        except DatabaseError:
+            if connection.in_atomic_block:
+                return False
+            connection.close()
+            close_old_connections()
+            if attempt + 1 < tries:
+                time.sleep(pause)
+    log.warning("could not take back the attempt on %d items; they will be tried alone",
+                len(ids))
+    return False
 
 
 def next_chunk(batch_id: int, chunk_size: int) -> list[BatchItem]:

@@ -1,0 +1,152 @@
+"""Faults that are not the images' are not verdicts on them (issue 20): database errors,
+a model that cannot be loaded and a full disk take their attempt back and fail nothing;
+a worker refuses to start with a damaged model; originals are written atomically and a
+damaged copy is not reused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import OperationalError
+
+from tests.webapp.conftest import make_image
+from tests.webapp.helpers import sha256, upload
+from webapp.models import Batch, BatchItem, Image
+from webapp.services import recognition, storage
+from webapp.services.ingest import submit_batch
+
+
+@pytest.fixture(autouse=True)
+def quiet_queue(monkeypatch, settings):
+    settings.TORCH_THREADS = 1
+    monkeypatch.setattr("webapp.services.jobs._send", lambda *args: True)
+
+
+def _submitted(user, n: int = 3) -> Batch:
+    batch, _items = upload(user, [(f"c{i}.jpg", make_image(seed=40 + i)) for i in range(n)])
+    return submit_batch(batch)
+
+
+@pytest.mark.django_db
+def test_two_database_errors_do_not_poison_an_image(user, monkeypatch):
+    batch = _submitted(user)
+    real = recognition.process_chunk
+    calls = []
+
+    def flaky(items, model, lease=None):
+        calls.append(len(items))
+        if len(calls) <= 2:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(items, model, lease)
+
+    monkeypatch.setattr(recognition, "process_chunk", flaky)
+    for _ in range(2):  # the task's retries after each database error
+        with pytest.raises(OperationalError):
+            recognition.process_batch(batch.pk)
+        assert set(BatchItem.objects.values_list("attempts", flat=True)) == {0}
+    recognition.process_batch(batch.pk)
+    batch.refresh_from_db()
+    assert calls == [3, 3, 3]  # never tried alone as a suspect
+    assert (batch.status, batch.done, batch.failed) == ("done", 3, 0)
+    assert not Image.objects.filter(status=Image.Status.BROKEN).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fault", ["model", "disk"])
+def test_a_model_or_disk_fault_fails_nothing_and_the_batch_waits(user, monkeypatch, fault):
+    batch = _submitted(user)
+    if fault == "model":
+        def broken(model):
+            raise recognition.ModelUnavailable("original-1.pt is missing")
+        monkeypatch.setattr(recognition, "predictor_for", broken)
+        expected = recognition.ModelUnavailable
+    else:
+        def full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(recognition, "save_display_copies", full)
+        expected = OSError
+    with pytest.raises(expected):
+        recognition.process_batch(batch.pk)
+    batch.refresh_from_db()
+    assert batch.status != "done" and batch.failed == 0 and batch.worker == ""
+    assert set(BatchItem.objects.values_list("status", "attempts")) == {("queued", 0)}
+    monkeypatch.undo()
+    monkeypatch.setattr("webapp.services.jobs._send", lambda *args: True)
+    recognition.process_batch(batch.pk)  # the fault is gone: the retry tags everything
+    batch.refresh_from_db()
+    assert (batch.status, batch.done, batch.failed) == ("done", 3, 0)
+
+
+def test_the_tasks_retry_model_and_disk_faults():
+    from webapp import tasks
+
+    assert recognition.ModelUnavailable in tasks.predict_batch.autoretry_for
+    assert OSError in tasks.predict_batch.autoretry_for
+
+
+@pytest.mark.django_db
+def test_a_damaged_network_file_is_refused_by_its_digest(tmp_path, settings):
+    from classifier.store import CLASSIFIER_DIRS, file_digest
+    from webapp.services.model_registry import register_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(CLASSIFIER_DIRS.resolve("default"), model_dir)
+    spec = json.loads((model_dir / "pipeline.json").read_text())
+    for name in spec["networks"]:
+        spec["networks"][name]["sha256"] = file_digest(model_dir / f"{name}.pt")
+    (model_dir / "pipeline.json").write_text(json.dumps(spec))
+    register_model(str(model_dir), activate=True)
+    assert recognition.check_model()
+    network = model_dir / f"{next(iter(spec['networks']))}.pt"
+    data = bytearray(network.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    network.write_bytes(bytes(data))
+    with pytest.raises(recognition.ModelUnavailable, match="damaged or was replaced"):
+        recognition.check_model()
+    network.unlink()
+    with pytest.raises(recognition.ModelUnavailable, match="is missing"):
+        recognition.check_model()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_refuses_to_start_without_its_model(start_worker, tmp_path):
+    from webapp.services.model_registry import register_model
+
+    model_dir = tmp_path / "gone"
+    from classifier.store import CLASSIFIER_DIRS
+
+    shutil.copytree(CLASSIFIER_DIRS.resolve("default"), model_dir)
+    register_model(str(model_dir), activate=True)
+    spec = json.loads((model_dir / "pipeline.json").read_text())
+    (model_dir / f"{next(iter(spec['networks']))}.pt").unlink()
+    with pytest.raises(RuntimeError, match="worker exited") as failed:
+        start_worker()
+    assert "refused to start" in str(failed.value)
+
+
+@pytest.mark.django_db
+def test_originals_are_written_whole_and_a_damaged_copy_is_replaced(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    data = make_image(seed=77)
+    digest = sha256(data)
+    path = storage.save_original(digest, "JPEG", ContentFile(data))
+    assert default_storage.open(path).read() == data
+    with open(default_storage.path(path), "r+b") as stored:  # a crash's half-written copy
+        stored.truncate(len(data) // 2)
+    assert storage.save_original(digest, "JPEG", ContentFile(data)) == path
+    assert default_storage.open(path).read() == data
+
+    class Failing(ContentFile):
+        def chunks(self, chunk_size=None):
+            yield data[:100]
+            raise OSError(28, "No space left on device")
+
+    other = make_image(seed=78)
+    with pytest.raises(OSError):
+        storage.save_original(sha256(other), "JPEG", Failing(other))
+    leftovers = [p.name for p in (tmp_path / "media").rglob("*") if p.is_file()]
+    assert leftovers == [path.rsplit("/", 1)[-1]]  # no partial file, under any name
