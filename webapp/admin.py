@@ -52,12 +52,13 @@ class BatchFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         return [(b.pk, f"#{b.pk} {b.owner} {b.created_at:%Y-%m-%d %H:%M}")
-                for b in Batch.objects.select_related("owner")[:30]]
+                for b in access.visible_batches(request.user).order_by("-pk")[:30]]
 
     def queryset(self, request, queryset):
         if self.value():
             batch_id = parse_id(self.value())
-            if batch_id is None:
+            if batch_id is None or not access.visible_batches(request.user).filter(
+                    pk=batch_id).exists():
                 return queryset.none()
             return queryset.filter(batch_items__batch_id=batch_id).distinct()
         return queryset
@@ -104,7 +105,7 @@ class ImageAdmin(admin.ModelAdmin):
     list_per_page = 50
     action_form = LabelActionForm
     actions = ["accept_predictions", "mark_reviewed", "add_label", "remove_label",
-               "export_csv"]
+               "clear_broken", "export_csv"]
     readonly_fields = ["preview", "sha256", "format", "width", "height", "size_bytes",
                        "created_at", "uploaded_by", "prediction", "confidence", "status",
                        "error", "reviewed_by", "reviewed_at", "probabilities"]
@@ -114,8 +115,10 @@ class ImageAdmin(admin.ModelAdmin):
     inlines = [ImageLabelInline]
 
     def get_queryset(self, request):
-        return (super().get_queryset(request).select_related("prediction")
-                .prefetch_related("labels__label"))
+        """Only what ``access`` lets this person open: other users' pending uploads and
+        private scenes' tiles stay out of the list, the filters and the edit pages."""
+        images = access.visible_images(request.user, super().get_queryset(request))
+        return images.select_related("prediction").prefetch_related("labels__label")
 
     @admin.display(description="image")
     def thumb(self, image: Image) -> str:
@@ -186,6 +189,12 @@ class ImageAdmin(admin.ModelAdmin):
         if label := self._chosen_label(request):
             count = curation.remove_label(queryset, label)
             self.message_user(request, f"Removed '{label}' from {count} images.")
+
+    @admin.action(description="Clear the 'broken' mark (the next upload retries them)",
+                  permissions=["curate"])
+    def clear_broken(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        count = curation.clear_broken(queryset)
+        self.message_user(request, f"Cleared the broken mark of {count} images.")
 
     @admin.action(description="Export labels as Planet CSV (image_name,tags)")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Image]) -> HttpResponse:

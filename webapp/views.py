@@ -57,7 +57,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
     if text or similar_to:
         page, search_context = _ranked_page(request, image_filter, text, similar_to)
     else:
-        page = Paginator(gallery_queryset(image_filter), GALLERY_PAGE_SIZE).get_page(
+        page = Paginator(gallery_queryset(image_filter, request.user), GALLERY_PAGE_SIZE).get_page(
             request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -90,16 +90,18 @@ def _ranked_page(request: HttpRequest, image_filter: ImageFilter, text: str,
             messages.error(request, str(exc))
     else:
         anchor = Image.objects.filter(pk=similar_to, status=Image.Status.READY).first()
+        if anchor is not None and not access.can_see_image(request.user, anchor):
+            anchor = None
         if anchor is None:
             messages.error(request, "No such image to compare with.")
         else:
             matches = search.similar_images(anchor, SEARCH_RESULTS)
             context["similar_to"] = anchor
-    allowed = set(image_filter.apply(Image.objects.filter(pk__in=[m.image_id for m in matches]))
-                  .values_list("pk", flat=True))
+    allowed = set(access.collection_images(request.user, image_filter.apply(
+        Image.objects.filter(pk__in=[m.image_id for m in matches]))).values_list("pk", flat=True))
     matches = [m for m in matches if m.image_id in allowed]
     page = Paginator(matches, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
-    images = gallery_queryset(ImageFilter(include_pending=True)).in_bulk(
+    images = gallery_queryset(ImageFilter(include_pending=True), request.user).in_bulk(
         [m.image_id for m in page.object_list])
     ranked = []
     for match in page.object_list:

@@ -19,7 +19,7 @@ from webapp.api.serializers import (
 )
 from webapp.api.throttles import ScopedThrottle
 from webapp.models import Image
-from webapp.services import ingest, search
+from webapp.services import access, ingest, search
 from webapp.services.gallery import with_labels
 from webapp.services.upload_limits import safe_filename
 
@@ -39,7 +39,11 @@ def unavailable() -> Response:
 
 
 def matches_response(view: APIView, request, matches: list[search.Match], **extra) -> Response:
-    """Paginated images in match order, each with its Hamming distance."""
+    """Paginated images in match order, each with its Hamming distance (only images this
+    user may see: a private scene's tiles are left out before paging)."""
+    allowed = set(access.collection_images(request.user, Image.objects.filter(
+        pk__in=[m.image_id for m in matches])).values_list("pk", flat=True))
+    matches = [m for m in matches if m.image_id in allowed]
     paginator = PageNumberPagination()
     page = paginator.paginate_queryset(matches, request, view=view)
     images = with_labels(Image.objects.filter(pk__in=[m.image_id for m in page]))

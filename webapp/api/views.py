@@ -141,7 +141,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         elif image_filter.batch and not access.visible_batches(self.request.user).filter(
                 pk=image_filter.batch).exists():
             image_filter.batch = 0  # someone else's batch: its images are not listed
-        return gallery_queryset(image_filter)
+        return gallery_queryset(image_filter, self.request.user)
 
     def get_object(self):
         image = super().get_object()

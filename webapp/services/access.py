@@ -5,14 +5,17 @@
 - A batch, its items and their failure reasons are visible to its owner and to users
   holding the explicit ``webapp.view_all_batches`` permission. The staff flag alone
   grants nothing; only the owner adds files to a batch or submits it.
+- A scene's tiles are as private as the scene: a tile image is in the collection only for
+  those who may see one of its scenes (or when the same bytes were also uploaded as a
+  file of their own). The admin asks here too.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from webapp.models import Batch
+from webapp.models import Batch, BatchItem, SceneTile
 
 VIEW_ALL_BATCHES = "webapp.view_all_batches"
 
@@ -36,11 +39,43 @@ def visible_batches(user) -> QuerySet[Batch]:
     return batches.filter(owner=user)
 
 
+def _collection(user) -> Q:
+    """Which images are in the collection for this user: all but the scene tiles it may
+    not see (a tile is listed only to those who may see one of its scenes, unless its
+    bytes were also uploaded as a file of their own)."""
+    a_tile = Exists(SceneTile.objects.filter(image=OuterRef("pk")))
+    own_file = Exists(BatchItem.objects.filter(image=OuterRef("pk"), scene_tile__isnull=True))
+    if not (user and user.is_authenticated):
+        return ~Q(a_tile) | Q(own_file)
+    seen_tile = Exists(SceneTile.objects.filter(image=OuterRef("pk"),
+                                                scene__batch__owner=user))
+    return ~Q(a_tile) | Q(own_file) | Q(seen_tile)
+
+
+def collection_images(user, images: QuerySet) -> QuerySet:
+    """``images`` without the scene tiles this user may not see."""
+    if user and user.is_authenticated and user.has_perm(VIEW_ALL_BATCHES):
+        return images
+    return images.filter(_collection(user))
+
+
+def visible_images(user, images: QuerySet) -> QuerySet:
+    """``images`` this user may open anywhere (the admin included): tagged collection
+    images, and any image of a batch this user may see."""
+    if user and user.is_authenticated and user.has_perm(VIEW_ALL_BATCHES):
+        return images
+    in_batch = Exists(BatchItem.objects.filter(image=OuterRef("pk"),
+                                               batch__in=visible_batches(user)))
+    ready = Q(status="ready") & _collection(user) if can_read(user) else Q(pk__in=[])
+    return images.filter(ready | Q(in_batch))
+
+
 def can_see_image(user, image) -> bool:
-    """A tagged image belongs to the collection; one still pending (its batch maybe not
-    even submitted) is seen only by those who may see one of its batches."""
-    if image.status == image.Status.READY:
-        return can_read(user)
+    """A tagged image belongs to the collection (a scene's tile only for those who may
+    see the scene); one still pending (its batch maybe not even submitted) is seen only
+    by those who may see one of its batches."""
+    if image.status == image.Status.READY and can_read(user):
+        return collection_images(user, type(image).objects.filter(pk=image.pk)).exists()
     return visible_batches(user).filter(items__image=image).exists()
 
 

@@ -132,3 +132,10 @@ def remove_label(images: QuerySet[Image], label: Label) -> int:
     encode_on_commit(list(entries.values_list("image_id", flat=True)), text_only=True)
     deleted, _ = entries.delete()
     return deleted
+
+
+def clear_broken(images: QuerySet[Image]) -> int:
+    """Forget that these images were found broken (a fault that was not theirs, such as
+    a worker lost twice to something else): the next batch holding one predicts it."""
+    return images.filter(status=Image.Status.BROKEN).update(status=Image.Status.PENDING,
+                                                            error="")

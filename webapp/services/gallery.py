@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from webapp.models import BatchItem, Image, ImageLabel
+from webapp.services import access
 
 
 class TooManyTags(ValueError):
@@ -94,6 +95,7 @@ def with_labels(images: QuerySet[Image]) -> QuerySet[Image]:
         Prefetch("labels", queryset=ImageLabel.objects.select_related("label", "added_by")))
 
 
-def gallery_queryset(image_filter: ImageFilter) -> QuerySet[Image]:
-    """Filtered images with what a gallery card needs, newest first."""
-    return with_labels(image_filter.apply(Image.objects.all())).order_by("-created_at", "-id")
+def gallery_queryset(image_filter: ImageFilter, user) -> QuerySet[Image]:
+    """Filtered images this user may see, with what a gallery card needs, newest first."""
+    images = access.collection_images(user, image_filter.apply(Image.objects.all()))
+    return with_labels(images).order_by("-created_at", "-id")
