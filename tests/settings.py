@@ -24,7 +24,7 @@ PREDICT_CHUNK_SIZE = 4
 MAX_SCENE_PIXELS = 60_000_000
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
     "anon": "1000/minute", "user": "10000/minute", "uploads": "10000/minute",
-    "image_search": "10000/minute"}}
+    "image_search": "10000/minute", "gallery_search": "10000/minute"}}
 # Each test process keeps its own counters (production: the shared Redis cache).
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SEARCH_SYNC_SECONDS = 0.0  # every search sees the codes committed before it

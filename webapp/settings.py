@@ -111,6 +111,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        # a kept connection is checked before each request reuses it: a restarted
+        # PostgreSQL costs a reconnect, not a 500 per thread
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -305,7 +308,14 @@ CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    # a hung (not down) Redis must not hold a web request: bounded connects and reads
+    "socket_connect_timeout": float(os.environ.get("REDIS_CONNECT_TIMEOUT", "1")),
+    "socket_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "2")),
 }
+CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("REDIS_CONNECT_TIMEOUT", "1"))
+# A message that cannot be sent at once is not retried in the request: the heal job
+# sends the batch again once it is stale (webapp.services.healing).
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A broker connection loss (Redis restart) lets a running batch finish: its progress is in
 # the database and the heal job re-sends whatever the broker lost.
@@ -337,6 +347,8 @@ REST_FRAMEWORK = {
         "user": os.environ.get("THROTTLE_USER", "2000/minute"),
         "uploads": os.environ.get("THROTTLE_UPLOADS", "600/minute"),
         "image_search": os.environ.get("THROTTLE_IMAGE_SEARCH", "30/minute"),
+        # HTML gallery pages that search (q, similar) or filter by tags
+        "gallery_search": os.environ.get("THROTTLE_GALLERY_SEARCH", "120/minute"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "webapp.api.errors.exception_handler",
@@ -346,6 +358,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Batch uploads, predicted and curated tags, labels and model versions.",
     "VERSION": "1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # the schema and the docs are read like the API: a login unless PUBLIC_READS is on
+    "SERVE_PERMISSIONS": ["webapp.api.permissions.ReadAccess"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -361,7 +375,8 @@ def _cache_location(url: str) -> str:
 
 # Shared by every web process: throttle counters (and anything else cached) live in Redis.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                      "LOCATION": _cache_location(REDIS_URL), "KEY_PREFIX": "webapp"}}
+                      "LOCATION": _cache_location(REDIS_URL), "KEY_PREFIX": "webapp",
+                      "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
 
 LOGGING = {
     "version": 1,

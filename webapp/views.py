@@ -16,6 +16,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from webapp.api.throttles import page_allowed
 from webapp.models import Image, Label
 from webapp.services import access, curation, scenes, search
 from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset, parse_id
@@ -23,6 +24,7 @@ from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS
 
 GALLERY_PAGE_SIZE = 48
+FAILURES_SHOWN = 500  # failed items listed on a page (the API pages on: images_next)
 
 
 def reads(view):
@@ -53,6 +55,12 @@ def gallery(request: HttpRequest) -> HttpResponse:
             image_filter.batch = 0
     text = (request.GET.get("q") or "").strip()[:500]
     similar_to = parse_id(request.GET.get("similar"))
+    if text or similar_to or image_filter.tags:  # the costly pages share one budget
+        allowed, wait = page_allowed(request, "gallery_search")
+        if not allowed:
+            response = render(request, "429.html", {"wait": round(wait or 1)}, status=429)
+            response["Retry-After"] = str(max(1, round(wait or 1)))
+            return response
     search_context: dict = {}
     if text or similar_to:
         page, search_context = _ranked_page(request, image_filter, text, similar_to)
@@ -61,7 +69,8 @@ def gallery(request: HttpRequest) -> HttpResponse:
             request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    failures = batch.items.filter(status="failed").order_by("position") if batch else []
+    failures = (batch.items.filter(status="failed").order_by("position")[:FAILURES_SHOWN]
+                if batch else [])
     return render(request, "webapp/gallery.html", {
         "page": page, "filter": image_filter, "labels": Label.objects.all(),
         "query": query.urlencode(), "batch": batch, "failures": failures, "q": text,
@@ -174,7 +183,7 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     batch = get_object_or_404(access.visible_batches(request.user), pk=pk)
-    failures = batch.items.filter(status="failed").order_by("position")
+    failures = batch.items.filter(status="failed").order_by("position")[:FAILURES_SHOWN]
     batch_scenes = scenes.with_progress(batch.scenes.all())
     return render(request, "webapp/batch_detail.html", {"batch": batch, "failures": failures,
                                                         "scenes": batch_scenes})

@@ -56,24 +56,33 @@
     const status = $("batch-status");
     status.textContent = b.status; status.className = "status " + b.status;
     renderScenes(b.scenes);
+  }
+  // Failures: fetched (first page of failed items) only when their count changes; the
+  // poll itself asks for counts only, whatever the batch's size.
+  let shownFailed = -1;
+  async function renderFailures(count) {
+    if (count === shownFailed) return;
+    const r = await fetch(root.dataset.api + "?images_status=failed", { headers: { Accept: "application/json" } });
+    if (!r.ok) return;
+    shownFailed = count;
+    const failed = (await r.json()).images;
+    if (!failed.length) return;
     const body = $("failures").querySelector("tbody");
-    const failed = b.images.filter((i) => i.status === "failed");
-    if (failed.length) {
-      body.innerHTML = "";
-      failed.forEach((i) => {
-        const tr = document.createElement("tr");
-        [i.position + 1, i.filename, i.error].forEach((v) => {
-          const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
-        });
-        body.appendChild(tr);
+    body.innerHTML = "";
+    failed.forEach((i) => {
+      const tr = document.createElement("tr");
+      [i.position + 1, i.filename, i.error].forEach((v) => {
+        const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
       });
-    }
+      body.appendChild(tr);
+    });
   }
   async function tick() {
     try {
-      const r = await fetch(root.dataset.api, { headers: { Accept: "application/json" } });
+      const r = await fetch(root.dataset.api + "?fields=counts", { headers: { Accept: "application/json" } });
       if (r.ok) {
         const b = await r.json(); render(b);
+        if (b.failed > 0) await renderFailures(b.failed);
         const tiling = (b.scenes || []).some((s) => !SCENE_FINISHED.includes(s.status));
         if (b.status === "done" && !tiling) return;
       }

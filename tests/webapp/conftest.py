@@ -25,6 +25,15 @@ from rest_framework.test import APIClient
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def throttle_cache_breaker_closed(monkeypatch):
+    """Each test starts with the throttles trusting their cache again (a test that takes
+    the cache down must not switch the throttles off for the next one)."""
+    from webapp.api import throttles
+
+    monkeypatch.setattr(throttles, "_cache_down_until", 0.0)
+
+
 def make_image(kind: str = "jpeg", size: int = 32, seed: int = 0) -> bytes:
     """Bytes of a small synthetic image (or of something that only looks like one)."""
     rng = np.random.default_rng(seed)

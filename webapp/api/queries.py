@@ -72,3 +72,13 @@ class SceneQuery(serializers.Serializer):
 class ProbabilityQuery(serializers.Serializer):
     label = serializers.RegexField(r"^[a-z0-9][a-z0-9_\-]{0,63}$",
                                    help_text="label name, e.g. primary")
+
+
+class BatchQuery(serializers.Serializer):
+    fields = serializers.ChoiceField(["counts"], required=False,
+                                     help_text="counts: the batch without its items")
+    images_after = serializers.IntegerField(
+        min_value=-1, max_value=MAX_ID, required=False,
+        help_text="item position the page of `images` starts after (see `images_next`)")
+    images_status = serializers.ChoiceField(["queued", "done", "failed"], required=False,
+                                            help_text="only items in this state")

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from webapp.models import Batch, BatchItem, Image, ImageLabel, Label, ModelVersion, Scene
@@ -81,22 +84,61 @@ class BatchSceneSerializer(serializers.ModelSerializer):
                   "tiles_nodata", "error"]
 
 
+BATCH_ITEMS_PAGE = 500  # items in one batch answer; the rest through ``images_next``
+
+
 class BatchSerializer(serializers.ModelSerializer):
+    """A batch with its counts, its scenes and one page of its items (``images``, in
+    upload order, at most BATCH_ITEMS_PAGE; ``images_next`` is the URL of the next page
+    or null). Context: ``with_images`` (False: counts only), ``images_after`` (a
+    position: the page starts after it), ``images_status`` (only items in that state)."""
+
     remaining = serializers.IntegerField(read_only=True)
     images = serializers.SerializerMethodField()
+    images_next = serializers.SerializerMethodField()
     scenes = serializers.SerializerMethodField()
     owner = serializers.CharField(source="owner.username", read_only=True)
 
     class Meta:
         model = Batch
         fields = ["id", "owner", "status", "submitted", "total", "done", "failed", "remaining",
-                  "reused", "created_at", "started_at", "finished_at", "scenes", "images"]
+                  "reused", "created_at", "started_at", "finished_at", "scenes", "images",
+                  "images_next"]
+
+    def _page(self, batch: Batch) -> tuple[list, int | None]:
+        """(this page's items, the position the next page starts after, or None)."""
+        cache = self.__dict__.setdefault("_pages", {})
+        if batch.pk not in cache:
+            items = batch.items.select_related("image__prediction").order_by("position")
+            after = self.context.get("images_after")
+            if after is not None:
+                items = items.filter(position__gt=after)
+            if self.context.get("images_status"):
+                items = items.filter(status=self.context["images_status"])
+            page = list(items[:BATCH_ITEMS_PAGE + 1])
+            more = len(page) > BATCH_ITEMS_PAGE
+            page = page[:BATCH_ITEMS_PAGE]
+            cache[batch.pk] = (page, page[-1].position if more else None)
+        return cache[batch.pk]
 
     def get_images(self, batch: Batch) -> list[dict]:
         if not self.context.get("with_images", True):
             return []
-        items = batch.items.select_related("image__prediction").order_by("position")
-        return BatchImageSerializer(items, many=True).data
+        return BatchImageSerializer(self._page(batch)[0], many=True).data
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_images_next(self, batch: Batch) -> str | None:
+        if not self.context.get("with_images", True):
+            return None
+        after = self._page(batch)[1]
+        if after is None:
+            return None
+        query = {"images_after": after}
+        if self.context.get("images_status"):
+            query["images_status"] = self.context["images_status"]
+        url = reverse("batch-detail", args=[batch.pk]) + "?" + urlencode(query)
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request is not None else url
 
     def get_scenes(self, batch: Batch) -> list[dict]:
         from webapp.services.scenes import with_progress

@@ -31,7 +31,7 @@ from webapp.api.serializers import (
     SceneSerializer,
 )
 from webapp.api.throttles import ScopedThrottle
-from webapp.models import Batch, Label, ModelVersion, Scene
+from webapp.models import Batch, BatchItem, Label, ModelVersion, Scene
 from webapp.services import access, curation, ingest, scenes, search
 from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset
 from webapp.services.model_registry import active_model
@@ -64,9 +64,20 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
         return super().get_throttles()
 
     def get_serializer_context(self):
-        counts_only = self.request.query_params.get("fields") == "counts"
+        params = self.request.query_params
+        counts_only = params.get("fields") == "counts"
+        status_filter = params.get("images_status")
         return {**super().get_serializer_context(),
-                "with_images": self.action != "list" and not counts_only}
+                "with_images": self.action != "list" and not counts_only,
+                "images_after": _int_or_none(params.get("images_after")),
+                "images_status": status_filter if status_filter in BatchItem.Status.values
+                else None}
+
+    @extend_schema(parameters=[queries.BatchQuery])
+    def retrieve(self, request, *args, **kwargs):
+        """One batch: counts, scenes and a page of its items (``images_next`` pages on)."""
+        queries.check(queries.BatchQuery, request)
+        return super().retrieve(request, *args, **kwargs)
 
     @extend_schema(request={"multipart/form-data": BatchCreateSerializer},
                    responses={202: BatchSerializer})
@@ -112,6 +123,13 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
         """All files are in: start predicting (idempotent)."""
         batch = ingest.submit_batch(self.owned_batch())
         return Response(self.get_serializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def _added(entry) -> dict:
