@@ -150,3 +150,57 @@ def test_originals_are_written_whole_and_a_damaged_copy_is_replaced(settings, tm
         storage.save_original(sha256(other), "JPEG", Failing(other))
     leftovers = [p.name for p in (tmp_path / "media").rglob("*") if p.is_file()]
     assert leftovers == [path.rsplit("/", 1)[-1]]  # no partial file, under any name
+
+
+@pytest.mark.django_db
+def test_a_scene_that_raises_while_cut_fails_at_once_and_the_batch_goes_on(user, tmp_path,
+                                                                          monkeypatch):
+    from classifier import scenes as lib
+    from tests.scene_files import geotiff
+    from webapp.models import Scene
+
+    strange = geotiff(tmp_path / "strange.tif", width=600, height=300, seed=1).read_bytes()
+    good = geotiff(tmp_path / "good.tif", width=600, height=300, seed=2).read_bytes()
+    batch, added = upload(user, [("strange.tif", strange), ("good.tif", good),
+                                 ("chip.jpg", make_image(seed=50))])
+    real_strips = lib.SceneReader.strips
+
+    def strips(self, start_row=0):
+        if self.dataset.name.endswith(Scene.objects.get(filename="strange.tif").file.name):
+            raise TypeError("complex values where numbers were expected")
+        return real_strips(self, start_row)
+
+    monkeypatch.setattr(lib.SceneReader, "strips", strips)
+    recognition.process_batch(submit_batch(batch).pk)
+    batch.refresh_from_db()
+    strange_scene = Scene.objects.get(filename="strange.tif")
+    assert strange_scene.status == "failed" and "TypeError" in strange_scene.error
+    assert strange_scene.attempts == 1  # failed on its first try, not after two heal cycles
+    assert Scene.objects.get(filename="good.tif").status == "done"
+    assert batch.status == "done" and batch.failed == 1
+
+
+@pytest.mark.django_db
+def test_a_database_error_while_cutting_a_scene_is_no_attempt(user, tmp_path, monkeypatch):
+    from tests.scene_files import geotiff
+    from webapp.models import Scene
+    from webapp.services import tiling
+
+    data = geotiff(tmp_path / "s.tif", width=600, height=300).read_bytes()
+    batch, _ = upload(user, [("s.tif", data)])
+    real = tiling._commit_row
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise OperationalError("the database restarted")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiling, "_commit_row", flaky)
+    for _ in range(2):
+        with pytest.raises(OperationalError):
+            recognition.process_batch(submit_batch(batch).pk)
+        assert Scene.objects.get().attempts == 0
+    recognition.process_batch(batch.pk)
+    assert Scene.objects.get().status == "done"

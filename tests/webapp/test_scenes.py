@@ -79,9 +79,9 @@ def test_geotiff_is_tiled_tagged_and_described(user, tmp_path):
     for tile in tiles.values():
         image = tile.image
         assert (image.status, image.width, image.height, image.format) == ("ready", 256, 256,
-                                                                          "TIFF")
+                                                                          "PNG")
         assert image.display and image.prediction and tile.item.status == "done"
-        assert image.original_name == f"scene_r{tile.row}_c{tile.col}.tif"
+        assert image.original_name == f"scene_r{tile.row}_c{tile.col}.png"
 
 
 def test_scene_api_list_detail_geojson_and_raster(user, api, tmp_path):
@@ -266,7 +266,7 @@ def test_curated_tile_labels_export_like_any_image(user, curator, tmp_path):
                  "--reviewed-only")
     lines = (out / "labels.csv").read_text().splitlines()
     assert lines == ["image_name,tags", f"img_{tile.image_id},clear water"]
-    exported = out / "images" / f"img_{tile.image_id}.tif"
+    exported = out / "images" / f"img_{tile.image_id}.png"
     with PILImage.open(exported) as chip:
         assert chip.size == (256, 256)
     assert exported.read_bytes() == Path(Image.objects.get(pk=tile.image_id).file.path
