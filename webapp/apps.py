@@ -34,5 +34,7 @@ def _tombstone(sender, instance, **kwargs) -> None:
     """Search indexes kept by other processes learn of a removed code from this row
     (webapp.services.search); connected here so that every process writes it."""
     from webapp.models import RemovedImageCode
+    from webapp.services.dbclock import Now
 
-    RemovedImageCode.objects.create(image_id=instance.image_id)
+    row = RemovedImageCode.objects.create(image_id=instance.image_id)
+    RemovedImageCode.objects.filter(pk=row.pk).update(removed_at=Now())  # the db's clock

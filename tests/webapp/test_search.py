@@ -208,6 +208,32 @@ def test_indexes_apply_only_what_changed_since_their_last_version(collection, us
     assert gone.pk not in found and len(by_image) == 12
 
 
+def test_index_sync_goes_by_the_database_clock_not_the_writers(collection, user, settings,
+                                                                monkeypatch):
+    """A writer whose clock runs an hour behind (another machine) still has its codes
+    picked up: change times and sync points both come from the database."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.SEARCH_SYNC_OVERLAP = 0.0
+    by_image = search._collection_index()
+    assert len(by_image) == 12
+    newcomer = predicted_image_with_pixels(user, "water", 78)
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() - timedelta(hours=1))
+    search.encode_images([newcomer.pk])
+    monkeypatch.undo()
+    found = [m.image_id for m in search.similar_images(collection["water"][0], k=20)]
+    assert newcomer.pk in found and len(by_image) == 13
+    gone = collection["water"][1]
+    monkeypatch.setattr(timezone, "now", lambda: real_now() - timedelta(hours=1))
+    gone.delete()  # the tombstone too is stamped by the database
+    monkeypatch.undo()
+    found = [m.image_id for m in search.similar_images(collection["water"][0], k=20)]
+    assert gone.pk not in found and len(by_image) == 12
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("page_size", [10, 500])
 def test_search_results_take_the_same_queries_whatever_the_page_size(

@@ -32,6 +32,7 @@ from retrieval.index import LiveHammingIndex
 from retrieval.store import RETRIEVAL_DIRS, Retriever
 from retrieval.text import UnknownQuery
 from webapp.models import Image, ImageCode, ImageLabel, RemovedImageCode
+from webapp.services.dbclock import Now, database_now
 from webapp.services.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ def _save_codes(image_ids: Sequence[int], image_codes: Sequence[int] | None,
     ImageCode.objects.bulk_create(new)
     ImageCode.objects.bulk_update(changed, ["model", "bits", "image_code", "text_code",
                                             "updated_at"])
+    # the change time by the database's clock, which every index's sync reads by too
+    ImageCode.objects.filter(image_id__in=list(image_ids)).update(updated_at=Now())
 
 
 def store_codes(image_ids: Sequence[int], descriptors: np.ndarray | None = None,
@@ -205,7 +208,7 @@ class _Collection:
 
     def sync(self) -> None:
         overlap = timedelta(seconds=settings.SEARCH_SYNC_OVERLAP)
-        started = timezone.now()
+        started = database_now()  # not this machine's clock: the writers' is the same
         rows = self._rows()
         removed: list[int] = []
         if self.synced_to is not None:
