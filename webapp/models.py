@@ -364,3 +364,17 @@ class SceneTile(models.Model):
 
     def __str__(self) -> str:
         return f"tile r{self.row} c{self.col} of scene {self.scene_id}"
+
+
+class UploadReservation(models.Model):
+    """Quota taken by a file that is being stored: counted with what is stored, so that
+    parallel uploads of one user cannot both pass a quota (webapp.services.upload_limits).
+    Deleted once the file's Image or Scene row exists; a leftover of a crashed request
+    stops counting after an hour."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="+")
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
+    size_bytes = models.BigIntegerField(default=0)
+    pixels = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -204,3 +204,49 @@ def test_a_database_error_while_cutting_a_scene_is_no_attempt(user, tmp_path, mo
         assert Scene.objects.get().attempts == 0
     recognition.process_batch(batch.pk)
     assert Scene.objects.get().status == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_uploads_cannot_both_pass_the_daily_quota(user, settings, monkeypatch):
+    """While one request stores its file, its quota share is reserved: a second request
+    of the same user that would pass the quota only together with it is refused."""
+    import threading
+
+    from django.db import connection
+
+    from webapp.services import ingest
+    from webapp.services.ingest import add_files, create_batch
+
+    first, second = make_image(seed=90, size=64), make_image(seed=91, size=64)
+    settings.MAX_UPLOAD_BYTES_PER_DAY = len(first) + len(second) - 1
+    storing, go_on = threading.Event(), threading.Event()
+    real_save = ingest.save_original
+
+    def slow_save(sha, image_format, content):
+        if sha == sha256(first):
+            storing.set()
+            go_on.wait(10)
+        return real_save(sha, image_format, content)
+
+    monkeypatch.setattr(ingest, "save_original", slow_save)
+    results = {}
+
+    def send(name, data):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        try:
+            (item,) = add_files(create_batch(user), [SimpleUploadedFile(name, data)])
+            results[name] = (item.status, item.error)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=send, args=("a.jpg", first))
+    a.start()
+    assert storing.wait(10)
+    send_b = threading.Thread(target=send, args=("b.jpg", second))
+    send_b.start()
+    send_b.join(20)
+    go_on.set()
+    a.join(20)
+    assert results["a.jpg"] == ("queued", "")
+    assert results["b.jpg"][0] == "failed" and "quota" in results["b.jpg"][1]

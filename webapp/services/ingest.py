@@ -87,17 +87,16 @@ def _image_for(upload: UploadedFile, name: str, owner, quota: Quota) -> tuple[Im
     if existing is not None:
         return existing, False
     image_format, width, height = inspect_upload(upload)
-    quota.take_pixels(width * height)
-    quota.take_bytes(upload.size)
-    path = save_original(sha, image_format, upload)
-    try:
-        with transaction.atomic():
-            image = Image.objects.create(
-                sha256=sha, file=path, original_name=name, format=image_format,
-                size_bytes=upload.size, width=width, height=height, uploaded_by=owner)
-        return image, True
-    except IntegrityError:  # the same file arrived in a parallel request
-        return Image.objects.get(sha256=sha), False
+    with quota.reserve(upload.size, width * height):
+        path = save_original(sha, image_format, upload)
+        try:
+            with transaction.atomic():
+                image = Image.objects.create(
+                    sha256=sha, file=path, original_name=name, format=image_format,
+                    size_bytes=upload.size, width=width, height=height, uploaded_by=owner)
+            return image, True
+        except IntegrityError:  # the same file arrived in a parallel request
+            return Image.objects.get(sha256=sha), False
 
 
 def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem | Scene]:

@@ -147,19 +147,17 @@ def add_scene(batch: Batch, upload: UploadedFile, name: str, detected: Detected,
     info = detected.info
     _check_limits(upload, detected)
     fields = read_header(upload, detected)
-    quota.take_pixels(info.width * info.height)
     sha = upload_sha256(upload)
-    known = Scene.objects.filter(sha256=sha).exists()
-    if not known:
-        quota.take_bytes(upload.size)  # stored before: costs nothing again
-    path = save_original(sha, DRIVERS[info.driver], upload)
-    try:
-        return Scene.objects.create(batch=batch, filename=name, sha256=sha, file=path,
-                                    driver=info.driver, size_bytes=upload.size, **fields)
-    except BaseException:
-        if not known and not Scene.objects.filter(sha256=sha).exists():
-            delete_original(path)
-        raise
+    known = Scene.objects.filter(sha256=sha).exists()  # stored before: no new bytes
+    with quota.reserve(0 if known else upload.size, info.width * info.height):
+        path = save_original(sha, DRIVERS[info.driver], upload)
+        try:
+            return Scene.objects.create(batch=batch, filename=name, sha256=sha, file=path,
+                                        driver=info.driver, size_bytes=upload.size, **fields)
+        except BaseException:
+            if not known and not Scene.objects.filter(sha256=sha).exists():
+                delete_original(path)
+            raise
 
 
 def header_fields(reader: lib.SceneReader) -> dict:

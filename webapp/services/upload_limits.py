@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -17,38 +20,30 @@ class UploadRejected(ValueError):
     """The file cannot become an image; the message tells the user why."""
 
 
+RESERVATION_TTL = timedelta(hours=1)  # a crashed request's reservation stops counting
+
+
 class Quota:
     """What a user may still add, counted in what it costs to keep and to process:
     files to this batch (MAX_FILES_PER_BATCH), newly stored bytes today
     (MAX_UPLOAD_BYTES_PER_DAY, over the last 24 hours; files already in the archive cost
     nothing), and decoded pixels, which bound the tiles a worker cuts and tags, in this
     batch (MAX_PIXELS_PER_BATCH) and today (MAX_PIXELS_PER_DAY). A 20 KB compressed
-    GeoTIFF of 16 M pixels costs its 16 M pixels."""
+    GeoTIFF of 16 M pixels costs its 16 M pixels.
+
+    A file takes its share with ``reserve`` while it is stored: the check and the
+    reservation happen under one lock per user, and the reservation counts until the
+    file's row exists, so parallel requests of one user cannot both pass a quota.
+    """
 
     def __init__(self, batch) -> None:
-        from webapp.models import BatchItem, Image, Scene
+        from webapp.models import BatchItem, Scene
 
+        self.batch = batch
         # uploaded files: chips and scenes (a scene's tiles are not files of their own)
         self.files_left = settings.MAX_FILES_PER_BATCH - (
             BatchItem.objects.filter(batch=batch, scene_tile__isnull=True).count()
             + Scene.objects.filter(batch=batch).count())
-        since = timezone.now() - timedelta(days=1)
-        area = F("width") * F("height")
-        chips = (Image.objects.filter(uploaded_by=batch.owner, created_at__gte=since)
-                 .exclude(scene_tiles__isnull=False)
-                 .aggregate(bytes=Sum("size_bytes"), pixels=Sum(area)))
-        scenes = (Scene.objects.filter(batch__owner=batch.owner, created_at__gte=since)
-                  .aggregate(bytes=Sum("size_bytes"), pixels=Sum(area)))
-        self.bytes_left = settings.MAX_UPLOAD_BYTES_PER_DAY - (chips["bytes"] or 0) - (
-            scenes["bytes"] or 0)
-        self.pixels_today_left = settings.MAX_PIXELS_PER_DAY - (chips["pixels"] or 0) - (
-            scenes["pixels"] or 0)
-        in_batch = (BatchItem.objects.filter(batch=batch, scene_tile__isnull=True,
-                                             image__isnull=False)
-                    .aggregate(pixels=Sum(F("image__width") * F("image__height"))))
-        batch_scenes = Scene.objects.filter(batch=batch).aggregate(pixels=Sum(area))
-        self.pixels_batch_left = settings.MAX_PIXELS_PER_BATCH - (in_batch["pixels"] or 0) - (
-            batch_scenes["pixels"] or 0)
 
     def take_file(self) -> None:
         if self.files_left <= 0:
@@ -56,28 +51,87 @@ class Quota:
                                  "files; put the rest in a new batch")
         self.files_left -= 1
 
-    def take_bytes(self, size: int) -> None:
-        if size > self.bytes_left:
+    def usage(self) -> dict[str, int]:
+        """Bytes and pixels stored (or being stored) today by the owner, and pixels in
+        this batch."""
+        from webapp.models import BatchItem, Image, Scene, UploadReservation
+
+        now = timezone.now()
+        since = now - timedelta(days=1)
+        owner = self.batch.owner
+        area = F("width") * F("height")
+        chips = (Image.objects.filter(uploaded_by=owner, created_at__gte=since)
+                 .exclude(scene_tiles__isnull=False)
+                 .aggregate(bytes=Sum("size_bytes"), pixels=Sum(area)))
+        scenes = (Scene.objects.filter(batch__owner=owner, created_at__gte=since)
+                  .aggregate(bytes=Sum("size_bytes"), pixels=Sum(area)))
+        live = UploadReservation.objects.filter(owner=owner,
+                                                created_at__gte=now - RESERVATION_TTL)
+        held = live.aggregate(bytes=Sum("size_bytes"), pixels=Sum("pixels"))
+        held_here = live.filter(batch=self.batch).aggregate(pixels=Sum("pixels"))
+        in_batch = (BatchItem.objects.filter(batch=self.batch, scene_tile__isnull=True,
+                                             image__isnull=False)
+                    .aggregate(pixels=Sum(F("image__width") * F("image__height"))))
+        batch_scenes = Scene.objects.filter(batch=self.batch).aggregate(pixels=Sum(area))
+        return {
+            "bytes_today": (chips["bytes"] or 0) + (scenes["bytes"] or 0) + (held["bytes"] or 0),
+            "pixels_today": (chips["pixels"] or 0) + (scenes["pixels"] or 0)
+            + (held["pixels"] or 0),
+            "pixels_batch": (in_batch["pixels"] or 0) + (batch_scenes["pixels"] or 0)
+            + (held_here["pixels"] or 0),
+        }
+
+    @property
+    def bytes_left(self) -> int:
+        return settings.MAX_UPLOAD_BYTES_PER_DAY - self.usage()["bytes_today"]
+
+    def _check(self, size: int, pixels: int) -> None:
+        used = self.usage()
+        if used["bytes_today"] + size > settings.MAX_UPLOAD_BYTES_PER_DAY:
+            left = max(settings.MAX_UPLOAD_BYTES_PER_DAY - used["bytes_today"], 0)
             raise UploadRejected(
                 f"your upload quota of {format_size(settings.MAX_UPLOAD_BYTES_PER_DAY)} per "
-                f"24 hours is used up ({format_size(max(self.bytes_left, 0))} left); "
-                "upload the rest later")
-        self.bytes_left -= size
-
-    def take_pixels(self, pixels: int) -> None:
-        """Count a file's decoded pixels against the batch's and the day's pixel quota."""
-        if pixels > self.pixels_batch_left:
+                f"24 hours is used up ({format_size(left)} left); upload the rest later")
+        if used["pixels_batch"] + pixels > settings.MAX_PIXELS_PER_BATCH:
+            left = max(settings.MAX_PIXELS_PER_BATCH - used["pixels_batch"], 0)
             raise UploadRejected(
                 f"the batch's pixel quota of {settings.MAX_PIXELS_PER_BATCH:,} pixels "
                 f"(MAX_PIXELS_PER_BATCH) would be passed: this file has {pixels:,}, "
-                f"{max(self.pixels_batch_left, 0):,} are left; put it in a new batch")
-        if pixels > self.pixels_today_left:
+                f"{left:,} are left; put it in a new batch")
+        if used["pixels_today"] + pixels > settings.MAX_PIXELS_PER_DAY:
+            left = max(settings.MAX_PIXELS_PER_DAY - used["pixels_today"], 0)
             raise UploadRejected(
                 f"your pixel quota of {settings.MAX_PIXELS_PER_DAY:,} pixels per 24 hours "
                 f"(MAX_PIXELS_PER_DAY) would be passed: this file has {pixels:,}, "
-                f"{max(self.pixels_today_left, 0):,} are left; upload it later")
-        self.pixels_batch_left -= pixels
-        self.pixels_today_left -= pixels
+                f"{left:,} are left; upload it later")
+
+    @contextmanager
+    def reserve(self, size: int, pixels: int) -> Iterator[None]:
+        """Hold ``size`` new bytes and ``pixels`` decoded pixels while a file is stored
+        (raise UploadRejected when they do not fit); create the file's row inside."""
+        from webapp.models import UploadReservation
+
+        with transaction.atomic():
+            _lock_owner(self.batch.owner_id)
+            self._check(size, pixels)
+            reservation = UploadReservation.objects.create(
+                owner_id=self.batch.owner_id, batch=self.batch, size_bytes=size,
+                pixels=pixels)
+        try:
+            yield
+        finally:
+            UploadReservation.objects.filter(pk=reservation.pk).delete()
+
+
+def _lock_owner(user_id: int) -> None:
+    """Serialize quota checks of one user until the transaction ends: a PostgreSQL
+    advisory lock; SQLite's transactions (IMMEDIATE) are serialized already."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [QUOTA_LOCK_SPACE, user_id])
+
+
+QUOTA_LOCK_SPACE = 20_261_204  # advisory lock namespace of upload quotas
 
 
 class RejectedUpload(SimpleUploadedFile):
