@@ -50,6 +50,9 @@ CASES = [
     ("scene", "bench_scene.py", [], {}, [
         r"^end to end   : 9 tiles .* failed 0, predictions 9, scene done$",
         r"^predictor    : 9 tiles", r"^smoke        : every tile predicted"]),
+    ("wide-scene", "bench_wide_scene.py", [], {}, [
+        r"^blocks   : 20 tiles, peak RSS", r"^baseline : 20 tiles, peak RSS",
+        r"^ratio blocks / baseline .*: [\d.]+x"]),
     ("training", "bench_training.py", [], {}, [
         rf"^{re.escape(name)}\s+\d+ ms/step" for name in (
             "default: all cores, channels_last, fp32", "plain NCHW memory", "bfloat16 autocast",
