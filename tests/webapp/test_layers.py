@@ -29,9 +29,15 @@ def test_services_never_import_tasks_and_jobs_imports_no_service():
 
 
 def test_libraries_import_nothing_from_the_web_app():
-    for package in ("classifier", "retrieval"):
+    for package in ("classifier", "retrieval", "imagery"):
         for path in (ROOT / package).rglob("*.py"):
             assert not any(n.startswith(("webapp", "django")) for n in _imports(path)), path
+
+
+def test_the_imagery_foundation_imports_no_method():
+    for path in (ROOT / "imagery").rglob("*.py"):
+        assert not any(n.startswith(("classifier", "retrieval", "torch")) for n in
+                       _imports(path)), path
 
 
 def test_tasks_share_one_retry_policy(monkeypatch):
