@@ -85,6 +85,9 @@ class Image(models.Model):
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                     on_delete=models.SET_NULL, related_name="+")
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    scene_only = models.BooleanField(
+        default=False, help_text="known only as a tile of scenes (never uploaded as a file of "
+                                 "its own): as private as its scenes (services/access.py)")
 
     class Meta:
         ordering = ["-created_at", "-id"]

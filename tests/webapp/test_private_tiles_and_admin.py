@@ -93,3 +93,19 @@ def test_a_scenes_tiles_are_as_private_as_the_scene(user, other, tmp_path):
     browser.force_login(other)
     assert browser.get(f"/images/{tiles[0]}/display").status_code == 404
     assert browser.get(f"/images/{tiles[0]}/").status_code == 404
+
+
+def test_a_tiles_bytes_uploaded_as_a_file_join_the_collection(user, other, tmp_path):
+    data = geotiff(tmp_path / "s.tif", width=512, height=256, nodata_corner=0)
+    batch, (scene,) = upload(user, [("s.tif", data.read_bytes())])
+    recognition.process_batch(submit_batch(batch).pk)
+    tile = SceneTile.objects.filter(scene=scene).first().image
+    assert tile.scene_only
+    stranger = APIClient()
+    stranger.force_authenticate(other)
+    assert stranger.get(f"/api/images/{tile.pk}/").status_code == 404
+    with tile.file.open("rb") as handle:
+        upload(user, [("chip.png", handle.read())])  # the same bytes, as a file of its own
+    tile.refresh_from_db()
+    assert not tile.scene_only
+    assert stranger.get(f"/api/images/{tile.pk}/").status_code == 200

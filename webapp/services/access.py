@@ -5,9 +5,9 @@
 - A batch, its items and their failure reasons are visible to its owner and to users
   holding the explicit ``webapp.view_all_batches`` permission. The staff flag alone
   grants nothing; only the owner adds files to a batch or submits it.
-- A scene's tiles are as private as the scene: a tile image is in the collection only for
-  those who may see one of its scenes (or when the same bytes were also uploaded as a
-  file of their own). The admin asks here too.
+- A scene's tiles are as private as the scene: a tile image (``Image.scene_only``) is in
+  the collection only for those who may see one of its scenes; once the same bytes are
+  uploaded as a file of their own, it is an ordinary image. The admin asks here too.
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ def visible_batches(user) -> QuerySet[Batch]:
 
 def _collection(user) -> Q:
     """Which images are in the collection for this user: all but the scene tiles it may
-    not see (a tile is listed only to those who may see one of its scenes, unless its
-    bytes were also uploaded as a file of their own)."""
-    a_tile = Exists(SceneTile.objects.filter(image=OuterRef("pk")))
-    own_file = Exists(BatchItem.objects.filter(image=OuterRef("pk"), scene_tile__isnull=True))
+    not see. A tile image (``scene_only``: never uploaded as a file of its own) is listed
+    only to those who may see one of its scenes. Users without scenes (most) get the
+    plain indexed filter."""
+    public = Q(scene_only=False)
     if not (user and user.is_authenticated):
-        return ~Q(a_tile) | Q(own_file)
-    seen_tile = Exists(SceneTile.objects.filter(image=OuterRef("pk"),
-                                                scene__batch__owner=user))
-    return ~Q(a_tile) | Q(own_file) | Q(seen_tile)
+        return public
+    own = SceneTile.objects.filter(scene__batch__owner=user)
+    if not own.exists():
+        return public
+    return public | Q(Exists(own.filter(image=OuterRef("pk"))))
 
 
 def collection_images(user, images: QuerySet) -> QuerySet:

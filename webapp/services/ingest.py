@@ -85,6 +85,9 @@ def _image_for(upload: UploadedFile, name: str, owner, quota: Quota) -> tuple[Im
     sha = upload_sha256(upload)
     existing = Image.objects.filter(sha256=sha).first()
     if existing is not None:
+        if existing.scene_only:  # a scene's tile, now uploaded as a file: in the collection
+            Image.objects.filter(pk=existing.pk).update(scene_only=False)
+            existing.scene_only = False
         return existing, False
     image_format, width, height = inspect_upload(upload)
     with quota.reserve(upload.size, width * height):
