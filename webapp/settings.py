@@ -312,7 +312,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
     # a hung (not down) Redis must not hold a web request: bounded connects and reads
     "socket_connect_timeout": float(os.environ.get("REDIS_CONNECT_TIMEOUT", "1")),
-    "socket_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "2")),
+    "socket_timeout": float(os.environ.get("REDIS_SOCKET_TIMEOUT", "1")),
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("REDIS_CONNECT_TIMEOUT", "1"))
 # A message that cannot be sent at once is not retried in the request: the heal job

@@ -132,3 +132,27 @@ def test_html_searches_and_tag_filters_are_throttled(user, settings, monkeypatch
     blocked = browser.get("/gallery/", {"q": "river"})
     assert blocked.status_code == 429 and int(blocked["Retry-After"]) >= 1
     assert browser.get("/gallery/").status_code == 200  # plain browsing is not counted
+
+
+def test_a_hung_broker_costs_a_send_about_a_second(tmp_path):
+    """A process configured like a web server, its REDIS_URL a Redis that accepts and
+    never answers: queueing a batch gives up within the socket timeout (logged; the heal
+    job sends it again later) instead of holding the request."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hung = HungServer()
+    code = ("import time, django\ndjango.setup()\nfrom webapp.services import jobs\n"
+            "t = time.monotonic(); ok = jobs._send('webapp.tasks.predict_batch', 1)\n"
+            "print(ok, time.monotonic() - t)\n")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "SECRET_KEY": "x",
+           "REDIS_URL": f"redis://127.0.0.1:{hung.port}/0", "VAR_DIR": str(tmp_path)}
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    finally:
+        hung.close()
+    sent, seconds = out.stdout.split()[-2:]
+    assert sent == "False" and float(seconds) < 3.5, out.stdout + out.stderr[-2000:]
