@@ -78,7 +78,7 @@ def test_throttle_counters_live_in_the_shared_redis_cache(settings):
     env = {"REDIS_URL": settings.CELERY_BROKER_URL, "SECRET_KEY": "x"}
     key = f"shared-{os.getpid()}"
     first = _settings_of(env, "from django.core.cache import cache; "
-                              f"cache.set('{key}', 7, 30); "
+                              f"cache.set('{key}', 7, 600); "
                               "print(json.dumps(settings.CACHES['default']['BACKEND']))")
     assert first.endswith("RedisCache")
     second = _settings_of(env, f"from django.core.cache import cache; "
