@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_worker.py
 	$(PY) bench/bench_scene.py
 	$(PY) bench/bench_training.py
+	$(PY) bench/bench_wide_scene.py
 
 clean-venv:
 	rm -rf $(VENV)
