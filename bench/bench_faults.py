@@ -328,7 +328,7 @@ class Redis:
 def environment(args, db: Database, redis: Redis, tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("BATCH_STALE_SECONDS", "HEAL_INTERVAL_SECONDS", "CELERY_VISIBILITY_TIMEOUT",
-                 "WORKER_CHUNK_PAUSE", "TEST_POISON_SHA256", "DEBUG"):
+                 "WORKER_CHUNK_PAUSE", "DEBUG"):
         env.pop(name, None)  # production defaults, not whatever this shell has
     env.update({
         "DJANGO_SETTINGS_MODULE": "webapp.settings",

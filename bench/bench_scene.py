@@ -124,7 +124,9 @@ def child_e2e(scene: Path, chunk: int, small: Path) -> dict:
 
         from webapp.models import BatchItem, Prediction, Scene
         from webapp.services import jobs, recognition, search
-        from webapp.services.ingest import add_files, create_batch, submit_batch
+        from webapp.services.batches import do_create_batch as create_batch
+        from webapp.services.batches import do_submit_batch as submit_batch
+        from webapp.services.ingest import add_files
         from webapp.services.model_registry import active_model
 
         call_command("migrate", verbosity=0)

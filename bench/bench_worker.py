@@ -180,7 +180,9 @@ def upload(user, files: Iterable[tuple[str, bytes]], total: int | None = None,
     stream them: only one file's bytes are held here at a time)."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from webapp.services.ingest import add_files, create_batch, submit_batch
+    from webapp.services.batches import do_create_batch as create_batch
+    from webapp.services.batches import do_submit_batch as submit_batch
+    from webapp.services.ingest import add_files
 
     batch = create_batch(user)
     for name, data in tqdm(files, total=total, desc=desc, file=sys.stderr, leave=False):
@@ -313,7 +315,7 @@ def child(args) -> None:
     """One fresh process: load and warm the models, then one batch; JSON on stdout."""
     with tempfile.TemporaryDirectory(prefix="bench-worker-child-") as tmp:
         user = configure(Path(tmp), args.chunk, args.chunk_pixels)
-        from webapp.services import recognition
+        from webapp.services import batches, recognition
 
         load_models()
         warm_up(user)
@@ -330,7 +332,7 @@ def child(args) -> None:
         loaded = memory_status()
 
         chunks: list[int] = []
-        real_next_chunk, real_decode = recognition.next_chunk, recognition.decode_for_pipeline
+        real_next_chunk, real_decode = batches.next_chunk, recognition.decode_for_pipeline
         bar = tqdm(total=total, desc=f"process {args.child} (chunk {args.chunk})",
                    file=sys.stderr, leave=False)
 
@@ -345,7 +347,7 @@ def child(args) -> None:
             bar.update()
             return decoded
 
-        recognition.next_chunk, recognition.decode_for_pipeline = next_chunk, decode_for_pipeline
+        batches.next_chunk, recognition.decode_for_pipeline = next_chunk, decode_for_pipeline
         start = time.perf_counter()
         recognition.process_batch(batch.pk)
         seconds = time.perf_counter() - start

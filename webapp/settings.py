@@ -293,10 +293,6 @@ WORKER_CHUNK_PAUSE = float(os.environ.get("WORKER_CHUNK_PAUSE", "0"))
 # runs every HEAL_INTERVAL_SECONDS inside every worker (`celery worker --beat`).
 BATCH_STALE_SECONDS = float(os.environ.get("BATCH_STALE_SECONDS", "120"))
 HEAL_INTERVAL_SECONDS = float(os.environ.get("HEAL_INTERVAL_SECONDS", "30"))
-# Tests only: a worker that decodes an image with one of these sha256 digests SIGKILLs
-# its own process (how the suite proves that a poison input fails alone). Empty: off.
-TEST_POISON_SHA256 = env_list("TEST_POISON_SHA256", "")
-
 # Celery on Redis. Tasks are acknowledged after they finish, so a killed worker's batch
 # is delivered again (after the visibility timeout) and finished by another worker.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -157,12 +157,12 @@ class WorkerProcess:
     (one child process that the main process replaces when it dies)."""
 
     def __init__(self, log_path: Path, extra_env: dict[str, str] | None = None,
-                 pool: str = "solo") -> None:
+                 pool: str = "solo", app: str = "webapp") -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.log_path = log_path
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool", pool,
+            [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", pool,
              "--concurrency", "1", "--beat", "--loglevel", "INFO", "--without-gossip",
              "--without-mingle", "--without-heartbeat", "--hostname", self.name],
             cwd=ROOT, env=worker_env(extra_env), stdout=self.log, stderr=subprocess.STDOUT,
@@ -199,8 +199,8 @@ class WorkerProcess:
 def start_worker(tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
-    def start(pool: str = "solo", **extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", extra_env, pool)
+    def start(pool: str = "solo", app: str = "webapp", **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", extra_env, pool, app)
         workers.append(worker)
         return worker
 

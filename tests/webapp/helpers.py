@@ -15,9 +15,11 @@ from classifier.imageio import decode_image
 from classifier.predictor import Prediction as ModelOutput
 from tests.webapp.conftest import make_image
 from webapp.models import Batch, BatchItem, Image, ImageLabel, ModelVersion, Prediction
-from webapp.services.ingest import add_files, create_batch, refresh_counts
+from webapp.services.batches import do_create_batch as create_batch
+from webapp.services.batches import refresh_counts
+from webapp.services.ingest import add_files
 from webapp.services.model_registry import active_model
-from webapp.services.recognition import store_prediction
+from webapp.services.recognition import store_predictions
 from webapp.services.storage import save_display_copies
 
 LABELS = ("agriculture", "artisinal_mine", "bare_ground", "blooming", "blow_down", "clear",
@@ -43,6 +45,13 @@ def output(tags: Sequence[str], confidence: float = 0.3,
     probs = {name: (0.9 if name in tags else 0.05) for name in LABELS}
     probs.update(probabilities or {})
     return ModelOutput(probabilities=probs, tags=list(tags), confidence=confidence)
+
+
+def store_prediction(image: Image, model: ModelVersion,
+                     output: ModelOutput) -> tuple[Prediction, bool]:
+    """One image's prediction stored as the worker stores a chunk's: (it, whether new)."""
+    created = store_predictions([image], model, {image.pk: output})[image.pk]
+    return image.prediction, created
 
 
 def predict(image: Image, tags: Sequence[str], confidence: float = 0.3,

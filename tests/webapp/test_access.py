@@ -81,11 +81,11 @@ def test_failures_of_a_batch_are_shown_to_its_owner_only(collection, client):
 def test_worker_errors_carry_no_server_paths(user, settings, monkeypatch):
     """The log keeps the details; the user reads what to do."""
     from webapp.services import jobs, recognition
-    from webapp.services.ingest import submit_batch
+    from webapp.services.batches import do_submit_batch
 
     monkeypatch.setattr(jobs, "_send", lambda *args: True)
     batch, (item,) = upload(user, [("gone.jpg", make_image(seed=5))])
-    submit_batch(batch)
+    do_submit_batch(batch)
     item.image.file.storage.delete(item.image.file.name)  # storage lost the file
     recognition.process_batch(batch.pk)
     item.refresh_from_db()

@@ -14,11 +14,11 @@ from tests.webapp.helpers import (
     output,
     predicted_image,
     second_model,
+    store_prediction,
     upload,
 )
 from webapp.models import Image, ImageLabel, Label, Prediction
 from webapp.services import curation
-from webapp.services.recognition import store_prediction
 
 
 def label(name: str) -> Label:

@@ -17,7 +17,7 @@ from tests.webapp.conftest import make_image
 from tests.webapp.helpers import sha256, upload
 from webapp.models import Batch, BatchItem, Image
 from webapp.services import recognition, storage
-from webapp.services.ingest import submit_batch
+from webapp.services.batches import do_submit_batch
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def quiet_queue(monkeypatch, settings):
 
 def _submitted(user, n: int = 3) -> Batch:
     batch, _items = upload(user, [(f"c{i}.jpg", make_image(seed=40 + i)) for i in range(n)])
-    return submit_batch(batch)
+    return do_submit_batch(batch)
 
 
 @pytest.mark.django_db
@@ -171,7 +171,7 @@ def test_a_scene_that_raises_while_cut_fails_at_once_and_the_batch_goes_on(user,
         return real_strips(self, start_row)
 
     monkeypatch.setattr(lib.SceneReader, "strips", strips)
-    recognition.process_batch(submit_batch(batch).pk)
+    recognition.process_batch(do_submit_batch(batch).pk)
     batch.refresh_from_db()
     strange_scene = Scene.objects.get(filename="strange.tif")
     assert strange_scene.status == "failed" and "TypeError" in strange_scene.error
@@ -200,7 +200,7 @@ def test_a_database_error_while_cutting_a_scene_is_no_attempt(user, tmp_path, mo
     monkeypatch.setattr(tiling, "_commit_row", flaky)
     for _ in range(2):
         with pytest.raises(OperationalError):
-            recognition.process_batch(submit_batch(batch).pk)
+            recognition.process_batch(do_submit_batch(batch).pk)
         assert Scene.objects.get().attempts == 0
     recognition.process_batch(batch.pk)
     assert Scene.objects.get().status == "done"
@@ -215,7 +215,8 @@ def test_parallel_uploads_cannot_both_pass_the_daily_quota(user, settings, monke
     from django.db import connection
 
     from webapp.services import ingest
-    from webapp.services.ingest import add_files, create_batch
+    from webapp.services.batches import do_create_batch as create_batch
+    from webapp.services.ingest import add_files
 
     first, second = make_image(seed=90, size=64), make_image(seed=91, size=64)
     settings.MAX_UPLOAD_BYTES_PER_DAY = len(first) + len(second) - 1

@@ -10,8 +10,8 @@ from django.utils import timezone
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import upload
 from webapp.models import Batch, RemovedImageCode
-from webapp.services import healing
-from webapp.services.ingest import submit_batch
+from webapp.services import batches, healing
+from webapp.services.batches import do_submit_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -29,14 +29,14 @@ def heal_now(django_capture_on_commit_callbacks):
     queues is sent at once (the test itself runs inside one)."""
     def run(now):
         with django_capture_on_commit_callbacks(execute=True):
-            return healing.requeue_stalled(now)
+            return batches.do_resend_stalled(now)
 
     return run
 
 
 def _batch(user, seed: int, submit: bool = True) -> Batch:
     batch, _ = upload(user, [(f"c{seed}.jpg", make_image(seed=seed))])
-    return submit_batch(batch) if submit else batch
+    return do_submit_batch(batch) if submit else batch
 
 
 def test_stalled_batches_are_sent_again_once(user, settings, sent, heal_now):
@@ -75,7 +75,7 @@ def test_a_batch_whose_message_could_not_be_sent_is_healed(user, settings, monke
     monkeypatch.setattr("webapp.services.jobs.current_app.send_task", broker_down)
     batch, _ = upload(user, [("a.jpg", make_image(seed=9))])
     with django_capture_on_commit_callbacks(execute=True):
-        submit_batch(batch)  # the upload itself succeeds
+        do_submit_batch(batch)  # the upload itself succeeds
     batch.refresh_from_db()
     assert batch.submitted and batch.status == "queued"
     settings.BATCH_STALE_SECONDS = 0

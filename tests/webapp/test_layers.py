@@ -28,6 +28,30 @@ def test_services_never_import_tasks_and_jobs_imports_no_service():
     assert not any(n.startswith(("webapp.services", "webapp.tasks")) for n in jobs)
 
 
+def _service_imports(name: str) -> set[str]:
+    """The sibling services a service module imports (by module name)."""
+    found = set()
+    for imported in _imports(ROOT / "webapp" / "services" / f"{name}.py"):
+        parts = imported.split(".")
+        if parts[:2] == ["webapp", "services"] and len(parts) > 2:
+            found.add(parts[2])
+    return found
+
+
+def test_a_batch_life_has_one_owner_that_calls_none_of_its_callers():
+    """batches owns a batch's life and builds only on the generic lease and the job queue;
+    intake, tiling, the per-chunk method and the heal job build on it, never on each other
+    for batch state, and leases knows no kind of work."""
+    callers = {"ingest", "tiling", "recognition", "healing"}
+    assert _service_imports("batches") <= {"jobs", "leases"}
+    assert _service_imports("leases") == set()
+    for caller in callers:
+        assert "batches" in _service_imports(caller), caller
+    assert "ingest" not in _service_imports("recognition") | _service_imports("tiling")
+    views = _imports(ROOT / "webapp" / "api" / "views.py")
+    assert "webapp.services.batches" in views  # the rules are the service's, not the view's
+
+
 def test_libraries_import_nothing_from_the_web_app():
     for package in ("classifier", "retrieval", "imagery"):
         for path in (ROOT / package).rglob("*.py"):

@@ -14,15 +14,16 @@ from retrieval.codes import to_int
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import upload
 from webapp.models import BatchItem, ImageCode, Prediction
-from webapp.services import recognition, search
-from webapp.services.ingest import submit_batch
+from webapp.services import batches, recognition, search
+from webapp.services.batches import do_submit_batch
+from webapp.services.leases import LeaseLost
 
 pytestmark = pytest.mark.django_db
 
 
 def _submitted(user, files):
     batch, _ = upload(user, files)
-    return submit_batch(batch)
+    return do_submit_batch(batch)
 
 
 @pytest.fixture
@@ -135,11 +136,11 @@ def test_chunks_stop_at_the_pixel_budget_and_the_forward_batch_is_the_chunk_size
     files = [(f"c{i}.png", make_image("png", size=64, seed=i)) for i in range(7)]
     batch = _submitted(user, files)
     settings.PREDICT_CHUNK_PIXELS = 3 * 64 * 64
-    assert len(recognition.next_chunk(batch.pk, 64)) == 3
+    assert len(batches.next_chunk(batch.pk, 64)) == 3
     settings.PREDICT_CHUNK_PIXELS = 10**9
-    assert len(recognition.next_chunk(batch.pk, 5)) == 5
+    assert len(batches.next_chunk(batch.pk, 5)) == 5
     settings.PREDICT_CHUNK_PIXELS = 1  # one image over budget still makes a chunk
-    assert len(recognition.next_chunk(batch.pk, 5)) == 1
+    assert len(batches.next_chunk(batch.pk, 5)) == 1
     settings.PREDICT_CHUNK_SIZE = 5
     recognition._predictors.clear()
     try:
@@ -159,16 +160,16 @@ def test_an_image_a_worker_died_on_is_retried_alone_then_fails_alone(user, setti
     # on the chunk that held items 2 and 3
     BatchItem.objects.filter(pk=items[1].pk).update(attempts=2)
     BatchItem.objects.filter(pk__in=[items[2].pk, items[3].pk]).update(attempts=1)
-    recognition._fail_poisoned(batch.pk)
-    assert [i.pk for i in recognition.next_chunk(batch.pk, 64)] == [items[2].pk]
+    batches.fail_poisoned(batch.pk)
+    assert [i.pk for i in batches.next_chunk(batch.pk, 64)] == [items[2].pk]
     recognition.process_batch(batch.pk)
     failed = BatchItem.objects.get(pk=items[1].pk)
-    assert failed.status == "failed" and failed.error == recognition.POISONED
+    assert failed.status == "failed" and failed.error == batches.POISONED
     assert failed.image.status == "broken"
     assert BatchItem.objects.filter(batch=batch, status="done").count() == 3
     # the same bytes uploaded again fail at once, without reaching a worker
     again, (item,) = upload(user, [("again.jpg", make_image(seed=21))])
-    assert item.status == "failed" and item.error == recognition.POISONED
+    assert item.status == "failed" and item.error == batches.POISONED
 
 
 def test_a_worker_commits_nothing_once_another_took_its_batch(user, settings, quiet_queue):
@@ -176,18 +177,18 @@ def test_a_worker_commits_nothing_once_another_took_its_batch(user, settings, qu
 
     settings.TORCH_THREADS = 1
     batch = _submitted(user, [("a.jpg", make_image(seed=40)), ("b.jpg", make_image(seed=41))])
-    first = recognition.Lease(batch.pk)
+    first = batches.lease(batch.pk)
     assert first.claim()
-    second = recognition.Lease(batch.pk)
+    second = batches.lease(batch.pk)
     assert not second.claim()  # a fresh heartbeat: the batch is taken
     settings.BATCH_STALE_SECONDS = 0.0
     assert second.claim()  # the first worker fell silent
     items = list(BatchItem.objects.filter(batch=batch).select_related("image"))
-    with pytest.raises(recognition.LeaseLost):
+    with pytest.raises(LeaseLost):
         recognition.process_chunk(items, recognition.active_model(), first)
     assert not Prediction.objects.exists()
     assert BatchItem.objects.filter(batch=batch, status="queued").count() == 2
-    with pytest.raises(recognition.LeaseLost):
+    with pytest.raises(LeaseLost):
         first.beat(force=True)
     second.release()
     assert Batch.objects.get(pk=batch.pk).worker == ""

@@ -14,7 +14,7 @@ from tests.webapp.conftest import make_image
 from tests.webapp.helpers import predicted_image, upload
 from webapp.models import Image, SceneTile
 from webapp.services import recognition
-from webapp.services.ingest import submit_batch
+from webapp.services.batches import do_submit_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +74,7 @@ def test_a_curator_can_clear_a_broken_mark(user, curator):
 def test_a_scenes_tiles_are_as_private_as_the_scene(user, other, tmp_path):
     data = geotiff(tmp_path / "private.tif", width=512, height=256, nodata_corner=0)
     batch, (scene,) = upload(user, [("private.tif", data.read_bytes())])
-    recognition.process_batch(submit_batch(batch).pk)
+    recognition.process_batch(do_submit_batch(batch).pk)
     tiles = list(SceneTile.objects.filter(scene=scene).values_list("image_id", flat=True))
     assert len(tiles) == 2 and Image.objects.filter(pk__in=tiles, status="ready").count() == 2
     chip = predicted_image(user, 5, ["water"])
@@ -98,7 +98,7 @@ def test_a_scenes_tiles_are_as_private_as_the_scene(user, other, tmp_path):
 def test_a_tiles_bytes_uploaded_as_a_file_join_the_collection(user, other, tmp_path):
     data = geotiff(tmp_path / "s.tif", width=512, height=256, nodata_corner=0)
     batch, (scene,) = upload(user, [("s.tif", data.read_bytes())])
-    recognition.process_batch(submit_batch(batch).pk)
+    recognition.process_batch(do_submit_batch(batch).pk)
     tile = SceneTile.objects.filter(scene=scene).first().image
     assert tile.scene_only
     stranger = APIClient()

@@ -24,7 +24,7 @@ from tests.webapp.conftest import make_image
 from tests.webapp.helpers import upload
 from webapp.models import Batch, BatchItem, Image, Scene, SceneTile
 from webapp.services import curation, recognition, tiling
-from webapp.services.ingest import submit_batch
+from webapp.services.batches import do_submit_batch
 from webapp.services.model_registry import active_model
 
 pytestmark = pytest.mark.django_db
@@ -55,7 +55,7 @@ def plain(size: tuple[int, int], image_format: str = "PNG", **save) -> bytes:
 def tagged_scene(user, tmp_path, **options) -> tuple[Batch, Scene]:
     batch, (scene,) = upload(user, [("scene.tif", scene_bytes(tmp_path, **options))])
     assert isinstance(scene, Scene), scene
-    recognition.process_batch(submit_batch(batch).pk)
+    recognition.process_batch(do_submit_batch(batch).pk)
     batch.refresh_from_db()
     scene.refresh_from_db()
     return batch, scene
@@ -159,7 +159,7 @@ def test_file_endpoint_errors_are_json_whatever_format_is_asked(user, api, geojs
 
 def test_large_plain_image_is_a_scene_without_crs(user, api):
     batch, (scene,) = upload(user, [("strip.png", plain((800, 250)))])
-    recognition.process_batch(submit_batch(batch).pk)
+    recognition.process_batch(do_submit_batch(batch).pk)
     scene.refresh_from_db()
     assert (scene.rows, scene.cols, scene.tiles, scene.epsg) == (1, 4, 4, None)
     assert scene.status == "done" and not scene.georeferenced
@@ -196,7 +196,7 @@ def test_scene_limits_fail_alone_with_a_reason(user, settings, tmp_path):
 def test_tiling_resumes_where_it_stopped_and_adds_nothing_twice(user, tmp_path):
     batch, (scene,) = upload(user, [("scene.tif", scene_bytes(tmp_path, width=512,
                                                              height=768))])
-    submit_batch(batch)
+    do_submit_batch(batch)
     model = active_model()
     assert tiling.tile_some(batch.pk, model, want=1)  # one row, then it stops
     scene.refresh_from_db()
@@ -219,7 +219,7 @@ def test_a_scene_that_killed_its_worker_twice_fails_alone(user, tmp_path):
     batch, found = upload(user, [("scene.tif", scene_bytes(tmp_path)),
                                  ("chip.jpg", make_image("jpeg"))])
     Scene.objects.filter(pk=found[0].pk).update(attempts=2)
-    recognition.process_batch(submit_batch(batch).pk)
+    recognition.process_batch(do_submit_batch(batch).pk)
     batch.refresh_from_db()
     scene = Scene.objects.get(pk=found[0].pk)
     assert scene.status == "failed" and scene.error == tiling.POISONED
@@ -233,7 +233,7 @@ def test_broken_scene_pixels_fail_the_scene_not_the_batch(user, tmp_path):
     batch, found = upload(user, [("cut.tif", data[: len(data) * 2 // 3]),
                                  ("chip.jpg", make_image("jpeg"))])
     assert isinstance(found[0], Scene)  # the header is whole
-    recognition.process_batch(submit_batch(batch).pk)
+    recognition.process_batch(do_submit_batch(batch).pk)
     batch.refresh_from_db()
     scene = Scene.objects.get(pk=found[0].pk)
     assert scene.status == "failed" and "broken or truncated" in scene.error
@@ -247,7 +247,7 @@ def test_broken_scene_pixels_fail_the_scene_not_the_batch(user, tmp_path):
 def test_tiles_count_as_no_files_and_scenes_count_their_bytes(user, settings, tmp_path):
     settings.MAX_FILES_PER_BATCH = 2
     batch, found = upload(user, [("scene.tif", scene_bytes(tmp_path))])
-    recognition.process_batch(submit_batch(batch).pk)
+    recognition.process_batch(do_submit_batch(batch).pk)
     assert Scene.objects.get(pk=found[0].pk).tiles == 5
     from webapp.services.upload_limits import Quota
 

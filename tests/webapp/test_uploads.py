@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import predicted_image, sha256, upload
 from webapp.models import Batch, BatchItem, Image
-from webapp.services import ingest
+from webapp.services import batches, ingest
 from webapp.services.storage import original_path
 from webapp.services.upload_limits import RejectedUpload, format_size, safe_filename
 
@@ -163,7 +163,7 @@ def test_oversize_file_in_a_multipart_post_fails_alone(api, settings, media):
 
 
 def test_rejected_upload_fails_with_its_reason(user, media):
-    batch = ingest.create_batch(user)
+    batch = batches.do_create_batch(user)
     (item,) = ingest.add_files(batch, [RejectedUpload("huge.tif", "file is 9 MB; the limit is 1")])
     assert (item.status, item.error, item.image) == ("failed", "file is 9 MB; the limit is 1",
                                                      None)
@@ -312,7 +312,7 @@ def test_batch_of_only_failed_and_known_items_is_done_at_once(
     predicted_image(user, seed=11, tags=["water"])
     batch, _ = upload(user, [("known.jpg", make_image(seed=11)), ("bad.txt", make_image("text"))])
     with django_capture_on_commit_callbacks() as callbacks:
-        batch = ingest.submit_batch(batch)
+        batch = batches.do_submit_batch(batch)
     assert callbacks == []  # nothing to predict: no task
     batch.refresh_from_db()
     assert batch.submitted and batch.status == Batch.Status.DONE
@@ -324,7 +324,7 @@ def test_batch_with_queued_items_is_sent_to_the_workers_once(
         user, media, django_capture_on_commit_callbacks):
     batch, _ = upload(user, [("new.jpg", make_image(seed=12))])
     with django_capture_on_commit_callbacks() as callbacks:  # not executed: no worker here
-        batch = ingest.submit_batch(batch)
+        batch = batches.do_submit_batch(batch)
     assert len(callbacks) == 1
     batch.refresh_from_db()
     assert batch.submitted and batch.status == Batch.Status.QUEUED
@@ -337,17 +337,35 @@ def test_refresh_counts_recounts_from_the_items(user, media):
     batch.refresh_from_db()
     BatchItem.objects.filter(pk=items[0].pk).update(status="done", reused=True)
     BatchItem.objects.filter(pk=items[1].pk).update(status="failed", error="x")
-    ingest.refresh_counts(batch)
+    batches.refresh_counts(batch)
     batch.refresh_from_db()
     assert (batch.total, batch.done, batch.failed, batch.reused, batch.remaining) == (3, 1, 1, 1,
                                                                                       1)
     BatchItem.objects.filter(pk=items[2].pk).update(status="done")
-    ingest.refresh_counts(batch)
+    batches.refresh_counts(batch)
     batch.refresh_from_db()
     assert batch.remaining == 0
     assert batch.status == Batch.Status.QUEUED  # not submitted: more files may come
     batch.submitted = True
     batch.save(update_fields=["submitted"])
-    ingest.refresh_counts(batch)
+    batches.refresh_counts(batch)
     batch.refresh_from_db()
     assert batch.status == Batch.Status.DONE and batch.finished_at is not None
+
+
+def test_batch_rules_hold_for_every_caller_not_only_the_api(user, media):
+    """A submitted batch takes no files and a request adds at least one: the batch
+    service refuses, so no caller (API, page, command) can go around the rules."""
+    batch = batches.do_create_batch(user)
+    with pytest.raises(batches.BatchRefused) as empty:
+        ingest.add_files(batch, [])
+    assert not empty.value.conflict
+    with pytest.raises(batches.BatchRefused):
+        batches.check_create(0, submit=True)
+    batches.check_create(0, submit=False)  # files may follow
+    batches.do_submit_batch(batch)
+    with pytest.raises(batches.BatchRefused) as closed:
+        ingest.add_files(batch, [SimpleUploadedFile("late.jpg", make_image(seed=40))])
+    assert closed.value.conflict
+    assert not BatchItem.objects.filter(batch=batch).exists()
+    assert not Image.objects.exists()  # refused before anything was stored

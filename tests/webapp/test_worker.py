@@ -130,11 +130,13 @@ def _wait_until(condition, timeout: float, what: str) -> None:
 
 
 def test_poison_image_fails_alone_and_the_rest_is_tagged(api, start_worker):
-    """An image that kills the process decoding it (here: on purpose, by a test-only hook)
-    is retried alone once, then fails with a message; the worker is never killed in a loop."""
+    """An image that kills the process decoding it (here: on purpose, by the test's own
+    Celery app, tests/webapp/poison_worker.py) is retried alone once, then fails with a
+    message; the worker is never killed in a loop."""
     files = {f"chip{i}.jpg": make_image("jpeg", seed=300 + i) for i in range(8)}
     poison = hashlib.sha256(files["chip2.jpg"]).hexdigest()
-    worker = start_worker(pool="prefork", TEST_POISON_SHA256=poison)
+    worker = start_worker(pool="prefork", app="tests.webapp.poison_worker",
+                          POISON_SHA256=poison)
     batch = wait_for_batch(_upload(api, files)["id"], timeout=120)
     assert (batch.total, batch.done, batch.failed) == (8, 7, 1)
     item = BatchItem.objects.get(batch=batch, filename="chip2.jpg")

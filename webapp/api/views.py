@@ -32,7 +32,7 @@ from webapp.api.serializers import (
 )
 from webapp.api.throttles import ScopedThrottle
 from webapp.models import Batch, BatchItem, Label, ModelVersion, Scene
-from webapp.services import access, curation, ingest, scenes, search
+from webapp.services import access, batches, curation, ingest, scenes, search
 from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset
 from webapp.services.model_registry import active_model
 
@@ -87,14 +87,15 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
         form.is_valid(raise_exception=True)
         files = request.FILES.getlist("files")
         submit = form.validated_data["submit"]
-        if submit and not files:
-            return Response({"detail": "send one or more image files in the 'files' field"},
-                            status=status.HTTP_400_BAD_REQUEST)
-        batch = ingest.create_batch(request.user)
+        try:
+            batches.check_create(len(files), submit)
+        except batches.BatchRefused as exc:
+            return _refused(exc)
+        batch = batches.do_create_batch(request.user)
         if files:
             ingest.add_files(batch, files)
         if submit:
-            batch = ingest.submit_batch(batch)
+            batch = batches.do_submit_batch(batch)
         return Response(self.get_serializer(batch).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request={"multipart/form-data": FilesSerializer},
@@ -104,14 +105,10 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
         """Add files to a batch created with submit=false (one request per file gives
         per-file upload progress)."""
         batch = self.owned_batch()
-        if batch.submitted:
-            return Response({"detail": "this batch was submitted; start a new batch"},
-                            status=status.HTTP_409_CONFLICT)
-        files = request.FILES.getlist("files")
-        if not files:
-            return Response({"detail": "send one or more image files in the 'files' field"},
-                            status=status.HTTP_400_BAD_REQUEST)
-        items = ingest.add_files(batch, files)
+        try:
+            items = ingest.add_files(batch, request.FILES.getlist("files"))
+        except batches.BatchRefused as exc:
+            return _refused(exc)
         data = self.get_serializer(batch, context={**self.get_serializer_context(),
                                                    "with_images": False}).data
         data["added"] = [_added(entry) for entry in items]
@@ -121,8 +118,13 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
         """All files are in: start predicting (idempotent)."""
-        batch = ingest.submit_batch(self.owned_batch())
+        batch = batches.do_submit_batch(self.owned_batch())
         return Response(self.get_serializer(batch).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _refused(exc: batches.BatchRefused) -> Response:
+    return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT if exc.conflict
+                    else status.HTTP_400_BAD_REQUEST)
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -1,7 +1,8 @@
-"""Uploads become batch items: store each new image once, queue only what is new.
+"""The intake of files: uploads become batch items; each new image is stored once.
 
 Each file is checked on its own (bytes, header, format, pixel count) and a bad one
-fails alone with a message; the others go on. Full decoding happens in the worker.
+fails alone with a message; the others go on. Full decoding happens in the worker. The
+batch itself (its rules, items, counts and submission) is ``webapp.services.batches``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Count, Max, Q
-from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from classifier.imageio import plain_message
 from imagery import formats
-from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene
-from webapp.services import jobs, scenes
+from webapp.models import Batch, BatchItem, Image, Scene
+from webapp.services import batches, scenes
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS, save_original, upload_sha256
 from webapp.services.upload_limits import Quota, UploadRejected, format_size, safe_filename
@@ -29,10 +28,6 @@ from webapp.services.upload_limits import Quota, UploadRejected, format_size, sa
 __all__ = ["Quota", "UploadRejected"]  # where callers have always found them
 
 log = logging.getLogger(__name__)
-
-
-def create_batch(owner) -> Batch:
-    return Batch.objects.create(owner=owner)
 
 
 def check_received(upload: UploadedFile) -> formats.Format:
@@ -105,7 +100,10 @@ def _image_for(upload: UploadedFile, name: str, owner, quota: Quota) -> tuple[Im
 def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem | Scene]:
     """Add uploaded files to a batch, in order: a scene (webapp.services.scenes; its tiles
     become items when a worker cuts it) or an item, failed or not (a file over a quota
-    fails alone with a message; what was stored stays)."""
+    fails alone with a message; what was stored stays). Raises BatchRefused when the
+    batch takes no files (submitted) or there are none."""
+    uploads = list(uploads)
+    batches.check_add_files(batch, len(uploads))
     model = active_model()
     quota = Quota(batch)
     items = []
@@ -121,7 +119,7 @@ def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem |
                 added.append(scenes.add_scene(batch, upload, name, scene_header, quota))
                 continue
             image, _created = _image_for(upload, name, batch.owner, quota)
-            set_initial_state(item, image, model)
+            batches.set_initial_state(item, image, model)
         except UploadRejected as exc:
             item.status, item.error = BatchItem.Status.FAILED, str(exc)
         except OSError:  # storage trouble: this file fails, the batch goes on
@@ -136,81 +134,6 @@ def add_files(batch: Batch, uploads: Iterable[UploadedFile]) -> list[BatchItem |
             item.error = "the file's header could not be read (not a usable image or GeoTIFF)"
         items.append(item)
         added.append(item)
-    append_items(batch, items)
+    batches.do_append_items(batch, items)
     batch.refresh_from_db()
     return added
-
-
-def set_initial_state(item: BatchItem, image: Image, model: ModelVersion) -> None:
-    """An item of a known image starts finished: failed if the image is broken, done
-    (reused) if the active model predicted it already."""
-    item.image = image
-    if image.status == Image.Status.BROKEN:
-        item.status, item.error = BatchItem.Status.FAILED, image.error
-    elif image.prediction_id and image.prediction.model_id == model.pk:
-        item.status, item.reused = BatchItem.Status.DONE, True
-
-
-def append_items(batch: Batch, items: list[BatchItem]) -> None:
-    """Give items the next positions of the batch and store them, counts refreshed."""
-    with transaction.atomic():
-        locked = Batch.objects.select_for_update().get(pk=batch.pk)
-        start = (BatchItem.objects.filter(batch=locked).aggregate(top=Max("position"))["top"]
-                 if items else None)
-        start = -1 if start is None else start
-        for offset, item in enumerate(items, start=1):
-            item.batch, item.position = locked, start + offset
-        BatchItem.objects.bulk_create(items)
-        refresh_counts(locked)
-
-
-def refresh_counts(batch: Batch) -> Batch:
-    """Recount the batch from its items (never drifts, whoever wrote last)."""
-    counts = BatchItem.objects.filter(batch=batch).aggregate(
-        total=Count("id"),
-        done=Count("id", filter=Q(status=BatchItem.Status.DONE)),
-        failed=Count("id", filter=Q(status=BatchItem.Status.FAILED)),
-        reused=Count("id", filter=Q(reused=True)),
-    )
-    for key, value in counts.items():
-        setattr(batch, key, value)
-    fields = list(counts)
-    # scenes whose tiles are all finished are done; a scene not yet cut keeps its batch open
-    Scene.objects.filter(batch=batch, status=Scene.Status.TAGGING).exclude(
-        tile_set__item__status=BatchItem.Status.QUEUED).update(status=Scene.Status.DONE)
-    untiled = Scene.objects.filter(batch=batch, status__in=[
-        Scene.Status.QUEUED, Scene.Status.TILING]).exists()
-    if batch.submitted and batch.remaining == 0 and not untiled \
-            and batch.status != Batch.Status.DONE:
-        batch.status, batch.finished_at = Batch.Status.DONE, timezone.now()
-        fields += ["status", "finished_at"]
-    batch.save(update_fields=fields)
-    return batch
-
-
-def submit_batch(batch: Batch) -> Batch:
-    """All files are in: predict what is queued (sent once the transaction commits)."""
-    with transaction.atomic():
-        batch = Batch.objects.select_for_update().get(pk=batch.pk)
-        if not batch.submitted:
-            batch.submitted = True
-            batch.save(update_fields=["submitted"])
-        refresh_counts(batch)
-        if batch.status != Batch.Status.DONE:
-            Batch.objects.filter(pk=batch.pk).update(queued_at=timezone.now())
-            jobs.predict_batch_on_commit(batch.pk)
-    return batch
-
-
-def requeue_unfinished() -> list[int]:
-    """Send again every submitted batch that is not done (``manage.py requeue_batches``).
-
-    Safe to call any time: the task is idempotent. The heal job does this by itself for
-    stalled batches; this is for an operator who does not want to wait.
-    """
-    ids = list(Batch.objects.filter(submitted=True).exclude(status=Batch.Status.DONE)
-               .values_list("pk", flat=True))
-    Batch.objects.filter(pk__in=ids).update(queued_at=timezone.now())
-    for batch_id in ids:
-        jobs.predict_batch_on_commit(batch_id)
-    return ids

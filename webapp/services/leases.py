@@ -1,10 +1,20 @@
-"""A worker's lease on a batch: who runs it, and its heartbeat.
+"""Long work, one mechanism: who runs a job, its heartbeat, and resending it when it stalls.
 
-The worker running a batch holds ``Batch.worker`` (its token) and renews
-``Batch.heartbeat_at``; it commits work only while it still holds the lease, and another
-worker takes the batch only once the heartbeat is stale (or its holder, a process of the
-same machine, is gone). The heal job (webapp.services.healing) resends batches whose
-heartbeat went stale. Tiling and prediction both run under it.
+A kind of long work (batches today; training jobs and re-tagging next) is a model whose
+rows carry three fields: ``worker`` (the lease holder's token), ``heartbeat_at`` (renewed
+while it runs) and ``queued_at`` (when its task was last sent). A ``WorkKind`` names the
+model, which of its rows are unfinished, what a worker does when it takes one, and how
+its task is sent; nothing else here knows what the work is.
+
+- **Lease.** The worker running a row holds ``worker`` and renews ``heartbeat_at``; it
+  commits work only while it still holds the lease (``hold`` inside the transaction), and
+  another worker takes the row only once the heartbeat is stale (or its holder, a
+  process of the same machine, is gone).
+- **Heal.** ``resend_stalled`` (run by the periodic heal job) sends again every
+  unfinished row whose heartbeat and last message are both older than the stale time;
+  each resend is claimed by compare-and-set on ``queued_at``, so heal jobs in several
+  workers send a row once. Tasks are idempotent, so a resend of a running row finds it
+  taken and does nothing.
 """
 
 from __future__ import annotations
@@ -14,48 +24,66 @@ import os
 import socket
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError
-from django.db.models import Q
+from django.db import DatabaseError, models
+from django.db.models import Q, QuerySet
 from django.utils import timezone
-
-from webapp.models import Batch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Lease", "LeaseLost"]
+__all__ = ["Lease", "LeaseLost", "WorkKind", "resend_stalled", "stalled"]
+
+
+@dataclass(frozen=True)
+class WorkKind:
+    """One kind of long work, as the lease and the heal job see it."""
+
+    name: str
+    model: type[models.Model]
+    unfinished: Callable[[], QuerySet]  # rows a worker may run and the heal job resends
+    send: Callable[[int], None]  # queue the row's task (after the transaction commits)
+    on_claim: Callable[[int, datetime], None] | None = None  # e.g. queued -> running
+
+    @property
+    def stale_seconds(self) -> float:
+        return settings.BATCH_STALE_SECONDS
 
 
 class LeaseLost(Exception):
-    """Another worker took the batch over (this one was silent for too long)."""
+    """Another worker took the work over (this one was silent for too long)."""
 
 
 class Lease:
-    """This worker's claim on a batch, renewed in the database as its heartbeat."""
+    """This worker's claim on one row of a kind of long work, renewed as its heartbeat."""
 
-    def __init__(self, batch_id: int) -> None:
-        self.batch_id = batch_id
+    def __init__(self, kind: WorkKind, pk: int) -> None:
+        self.kind, self.pk = kind, pk
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.every = min(settings.BATCH_STALE_SECONDS / 4, 10.0)
+        self.every = min(kind.stale_seconds / 4, 10.0)
         self._last = 0.0
 
+    @property
+    def _rows(self) -> QuerySet:
+        return self.kind.model.objects.filter(pk=self.pk)
+
     def claim(self) -> bool:
-        """Take the batch unless another worker holds it with a fresh heartbeat (a holder
+        """Take the row unless another worker holds it with a fresh heartbeat (a holder
         that was a process of this machine and is gone does not count)."""
         now = timezone.now()
-        stale = now - timedelta(seconds=settings.BATCH_STALE_SECONDS)
+        stale = now - timedelta(seconds=self.kind.stale_seconds)
         free = Q(worker="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
-        holder = Batch.objects.filter(pk=self.batch_id).values_list("worker", flat=True).first()
+        holder = self._rows.values_list("worker", flat=True).first()
         if holder and _dead_here(holder):
             free |= Q(worker=holder)
-        taken = (Batch.objects.filter(free, pk=self.batch_id, submitted=True)
-                 .exclude(status=Batch.Status.DONE)
-                 .update(worker=self.token, heartbeat_at=now))
+        taken = self.kind.unfinished().filter(free, pk=self.pk).update(
+            worker=self.token, heartbeat_at=now)
         if taken:
-            Batch.objects.filter(pk=self.batch_id, status=Batch.Status.QUEUED).update(
-                status=Batch.Status.RUNNING, started_at=now)
+            if self.kind.on_claim is not None:
+                self.kind.on_claim(self.pk, now)
             self._last = time.monotonic()
         return bool(taken)
 
@@ -63,22 +91,42 @@ class Lease:
         """Renew the heartbeat (at most every ``every`` seconds unless forced)."""
         if not force and time.monotonic() - self._last < self.every:
             return
-        if not Batch.objects.filter(pk=self.batch_id, worker=self.token).update(
-                heartbeat_at=timezone.now()):
-            raise LeaseLost(f"batch {self.batch_id} was taken over by another worker")
+        if not self._rows.filter(worker=self.token).update(heartbeat_at=timezone.now()):
+            raise LeaseLost(f"{self.kind.name} {self.pk} was taken over by another worker")
         self._last = time.monotonic()
 
     def hold(self) -> None:
-        """Inside a transaction: lock the batch row and check the lease is still ours."""
-        if not Batch.objects.select_for_update().filter(pk=self.batch_id,
-                                                        worker=self.token).exists():
-            raise LeaseLost(f"batch {self.batch_id} was taken over by another worker")
+        """Inside a transaction: lock the row and check the lease is still ours."""
+        if not self._rows.select_for_update().filter(worker=self.token).exists():
+            raise LeaseLost(f"{self.kind.name} {self.pk} was taken over by another worker")
 
     def release(self) -> None:
         try:
-            Batch.objects.filter(pk=self.batch_id, worker=self.token).update(worker="")
+            self._rows.filter(worker=self.token).update(worker="")
         except DatabaseError:  # the heartbeat goes stale and the lease with it
-            log.warning("could not release the lease on batch %s", self.batch_id)
+            log.warning("could not release the lease on %s %s", self.kind.name, self.pk)
+
+
+def stalled(kind: WorkKind, now: datetime | None = None) -> QuerySet:
+    """Unfinished rows with no sign of life (heartbeat or message) for the stale time."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=kind.stale_seconds)
+    return (kind.unfinished()
+            .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=cutoff))
+            .filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=cutoff)))
+
+
+def resend_stalled(kind: WorkKind, now: datetime | None = None) -> list[int]:
+    """Send every stalled row's task again (claimed by compare-and-set on ``queued_at``);
+    returns the ids this call sent."""
+    now = now or timezone.now()
+    sent = []
+    for pk, queued_at in stalled(kind, now).values_list("pk", "queued_at"):
+        if kind.model.objects.filter(pk=pk, queued_at=queued_at).update(queued_at=now):
+            kind.send(pk)  # outside a transaction: sent now
+            sent.append(pk)
+    if sent:
+        log.warning("heal: sent %d stalled %s(es) again: %s", len(sent), kind.name, sent)
+    return sent
 
 
 def _dead_here(token: str) -> bool:

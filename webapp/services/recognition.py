@@ -8,24 +8,20 @@ holds model-size inputs and display copies only, and stops growing at
 ``PREDICT_CHUNK_PIXELS`` uploaded pixels.
 
 Exactly once. An item is marked done in the same transaction that stores its image's
-prediction, and a prediction is unique per (image, model). The worker running a batch
-holds a lease on it (``Batch.worker``) that it renews (``Batch.heartbeat_at``) per chunk
-and per image; it commits a chunk only while it still holds the lease, and a second
-worker takes a batch only once the first one's heartbeat is stale.
+prediction, and a prediction is unique per (image, model). The worker runs a batch under
+its lease (``webapp.services.leases``), renewed per chunk and per image, and commits a
+chunk only while it still holds it.
 
-Poison inputs fail alone. Items count the times a worker started on them; an item still
-queued after an attempt was in a chunk when its worker died, so it is retried on its
-own, and one that a worker died on alone fails with a message instead of killing
-workers in a loop. Faults that are not the images' (the database or the broker went
-away, the model cannot be loaded, the disk is full) take their attempt back and stop
-the run: the task retries and the heal job resends, and nothing is failed.
+Poison inputs fail alone and faults that are not the images' (the database or the
+broker went away, the model cannot be loaded, the disk is full) take their attempt back
+and stop the run: the task retries and the heal job resends, and nothing is failed.
+Chunks, attempts and poison handling are the batch's own (``webapp.services.batches``);
+this module is the method applied to one chunk.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -33,17 +29,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F
-from django.utils import timezone
 
 from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from classifier.predictor import Prediction as ModelOutput
 from classifier.predictor import Predictor, load_predictor
 from classifier.store import CLASSIFIER_DIRS, read_pipeline, verify_model_files
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Prediction
-from webapp.services import search, threads, tiling
+from webapp.services import batches, search, threads, tiling
 from webapp.services.curation import apply_model_labels_many
-from webapp.services.ingest import refresh_counts
 from webapp.services.leases import Lease, LeaseLost
 from webapp.services.model_registry import active_model
 from webapp.services.process_cache import ProcessCache
@@ -51,7 +44,7 @@ from webapp.services.storage import display_array, save_display_copies
 
 log = logging.getLogger(__name__)
 
-POISONED = "the worker stopped while processing this image; it was not retried again"
+POISONED = batches.POISONED
 FAILED = ("prediction failed because of an internal error; upload the file again later "
           "or tell an administrator")
 
@@ -123,7 +116,7 @@ def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
     batch = Batch.objects.filter(pk=batch_id).first()
     if batch is None or batch.status == Batch.Status.DONE:
         return batch
-    lease = Lease(batch_id)
+    lease = batches.lease(batch_id)
     if not lease.claim():
         log.info("batch %s: not taken (not submitted, or another worker runs it)", batch_id)
         return batch
@@ -137,18 +130,17 @@ def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
 
 
 def _run(lease: Lease, chunk_size: int) -> None:
-    batch_id = lease.batch_id
+    batch_id = lease.pk
     model = active_model()
     while True:
         lease.beat(force=True)
-        _fail_poisoned(batch_id)
-        items = next_chunk(batch_id, chunk_size)
+        batches.fail_poisoned(batch_id)
+        items = batches.next_chunk(batch_id, chunk_size)
         if len(items) < chunk_size and tiling.tile_some(batch_id, model, chunk_size, lease):
             continue  # a scene's next tile rows became items: take a fuller chunk
         if not items:
             break
-        BatchItem.objects.filter(pk__in=[item.pk for item in items]).update(
-            attempts=F("attempts") + 1)  # committed: survives this process being killed
+        batches.count_attempt(items)  # committed: survives this process being killed
         try:
             result = process_chunk(items, model, lease)
             log.info("batch %s: chunk of %d items: predicted=%d reused=%d failed=%d",
@@ -156,84 +148,16 @@ def _run(lease: Lease, chunk_size: int) -> None:
         except (DatabaseError, LeaseLost, ModelUnavailable, OSError):
             # not the images' fault: nothing was committed; the attempt is taken back so
             # that only a worker's death counts, and the task retries or the heal resends
-            take_back_attempts(items)
+            batches.take_back_attempts(items)
             raise
         except Exception:  # a bug must not loop forever
             log.exception("prediction failed for batch %s", batch_id)
             with transaction.atomic():
-                _finish(items, BatchItem.Status.FAILED, FAILED)
-        with transaction.atomic():
-            refresh_counts(Batch.objects.select_for_update().get(pk=batch_id))
+                batches.finish_items(items, BatchItem.Status.FAILED, FAILED)
+        batches.do_refresh_counts(batch_id)
         if settings.WORKER_CHUNK_PAUSE:
             time.sleep(settings.WORKER_CHUNK_PAUSE)
-    with transaction.atomic():
-        refresh_counts(Batch.objects.select_for_update().get(pk=batch_id))
-
-
-def take_back_attempts(items: list[BatchItem], tries: int = 5, pause: float = 1.0) -> bool:
-    """Undo the attempt counted on ``items`` before a chunk that failed for a reason of
-    its own (database, model, disk). The database may be the reason, so this retries on a
-    fresh connection for a few seconds (a PostgreSQL restart); False if it never got
-    through, and the items keep one attempt (they are then tried alone, not failed)."""
-    from django.db import close_old_connections, connection
-
-    ids = [item.pk for item in items]
-    for attempt in range(tries):
-        try:
-            BatchItem.objects.filter(pk__in=ids, attempts__gt=0).update(
-                attempts=F("attempts") - 1)
-            return True
-        except DatabaseError:
-            if connection.in_atomic_block:
-                return False
-            connection.close()
-            close_old_connections()
-            if attempt + 1 < tries:
-                time.sleep(pause)
-    log.warning("could not take back the attempt on %d items; they will be tried alone",
-                len(ids))
-    return False
-
-
-def next_chunk(batch_id: int, chunk_size: int) -> list[BatchItem]:
-    """The next items to process: one suspect alone (a worker died while it was in a
-    chunk), else up to ``chunk_size`` items within the chunk pixel budget."""
-    queued = (BatchItem.objects.filter(batch_id=batch_id, status=BatchItem.Status.QUEUED)
-              .select_related("image").order_by("position"))
-    suspect = queued.filter(attempts__gte=1).first()
-    if suspect is not None:
-        return [suspect]
-    items: list[BatchItem] = []
-    pixels = 0
-    for item in queued[:chunk_size]:
-        size = item.image.width * item.image.height if item.image else 0
-        if items and pixels + size > settings.PREDICT_CHUNK_PIXELS:
-            break
-        items.append(item)
-        pixels += size
-    return items
-
-
-def _fail_poisoned(batch_id: int) -> None:
-    """Items a worker died on twice (in a chunk, then alone) fail, and so do their images."""
-    poisoned = list(BatchItem.objects.filter(batch_id=batch_id, status=BatchItem.Status.QUEUED,
-                                             attempts__gte=2).select_related("image"))
-    if not poisoned:
-        return
-    with transaction.atomic():
-        for item in poisoned:
-            log.error("batch %s: %s killed its worker twice; failing it", batch_id,
-                      item.image.sha256 if item.image else item.filename)
-            if item.image is not None and item.image.status == Image.Status.PENDING:
-                Image.objects.filter(pk=item.image_id).update(status=Image.Status.BROKEN,
-                                                              error=POISONED)
-        _finish(poisoned, BatchItem.Status.FAILED, POISONED)
-
-
-def _poison_hook(image: Image) -> None:
-    """Tests only (TEST_POISON_SHA256): this process dies as a poison input would kill it."""
-    if image.sha256 in settings.TEST_POISON_SHA256:
-        os.kill(os.getpid(), signal.SIGKILL)
+    batches.do_refresh_counts(batch_id)
 
 
 def decode_for_pipeline(image: Image, model_size: int,
@@ -276,7 +200,6 @@ def process_chunk(items: list[BatchItem], model: ModelVersion,
 
     def decode(image_id: int) -> Decoded | str:
         image = images[image_id]
-        _poison_hook(image)
         try:
             return decode_for_pipeline(image, predictor.image_size, search_size)
         except ImageDecodeError as exc:
@@ -310,17 +233,17 @@ def process_chunk(items: list[BatchItem], model: ModelVersion,
                   Image.objects.select_for_update().filter(pk__in=list(by_image))}
         for image_id, error in errors.items():
             Image.objects.filter(pk=image_id).update(status=Image.Status.BROKEN, error=error)
-            _finish(by_image[image_id], BatchItem.Status.FAILED, error)
+            batches.finish_items(by_image[image_id], BatchItem.Status.FAILED, error)
             result.failed += len(by_image[image_id])
         for image_id in outputs:
             locked[image_id].display, locked[image_id].dehazed = displays[image_id]
         created = store_predictions([locked[i] for i in outputs], model, outputs)
         result.predicted = sum(created.values())
         result.predicted_ids = list(outputs)
-        _finish([item for i in by_image if i in outputs for item in by_image[i]],
+        batches.finish_items([item for i in by_image if i in outputs for item in by_image[i]],
                 BatchItem.Status.DONE, "")
         reused = [item for i in by_image if i in known for item in by_image[i]]
-        _finish(reused, BatchItem.Status.DONE, "", reused=True)
+        batches.finish_items(reused, BatchItem.Status.DONE, "", reused=True)
         result.reused = len(reused)
         if plan is not None and result.predicted_ids:
             _store_codes(plan, result.predicted_ids, decoded, outputs)
@@ -366,24 +289,3 @@ def store_predictions(images: list[Image], model: ModelVersion,
             error="", display=image.display.name, dehazed=image.dehazed.name)
     apply_model_labels_many([(image, stored[image.pk]) for image in images])
     return {image.pk: image.pk not in existing for image in images}
-
-
-def store_prediction(image: Image, model: ModelVersion,
-                     output: ModelOutput) -> tuple[Prediction, bool]:
-    """``store_predictions`` for one image: (its prediction, whether it is new)."""
-    created = store_predictions([image], model, {image.pk: output})[image.pk]
-    return image.prediction, created
-
-
-def _finish(items: list[BatchItem], status: str, error: str, reused: bool = False) -> None:
-    """Mark items finished, in one UPDATE (``reused`` only ever turns on)."""
-    if not items:
-        return
-    now = timezone.now()
-    for item in items:
-        item.status, item.error, item.reused = status, error, reused or item.reused
-        item.updated_at = now
-    fields = {"status": status, "error": error, "updated_at": now}
-    if reused:
-        fields["reused"] = True
-    BatchItem.objects.filter(pk__in=[item.pk for item in items]).update(**fields)

@@ -31,7 +31,7 @@ from PIL import Image as PILImage
 from classifier import scenes as lib
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene, SceneTile
 from webapp.services import threads
-from webapp.services.ingest import append_items, set_initial_state
+from webapp.services.batches import do_append_items, set_initial_state
 from webapp.services.leases import Lease, LeaseLost
 from webapp.services.scenes import grid_of, tiling_config
 from webapp.services.storage import FORMATS, save_original
@@ -201,7 +201,7 @@ def _commit_row(scene: Scene, reader: lib.SceneReader, row: int, chips: list[lib
                 width=tile.width, height=tile.height, coverage=chip.coverage,
                 bounds=[round(v, 6) for v in reader.tile_bounds(tile)], ring=ring,
                 image=item.image))
-        append_items(scene.batch, items)
+        do_append_items(scene.batch, items)
         for tile, item in zip(tiles, items):
             tile.item = item
         SceneTile.objects.bulk_create(tiles)
@@ -218,5 +218,5 @@ def _fail(scene: Scene, message: str, lease: Lease | None) -> None:
         if lease is not None:
             lease.hold()
         Scene.objects.filter(pk=scene.pk).update(status=Scene.Status.FAILED, error=message)
-        append_items(Batch.objects.get(pk=scene.batch_id), [BatchItem(
+        do_append_items(Batch.objects.get(pk=scene.batch_id), [BatchItem(
             filename=scene.filename, status=BatchItem.Status.FAILED, error=message)])

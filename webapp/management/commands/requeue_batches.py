@@ -2,12 +2,12 @@
 
 from django.core.management.base import BaseCommand
 
-from webapp.services.ingest import requeue_unfinished
+from webapp.services.batches import do_requeue_unfinished
 
 
 class Command(BaseCommand):
     help = "Queue every submitted, unfinished batch again."
 
     def handle(self, **options):
-        ids = requeue_unfinished()
+        ids = do_requeue_unfinished()
         self.stdout.write(f"requeued {len(ids)} batches")
