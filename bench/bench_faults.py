@@ -357,10 +357,12 @@ def environment(args, db: Database, redis: Redis, tmp: Path) -> dict[str, str]:
 SETUP = """
 import json
 from django.conf import settings
+
+from webapp.conf import app_settings
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from webapp.services.model_registry import register_model
-register_model(settings.CLASSIFIER_MODEL, activate=True)
+register_model(app_settings.CLASSIFIER_MODEL, activate=True)
 keys = []
 for i in range({users}):
     user = User.objects.create_user(f"bench-faults-{{i:03d}}")

@@ -9,8 +9,11 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from webapp.conf import prepare_var_dir
 from webapp.settings import *  # noqa: F403
 from webapp.settings import REST_FRAMEWORK
+
+prepare_var_dir()  # the SQLite test database lives in var/
 
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="webapp-test-media-"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")

@@ -13,6 +13,7 @@ from celery.signals import worker_init
 from django.db import DatabaseError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
+from webapp.conf import prepare_var_dir
 from webapp.services import healing, recognition, search
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 def refuse_to_start_without_the_model(**_kwargs) -> None:
     """A worker verifies the active model's files before it takes any task: one that
     would fail every image refuses to start instead (its supervisor shows why)."""
+    prepare_var_dir()  # a bare `celery -A webapp worker` on the embedded SQLite database
     try:
         version = recognition.check_model()
     except DatabaseError:

@@ -1,10 +1,11 @@
-from django.conf import settings
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
 from webapp import views
+from webapp.conf import app_settings
 
 admin.site.site_header = "Satellite image tagging: curation"
 admin.site.site_title = "Curation"
@@ -30,7 +31,7 @@ urlpatterns = [
     path("api/", include("webapp.api.urls")),
 ]
 
-if settings.PASSWORD_RESET:  # mail is configured (EMAIL_HOST): reset links can be sent
+if app_settings.PASSWORD_RESET:  # mail is configured (EMAIL_HOST): reset links can be sent
     urlpatterns += [
         path("accounts/password_reset/", auth_views.PasswordResetView.as_view(),
              name="password_reset"),

@@ -6,7 +6,6 @@ import mimetypes
 from functools import wraps
 from pathlib import PurePosixPath
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -17,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from webapp.api.throttles import page_allowed
+from webapp.conf import app_settings
 from webapp.models import Image, Label
 from webapp.services import access, curation, scenes, search
 from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset, parse_id
@@ -168,7 +168,7 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def upload(request: HttpRequest) -> HttpResponse:
     return render(request, "webapp/upload.html", {
-        "max_bytes": settings.MAX_UPLOAD_BYTES, "model": active_model(),
+        "max_bytes": app_settings.MAX_UPLOAD_BYTES, "model": active_model(),
     })
 
 
@@ -202,8 +202,8 @@ def scene_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "webapp/scene_detail.html", {
         "scene": scene, "labels": labels, "counts": counts,
         "default_label": next(iter(counts), labels[0] if labels else ""),
-        "basemap_url": settings.SCENE_BASEMAP_URL,
-        "basemap_attribution": settings.SCENE_BASEMAP_ATTRIBUTION,
+        "basemap_url": app_settings.SCENE_BASEMAP_URL,
+        "basemap_attribution": app_settings.SCENE_BASEMAP_ATTRIBUTION,
     })
 
 

@@ -22,6 +22,8 @@ from django.test import Client
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
+from webapp.conf import app_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -139,7 +141,7 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "CELERY_VISIBILITY_TIMEOUT": str(
             settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]),
-        "PREDICT_CHUNK_SIZE": str(settings.PREDICT_CHUNK_SIZE),
+        "PREDICT_CHUNK_SIZE": str(app_settings.PREDICT_CHUNK_SIZE),
         # the heal job (Celery beat inside each worker) on a test's time scale
         "BATCH_STALE_SECONDS": "3",
         "HEAL_INTERVAL_SECONDS": "1",

@@ -8,12 +8,12 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from classifier.imageio import decode_image
 from classifier.predictor import Prediction as ModelOutput
 from tests.webapp.conftest import make_image
+from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ImageLabel, ModelVersion, Prediction
 from webapp.services.batches import do_create_batch as create_batch
 from webapp.services.batches import refresh_counts
@@ -62,7 +62,7 @@ def predict(image: Image, tags: Sequence[str], confidence: float = 0.3,
         with image.file.open("rb") as handle:
             rgb = decode_image(handle.read())
         image.display, image.dehazed = save_display_copies(image.sha256, rgb,
-                                                           settings.DISPLAY_SIZE)
+                                                           app_settings.DISPLAY_SIZE)
     prediction, _ = store_prediction(image, model or active_model(),
                                      output(tags, confidence, probabilities))
     return prediction

@@ -113,10 +113,14 @@ def test_https_redirects_and_keeps_hsts_for_a_year():
 
 
 def test_var_folder_database_and_secret_key_are_private(tmp_path):
+    """As manage.py (and `make run`) makes them; importing the settings makes nothing
+    (tests/webapp/test_conf.py)."""
     var = tmp_path / "var"
-    _settings_of({"VAR_DIR": str(var), "SECRET_KEY": "", "DATABASE_URL": ""},
-                 "from django.db import connection; connection.ensure_connection(); "
-                 "print(json.dumps(1))")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings", "VAR_DIR": str(var),
+           "SECRET_KEY": "", "DATABASE_URL": ""}
+    subprocess.run([sys.executable, "manage.py", "shell", "-c",
+                    "from django.db import connection; connection.ensure_connection()"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
     assert stat.S_IMODE(var.stat().st_mode) == 0o700
     for name in ("db.sqlite3", "secret_key"):
         assert stat.S_IMODE((var / name).stat().st_mode) == 0o600, name

@@ -13,6 +13,7 @@ from classifier.imageio import decode_image
 from retrieval.codes import to_int
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import upload
+from webapp.conf import app_settings
 from webapp.models import BatchItem, ImageCode, Prediction
 from webapp.services import batches, recognition, search
 from webapp.services.batches import do_submit_batch
@@ -125,7 +126,7 @@ def test_large_images_are_shrunk_while_decoding_and_chunks_keep_small_arrays(
     assert BatchItem.objects.filter(batch=batch, status="done").count() == 2
     for decoded in kept:  # what a chunk holds: model-size inputs and display copies only
         assert decoded.model_input.shape == (32, 32, 3)
-        assert max(decoded.display.shape[:2]) <= settings.DISPLAY_SIZE
+        assert max(decoded.display.shape[:2]) <= app_settings.DISPLAY_SIZE
     # the decoder itself never returns more than it was asked to keep
     small = decode_image(_flat_png(3000), keep_longest=512, keep_shortest=64)
     assert small.shape == (600, 600, 3)  # 3000 / 5: the largest factor keeping >= 512

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from tests.scene_files import ORIGIN, PIXEL, geotiff
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import upload
+from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, Scene, SceneTile
 from webapp.services import curation, recognition, tiling
 from webapp.services.batches import do_submit_batch
@@ -253,7 +254,7 @@ def test_tiles_count_as_no_files_and_scenes_count_their_bytes(user, settings, tm
 
     quota = Quota(Batch.objects.get(pk=batch.pk))
     assert quota.files_left == 1  # the scene is one file; its 5 tiles are not files
-    used = settings.MAX_UPLOAD_BYTES_PER_DAY - quota.bytes_left
+    used = app_settings.MAX_UPLOAD_BYTES_PER_DAY - quota.bytes_left
     assert used == found[0].size_bytes  # chip PNGs of tiles cost nothing more
 
 

@@ -13,6 +13,7 @@ from PIL import Image as PILImage
 
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import predicted_image, sha256, upload
+from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image
 from webapp.services import batches, ingest
 from webapp.services.storage import original_path
@@ -133,7 +134,7 @@ def test_chips_are_held_to_their_byte_limit_scenes_to_theirs(api, settings, medi
                     format="multipart").json()
     (item,) = body["images"]
     assert item["filename"] == "c.png" and item["status"] == "failed"
-    assert f"the limit is {format_size(settings.MAX_UPLOAD_BYTES)}" in item["error"]
+    assert f"the limit is {format_size(app_settings.MAX_UPLOAD_BYTES)}" in item["error"]
     assert [s["filename"] for s in body["scenes"]] == ["s.tif"]
 
 

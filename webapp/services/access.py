@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, SceneTile
 
 VIEW_ALL_BATCHES = "webapp.view_all_batches"
@@ -22,7 +22,7 @@ VIEW_ALL_BATCHES = "webapp.view_all_batches"
 
 def can_read(user) -> bool:
     """Whether this user (or visitor) may read the collection."""
-    return bool(user and user.is_authenticated) or settings.PUBLIC_READS
+    return bool(user and user.is_authenticated) or app_settings.PUBLIC_READS
 
 
 def can_see_people(user) -> bool:
@@ -90,7 +90,7 @@ def client_ip(request) -> str | None:
     decide). A forwarded header from anyone else is ignored."""
     peer = request.META.get("REMOTE_ADDR")
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-    if not settings.NUM_PROXIES or not forwarded:
+    if not app_settings.NUM_PROXIES or not forwarded:
         return peer
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    return hops[-min(settings.NUM_PROXIES, len(hops))] if hops else peer
+    return hops[-min(app_settings.NUM_PROXIES, len(hops))] if hops else peer

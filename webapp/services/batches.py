@@ -23,11 +23,11 @@ import logging
 import time
 from datetime import datetime
 
-from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
+from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene
 from webapp.services import jobs
 from webapp.services.leases import Lease, WorkKind, resend_stalled
@@ -151,7 +151,7 @@ def _start(batch_id: int, now: datetime) -> None:
         status=Batch.Status.RUNNING, started_at=now)
 
 
-BATCHES = WorkKind(name="batch", model=Batch, unfinished=_unfinished,
+BATCHES = WorkKind(name="batch", plural="batches", model=Batch, unfinished=_unfinished,
                    send=jobs.predict_batch_on_commit, on_claim=_start)
 
 
@@ -192,7 +192,7 @@ def next_chunk(batch_id: int, chunk_size: int) -> list[BatchItem]:
     pixels = 0
     for item in queued[:chunk_size]:
         size = item.image.width * item.image.height if item.image else 0
-        if items and pixels + size > settings.PREDICT_CHUNK_PIXELS:
+        if items and pixels + size > app_settings.PREDICT_CHUNK_PIXELS:
             break
         items.append(item)
         pixels += size

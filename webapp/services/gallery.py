@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
+from webapp.conf import app_settings
 from webapp.models import BatchItem, Image, ImageLabel
 from webapp.services import access
 
@@ -33,9 +33,9 @@ class ImageFilter:
         for raw in params.getlist("tags") + params.getlist("tag"):
             tags += [without_nul(t.strip()) for t in raw.split(",") if t.strip()]
         tags = list(dict.fromkeys(tags))
-        if len(tags) > settings.MAX_TAG_FILTERS:
+        if len(tags) > app_settings.MAX_TAG_FILTERS:
             raise TooManyTags(f"{len(tags)} tag names given; filter by at most "
-                              f"{settings.MAX_TAG_FILTERS}")
+                              f"{app_settings.MAX_TAG_FILTERS}")
         match = "all" if params.get("match") == "all" else "any"
         batch = parse_id(params.get("batch"))
         reviewed = {"true": True, "1": True, "yes": True, "false": False, "0": False,

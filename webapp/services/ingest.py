@@ -11,7 +11,6 @@ import logging
 import warnings
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, IntegrityError, transaction
 from PIL import Image as PILImage
@@ -19,6 +18,7 @@ from PIL import UnidentifiedImageError
 
 from classifier.imageio import plain_message
 from imagery import formats
+from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, Scene
 from webapp.services import batches, scenes
 from webapp.services.model_registry import active_model
@@ -49,9 +49,9 @@ def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
     """(PIL format, width, height) from the header only, read by the one PIL plugin the
     magic bytes name; raise UploadRejected."""
     found = check_received(upload)
-    if upload.size > settings.MAX_UPLOAD_BYTES:
+    if upload.size > app_settings.MAX_UPLOAD_BYTES:
         raise UploadRejected(f"file is {format_size(upload.size)}; the limit is "
-                             f"{format_size(settings.MAX_UPLOAD_BYTES)}")
+                             f"{format_size(app_settings.MAX_UPLOAD_BYTES)}")
     upload.seek(0)
     try:
         with warnings.catch_warnings():
@@ -69,9 +69,9 @@ def inspect_upload(upload: UploadedFile) -> tuple[str, int, int]:
     if image_format not in FORMATS:
         raise UploadRejected(f"{image_format} images are not accepted; "
                              f"use one of {', '.join(sorted(set(FORMATS) - {'MPO'}))}")
-    if width * height > settings.MAX_IMAGE_PIXELS:
+    if width * height > app_settings.MAX_IMAGE_PIXELS:
         raise UploadRejected(f"image is {width}x{height} = {width * height:,} pixels; "
-                             f"the limit is {settings.MAX_IMAGE_PIXELS:,}")
+                             f"the limit is {app_settings.MAX_IMAGE_PIXELS:,}")
     return image_format, width, height
 
 

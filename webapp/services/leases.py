@@ -28,10 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import DatabaseError, models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+
+from webapp.conf import app_settings
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ __all__ = ["Lease", "LeaseLost", "WorkKind", "resend_stalled", "stalled"]
 class WorkKind:
     """One kind of long work, as the lease and the heal job see it."""
 
-    name: str
+    name: str  # "batch": in messages
+    plural: str  # "batches"
     model: type[models.Model]
     unfinished: Callable[[], QuerySet]  # rows a worker may run and the heal job resends
     send: Callable[[int], None]  # queue the row's task (after the transaction commits)
@@ -50,7 +52,7 @@ class WorkKind:
 
     @property
     def stale_seconds(self) -> float:
-        return settings.BATCH_STALE_SECONDS
+        return app_settings.BATCH_STALE_SECONDS
 
 
 class LeaseLost(Exception):
@@ -125,7 +127,7 @@ def resend_stalled(kind: WorkKind, now: datetime | None = None) -> list[int]:
             kind.send(pk)  # outside a transaction: sent now
             sent.append(pk)
     if sent:
-        log.warning("heal: sent %d stalled %s(es) again: %s", len(sent), kind.name, sent)
+        log.warning("heal: sent %d stalled %s again: %s", len(sent), kind.plural, sent)
     return sent
 
 

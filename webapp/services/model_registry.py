@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from classifier.store import CLASSIFIER_DIRS, read_pipeline
+from webapp.conf import app_settings
 from webapp.models import Label, ModelVersion
 
 
@@ -41,11 +41,11 @@ def activate_model(model: ModelVersion) -> ModelVersion:
 
 
 def active_model() -> ModelVersion:
-    """The active model; registers settings.CLASSIFIER_MODEL on first use."""
+    """The active model; registers app_settings.CLASSIFIER_MODEL on first use."""
     model = ModelVersion.objects.filter(is_active=True).first()
     if model is not None:
         return model
     try:
-        return register_model(settings.CLASSIFIER_MODEL, activate=True)
+        return register_model(app_settings.CLASSIFIER_MODEL, activate=True)
     except IntegrityError:  # another process activated one at the same moment
         return ModelVersion.objects.get(is_active=True)

@@ -27,13 +27,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from classifier.predictor import Prediction as ModelOutput
 from classifier.predictor import Predictor, load_predictor
 from classifier.store import CLASSIFIER_DIRS, read_pipeline, verify_model_files
+from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Prediction
 from webapp.services import batches, search, threads, tiling
 from webapp.services.curation import apply_model_labels_many
@@ -61,13 +61,13 @@ class ModelUnavailable(RuntimeError):
 
 
 def _load_predictor(model: ModelVersion) -> Predictor:
-    if settings.TORCH_THREADS:
+    if app_settings.TORCH_THREADS:
         import torch
 
-        torch.set_num_threads(settings.TORCH_THREADS)
+        torch.set_num_threads(app_settings.TORCH_THREADS)
     try:
-        predictor = load_predictor(model.path, device=settings.CLASSIFIER_DEVICE,
-                                   batch_size=settings.PREDICT_CHUNK_SIZE)
+        predictor = load_predictor(model.path, device=app_settings.CLASSIFIER_DEVICE,
+                                   batch_size=app_settings.PREDICT_CHUNK_SIZE)
     except Exception as exc:  # noqa: BLE001 - missing, truncated, unpicklable, wrong digest
         raise ModelUnavailable(f"model {model.version} at {model.path} cannot be loaded: "
                                f"{exc}") from exc
@@ -121,7 +121,7 @@ def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
         log.info("batch %s: not taken (not submitted, or another worker runs it)", batch_id)
         return batch
     try:
-        _run(lease, chunk_size or settings.PREDICT_CHUNK_SIZE)
+        _run(lease, chunk_size or app_settings.PREDICT_CHUNK_SIZE)
     except LeaseLost as exc:
         log.warning("%s; this worker stops working on it", exc)
     finally:
@@ -155,18 +155,18 @@ def _run(lease: Lease, chunk_size: int) -> None:
             with transaction.atomic():
                 batches.finish_items(items, BatchItem.Status.FAILED, FAILED)
         batches.do_refresh_counts(batch_id)
-        if settings.WORKER_CHUNK_PAUSE:
-            time.sleep(settings.WORKER_CHUNK_PAUSE)
+        if app_settings.WORKER_CHUNK_PAUSE:
+            time.sleep(app_settings.WORKER_CHUNK_PAUSE)
     batches.do_refresh_counts(batch_id)
 
 
 def decode_for_pipeline(image: Image, model_size: int,
                         search_size: int | None = None) -> Decoded:
     """Decode one stored image straight to the model input and the display copy."""
-    display_size = settings.DISPLAY_SIZE
+    display_size = app_settings.DISPLAY_SIZE
     keep_shortest = 2 * max(model_size, search_size or 0)
     with image.file.open("rb") as handle:
-        rgb = decode_image(handle, settings.MAX_IMAGE_PIXELS, keep_longest=2 * display_size,
+        rgb = decode_image(handle, app_settings.MAX_IMAGE_PIXELS, keep_longest=2 * display_size,
                            keep_shortest=keep_shortest)
     model_input = resize_square(rgb, model_size)
     search_input = None
@@ -223,7 +223,7 @@ def process_chunk(items: list[BatchItem], model: ModelVersion,
                                                   features=bool(plan and plan.use_features))))
     displays = dict(zip(outputs, threads.map_ordered(
         lambda i: save_display_copies(images[i].sha256, decoded[i].display,
-                                      settings.DISPLAY_SIZE), list(outputs))))
+                                      app_settings.DISPLAY_SIZE), list(outputs))))
     if lease is not None:
         lease.beat()
     with transaction.atomic():

@@ -13,13 +13,13 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Q, QuerySet
 from PIL import Image as PILImage
 
 from classifier import scenes as lib
 from imagery import formats
+from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Scene, SceneTile
 from webapp.services import access
 from webapp.services.storage import delete_original, save_original, upload_sha256
@@ -30,9 +30,9 @@ DRIVERS = {"GTiff": "TIFF", "JPEG": "JPEG", "PNG": "PNG"}
 
 
 def tiling_config() -> lib.TilingConfig:
-    return lib.TilingConfig(settings.SCENE_TILE_SIZE, settings.SCENE_TILE_OVERLAP,
-                            settings.SCENE_EDGE, settings.SCENE_RGB_BANDS or None,
-                            settings.SCENE_PREVIEW_SIZE)
+    return lib.TilingConfig(app_settings.SCENE_TILE_SIZE, app_settings.SCENE_TILE_OVERLAP,
+                            app_settings.SCENE_EDGE, app_settings.SCENE_RGB_BANDS or None,
+                            app_settings.SCENE_PREVIEW_SIZE)
 
 
 def _gdal_source(upload: UploadedFile):
@@ -79,18 +79,18 @@ def detect(upload: UploadedFile, found: formats.Format) -> Detected | None:
     if found.gdal_driver is None:
         return None
     pil = _pil_header(upload, found)
-    if pil is not None and pil[0] != "TIFF" and max(pil[1:3]) <= settings.SCENE_MIN_SIDE:
+    if pil is not None and pil[0] != "TIFF" and max(pil[1:3]) <= app_settings.SCENE_MIN_SIDE:
         return None
     upload.seek(0)
     try:
         info = lib.inspect_scene(_gdal_source(upload), found.gdal_driver)
     except lib.SceneError as exc:
-        if pil is None or max(pil[1:3]) > settings.SCENE_MIN_SIDE:
+        if pil is None or max(pil[1:3]) > app_settings.SCENE_MIN_SIDE:
             raise UploadRejected(str(exc)) from None  # a scene GDAL cannot use
         return None  # a small image PIL reads (its georeferencing aside): a chip
     finally:
         upload.seek(0)
-    if info.georeferenced or max(info.width, info.height) > settings.SCENE_MIN_SIDE \
+    if info.georeferenced or max(info.width, info.height) > app_settings.SCENE_MIN_SIDE \
             or pil is None:
         return Detected(info, bool(pil and pil[3]))
     return None
@@ -99,21 +99,21 @@ def detect(upload: UploadedFile, found: formats.Format) -> Detected | None:
 def _check_limits(upload: UploadedFile, detected: Detected) -> None:
     info = detected.info
     pixels = info.width * info.height
-    if upload.size > settings.MAX_SCENE_BYTES:
+    if upload.size > app_settings.MAX_SCENE_BYTES:
         raise UploadRejected(f"scene file is {format_size(upload.size)}; the limit for "
-                             f"scenes is {format_size(settings.MAX_SCENE_BYTES)}")
-    if pixels > settings.MAX_SCENE_PIXELS:
+                             f"scenes is {format_size(app_settings.MAX_SCENE_BYTES)}")
+    if pixels > app_settings.MAX_SCENE_PIXELS:
         raise UploadRejected(f"scene has too many pixels: {info.width}x{info.height} = "
                              f"{pixels:,}; the limit for scenes is "
-                             f"{settings.MAX_SCENE_PIXELS:,}")
-    if max(info.width, info.height) > settings.MAX_SCENE_SIDE:
+                             f"{app_settings.MAX_SCENE_PIXELS:,}")
+    if max(info.width, info.height) > app_settings.MAX_SCENE_SIDE:
         raise UploadRejected(f"scene is {info.width}x{info.height} px; no side may be longer "
-                             f"than {settings.MAX_SCENE_SIDE:,} px (MAX_SCENE_SIDE): cut it "
+                             f"than {app_settings.MAX_SCENE_SIDE:,} px (MAX_SCENE_SIDE): cut it "
                              "into parts")
-    if detected.decoded_whole and pixels > settings.MAX_IMAGE_PIXELS:
+    if detected.decoded_whole and pixels > app_settings.MAX_IMAGE_PIXELS:
         raise UploadRejected(
             f"progressive JPEGs and interlaced PNGs cannot be read in windows, so they are "
-            f"held to {settings.MAX_IMAGE_PIXELS:,} pixels; this one has {pixels:,}. Save "
+            f"held to {app_settings.MAX_IMAGE_PIXELS:,} pixels; this one has {pixels:,}. Save "
             "it as a baseline JPEG, a plain PNG or a GeoTIFF")
 
 
@@ -135,7 +135,7 @@ def read_header(upload: UploadedFile, detected: Detected) -> dict:
     if tiles == 0:
         raise UploadRejected(
             f"the scene ({fields['width']}x{fields['height']} px) is smaller than one "
-            f"{settings.SCENE_TILE_SIZE} px tile, and partial tiles are dropped "
+            f"{app_settings.SCENE_TILE_SIZE} px tile, and partial tiles are dropped "
             "(SCENE_EDGE=drop): it would give no tile")
     return fields
 

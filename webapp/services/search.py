@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 
 import faiss
 import numpy as np
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,6 +30,7 @@ from retrieval.codes import from_int, to_int
 from retrieval.index import LiveHammingIndex
 from retrieval.store import RETRIEVAL_DIRS, Retriever
 from retrieval.text import UnknownQuery
+from webapp.conf import app_settings
 from webapp.models import Image, ImageCode, ImageLabel, RemovedImageCode
 from webapp.services.dbclock import Now, database_now
 from webapp.services.process_cache import ProcessCache
@@ -47,7 +47,7 @@ __all__ = ["UnknownQuery", "available", "Match", "search_text", "similar_images"
 def available() -> bool:
     """Whether a retrieval model is installed (search features switch off without one)."""
     try:
-        RETRIEVAL_DIRS.resolve(settings.RETRIEVAL_MODEL)
+        RETRIEVAL_DIRS.resolve(app_settings.RETRIEVAL_MODEL)
     except FileNotFoundError:
         return False
     return True
@@ -60,13 +60,13 @@ def model_version() -> str:
 
 def retriever() -> Retriever:
     """Loaded once per process."""
-    model = settings.RETRIEVAL_MODEL
+    model = app_settings.RETRIEVAL_MODEL
     return _retrievers.get(str(model), lambda: Retriever(model))
 
 
 def code_bits() -> int:
     model = retriever()
-    bits = settings.RETRIEVAL_BITS or max(model.bits)
+    bits = app_settings.RETRIEVAL_BITS or max(model.bits)
     if bits not in model.bits:
         raise ValueError(f"RETRIEVAL_BITS={bits}, but the model has {model.bits}")
     return bits
@@ -174,7 +174,7 @@ def encode_images(image_ids: Sequence[int], text_only: bool = False) -> int:
     for image in Image.objects.filter(pk__in=[i for i in ids if i not in current]):
         try:
             with image.file.open("rb") as handle:
-                rgb = decode_image(handle, settings.MAX_IMAGE_PIXELS,
+                rgb = decode_image(handle, app_settings.MAX_IMAGE_PIXELS,
                                    keep_shortest=2 * model.image_size)
         except (ImageDecodeError, OSError) as exc:
             log.warning("image %s not encoded: %s", image.pk, exc)
@@ -207,7 +207,7 @@ class _Collection:
         return ImageCode.objects.filter(model=self.version, bits=self.bits)
 
     def sync(self) -> None:
-        overlap = timedelta(seconds=settings.SEARCH_SYNC_OVERLAP)
+        overlap = timedelta(seconds=app_settings.SEARCH_SYNC_OVERLAP)
         started = database_now()  # not this machine's clock: the writers' is the same
         rows = self._rows()
         removed: list[int] = []
@@ -243,11 +243,11 @@ def _collection_index() -> LiveHammingIndex:
         if collection is None:
             # one search is a millisecond of work: faiss's one thread per core only adds
             # a long tail when the machine is busy (bench/bench_search.py)
-            faiss.omp_set_num_threads(settings.SEARCH_THREADS)
+            faiss.omp_set_num_threads(app_settings.SEARCH_THREADS)
             _indexes.clear()
             collection = _indexes[key] = _Collection(*key)
             collection.sync()
-        elif time.monotonic() - collection.checked >= settings.SEARCH_SYNC_SECONDS:
+        elif time.monotonic() - collection.checked >= app_settings.SEARCH_SYNC_SECONDS:
             collection.sync()
         return collection.by_image
 
@@ -296,7 +296,7 @@ def similar_images(image: Image, k: int = 50) -> list[Match]:
 def search_upload(data: bytes, k: int = 50) -> list[Match]:
     """Image file -> images (raises ImageDecodeError for a bad file)."""
     size = retriever().image_size
-    pixels = decode_image(data, settings.MAX_IMAGE_PIXELS, keep_shortest=2 * size)
+    pixels = decode_image(data, app_settings.MAX_IMAGE_PIXELS, keep_shortest=2 * size)
     codes = retriever().image_codes([pixels], code_bits())
     distances, ids = _search_images(codes, k)
     return _matches(distances[0], ids[0])

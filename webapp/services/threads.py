@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from django.conf import settings
+from webapp.conf import app_settings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,7 +26,7 @@ _lock = threading.Lock()
 
 
 def size() -> int:
-    return settings.WORKER_THREADS or os.cpu_count() or 1
+    return app_settings.WORKER_THREADS or os.cpu_count() or 1
 
 
 def _executor() -> ThreadPoolExecutor:

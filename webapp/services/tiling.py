@@ -20,7 +20,6 @@ import hashlib
 import io
 import logging
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, transaction
@@ -29,6 +28,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from classifier import scenes as lib
+from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene, SceneTile
 from webapp.services import threads
 from webapp.services.batches import do_append_items, set_initial_state
@@ -136,7 +136,7 @@ CHIP_FORMATS = {  # SCENE_CHIP_FORMAT -> (PIL save options, storage format); los
 def _encode(pixels) -> bytes:
     """A chip's stored bytes (its content hash is the Image's identity)."""
     buffer = io.BytesIO()
-    PILImage.fromarray(pixels).save(buffer, **CHIP_FORMATS[settings.SCENE_CHIP_FORMAT][0])
+    PILImage.fromarray(pixels).save(buffer, **CHIP_FORMATS[app_settings.SCENE_CHIP_FORMAT][0])
     return buffer.getvalue()
 
 
@@ -155,7 +155,7 @@ def _chip_images(scene: Scene, chips: list[lib.Chip]) -> list[Image]:
     in any earlier upload, share one). Encoding, hashing and writing the files run on the
     worker's threads before any transaction; one query finds the known chips and one
     insert adds the others (a chip added elsewhere meanwhile is taken as it is)."""
-    image_format = CHIP_FORMATS[settings.SCENE_CHIP_FORMAT][1]
+    image_format = CHIP_FORMATS[app_settings.SCENE_CHIP_FORMAT][1]
     encoded = list(threads.map_ordered(_encode_and_hash, chips))
     shas = [sha for _data, sha in encoded]
     known = set(Image.objects.filter(sha256__in=shas).values_list("sha256", flat=True))

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
+
+from webapp.conf import app_settings
 
 
 class UploadRejected(ValueError):
@@ -41,14 +42,15 @@ class Quota:
 
         self.batch = batch
         # uploaded files: chips and scenes (a scene's tiles are not files of their own)
-        self.files_left = settings.MAX_FILES_PER_BATCH - (
+        self.files_left = app_settings.MAX_FILES_PER_BATCH - (
             BatchItem.objects.filter(batch=batch, scene_tile__isnull=True).count()
             + Scene.objects.filter(batch=batch).count())
 
     def take_file(self) -> None:
         if self.files_left <= 0:
-            raise UploadRejected(f"the batch holds its limit of {settings.MAX_FILES_PER_BATCH:,} "
-                                 "files; put the rest in a new batch")
+            limit = app_settings.MAX_FILES_PER_BATCH
+            raise UploadRejected(f"the batch holds its limit of {limit:,} files; put the "
+                                 "rest in a new batch")
         self.files_left -= 1
 
     def usage(self) -> dict[str, int]:
@@ -83,25 +85,25 @@ class Quota:
 
     @property
     def bytes_left(self) -> int:
-        return settings.MAX_UPLOAD_BYTES_PER_DAY - self.usage()["bytes_today"]
+        return app_settings.MAX_UPLOAD_BYTES_PER_DAY - self.usage()["bytes_today"]
 
     def _check(self, size: int, pixels: int) -> None:
         used = self.usage()
-        if used["bytes_today"] + size > settings.MAX_UPLOAD_BYTES_PER_DAY:
-            left = max(settings.MAX_UPLOAD_BYTES_PER_DAY - used["bytes_today"], 0)
+        if used["bytes_today"] + size > app_settings.MAX_UPLOAD_BYTES_PER_DAY:
+            left = max(app_settings.MAX_UPLOAD_BYTES_PER_DAY - used["bytes_today"], 0)
             raise UploadRejected(
-                f"your upload quota of {format_size(settings.MAX_UPLOAD_BYTES_PER_DAY)} per "
+                f"your upload quota of {format_size(app_settings.MAX_UPLOAD_BYTES_PER_DAY)} per "
                 f"24 hours is used up ({format_size(left)} left); upload the rest later")
-        if used["pixels_batch"] + pixels > settings.MAX_PIXELS_PER_BATCH:
-            left = max(settings.MAX_PIXELS_PER_BATCH - used["pixels_batch"], 0)
+        if used["pixels_batch"] + pixels > app_settings.MAX_PIXELS_PER_BATCH:
+            left = max(app_settings.MAX_PIXELS_PER_BATCH - used["pixels_batch"], 0)
             raise UploadRejected(
-                f"the batch's pixel quota of {settings.MAX_PIXELS_PER_BATCH:,} pixels "
+                f"the batch's pixel quota of {app_settings.MAX_PIXELS_PER_BATCH:,} pixels "
                 f"(MAX_PIXELS_PER_BATCH) would be passed: this file has {pixels:,}, "
                 f"{left:,} are left; put it in a new batch")
-        if used["pixels_today"] + pixels > settings.MAX_PIXELS_PER_DAY:
-            left = max(settings.MAX_PIXELS_PER_DAY - used["pixels_today"], 0)
+        if used["pixels_today"] + pixels > app_settings.MAX_PIXELS_PER_DAY:
+            left = max(app_settings.MAX_PIXELS_PER_DAY - used["pixels_today"], 0)
             raise UploadRejected(
-                f"your pixel quota of {settings.MAX_PIXELS_PER_DAY:,} pixels per 24 hours "
+                f"your pixel quota of {app_settings.MAX_PIXELS_PER_DAY:,} pixels per 24 hours "
                 f"(MAX_PIXELS_PER_DAY) would be passed: this file has {pixels:,}, "
                 f"{left:,} are left; upload it later")
 
@@ -175,7 +177,7 @@ class SizeLimitUploadHandler(FileUploadHandler):
 def upload_byte_limit() -> int:
     """The most bytes a file may have while it streams in: a scene's limit (whether it is
     a scene shows only once it is in), chips are held to MAX_UPLOAD_BYTES after."""
-    return max(settings.MAX_UPLOAD_BYTES, settings.MAX_SCENE_BYTES)
+    return max(app_settings.MAX_UPLOAD_BYTES, app_settings.MAX_SCENE_BYTES)
 
 
 def format_size(n_bytes: float) -> str:

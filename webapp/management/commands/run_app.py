@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from webapp.conf import app_settings
 from webapp.services.model_registry import register_model
 
 
@@ -31,7 +32,7 @@ class Command(BaseCommand):
     def handle(self, addr: str, concurrency: int, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("ensure_admin")
-        model = register_model(settings.CLASSIFIER_MODEL, activate=not _has_active_model())
+        model = register_model(app_settings.CLASSIFIER_MODEL, activate=not _has_active_model())
         self.stdout.write(f"model {model.version}{' (active)' if model.is_active else ''}")
         env = dict(os.environ)
         redis_server = None
