@@ -57,6 +57,9 @@ def setup_django(db_dir: Path) -> None:
         os.environ["DATABASE_URL"] = f"sqlite:///{db_dir / 'bench.sqlite3'}"
     import django
 
+    from webapp.conf import prepare_var_dir
+
+    prepare_var_dir()  # as manage.py does: var/ before Django opens the database
     django.setup()
     from django.conf import settings
 

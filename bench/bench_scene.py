@@ -118,6 +118,9 @@ def child_e2e(scene: Path, chunk: int, small: Path) -> dict:
         })
         import django
 
+        from webapp.conf import prepare_var_dir
+
+        prepare_var_dir()  # as manage.py does: var/ before Django opens the database
         django.setup()
         from django.contrib.auth.models import User
         from django.core.management import call_command

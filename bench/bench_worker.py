@@ -163,6 +163,9 @@ def configure(workdir: Path, chunk: int, chunk_pixels: int = 0):
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
 
+    from webapp.conf import prepare_var_dir
+
+    prepare_var_dir()  # as manage.py does: var/ before Django opens the database
     django.setup()
     from django.contrib.auth.models import User
     from django.core.management import call_command
