@@ -57,7 +57,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -73,6 +72,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from redis_server import RedisServer, free_port
 from synthetic_chips import synthetic_chips
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,12 +84,6 @@ TIMELINE_EVERY = 10
 
 
 # --- small helpers -----------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def say(message: str) -> None:
     print(message, flush=True)
@@ -286,46 +280,7 @@ def stop_all(services: list[Service], grace: float = 15) -> None:
         service.close()
 
 
-class Redis:
-    """A redis-server of this run (no persistence): restart = kill + start, same port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port, self.folder = free_port(), folder
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 10
-        while not self._answers():
-            if time.time() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.05)
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def restart(self) -> None:
-        """Everything it held (queued and unacknowledged messages) is lost."""
-        self.stop()
-        self.start()
-
-
-def environment(args, db: Database, redis: Redis, tmp: Path) -> dict[str, str]:
+def environment(args, db: Database, redis: RedisServer, tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("BATCH_STALE_SECONDS", "HEAL_INTERVAL_SECONDS", "CELERY_VISIBILITY_TIMEOUT",
                  "WORKER_CHUNK_PAUSE", "DEBUG"):
@@ -356,11 +311,9 @@ def environment(args, db: Database, redis: Redis, tmp: Path) -> dict[str, str]:
 
 SETUP = """
 import json
-from django.conf import settings
-
-from webapp.conf import app_settings
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
+from webapp.conf import app_settings
 from webapp.services.model_registry import register_model
 register_model(app_settings.CLASSIFIER_MODEL, activate=True)
 keys = []
@@ -518,7 +471,7 @@ def kill_a_worker(db: Database, workers: list[Service]) -> str:
     return f"SIGKILL {live[0].name} (group {live[0].pid}), no running batch found{note}"
 
 
-def monitor(args, db: Database, redis: Redis, workers: list[Service], run: Run) -> None:
+def monitor(args, db: Database, redis: RedisServer, workers: list[Service], run: Run) -> None:
     t0 = run.uploads_done
     pending = []
     if args.kill_at >= 0:
@@ -760,13 +713,13 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     tmp = Path(tempfile.mkdtemp(prefix="bench-faults-"))
     db: Database | None = None
-    redis: Redis | None = None
+    redis: RedisServer | None = None
     services: list[Service] = []
     ok = False
     try:
         (tmp / "redis").mkdir()
         db = Database(args.database_url, tmp)
-        redis = Redis(tmp / "redis")
+        redis = RedisServer(tmp / "redis")
         env = environment(args, db, redis, tmp)
         say(f"setup: {db.describe()}; Redis {redis.url}; temporary directory {tmp}")
         start = time.perf_counter()

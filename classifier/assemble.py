@@ -53,7 +53,6 @@ from classifier.store import (
     VAL_OUTPUTS_FILE,
     NetworkInfo,
     ValOutputs,
-    file_digest,
     load_network,
     member_index,
     read_network_file,
@@ -61,6 +60,7 @@ from classifier.store import (
     stored_precision,
     write_pipeline,
 )
+from imagery.digests import file_sha256
 
 TTA_VIEWS = (1, 8)
 
@@ -215,7 +215,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             model.load_state_dict(state)
             save_network(model, target, precision)
         networks[info.name] = {**info.to_dict(), "precision": precision,
-                               "sha256": file_digest(target)}  # checked when loaded
+                               "sha256": file_sha256(target)}  # checked when loaded
         stored = load_network(out / f"{info.name}.pt", device)  # outputs of what ships
         for part, views_list in (("val", TTA_VIEWS), ("test", (8,)))[:len(parts)]:
             for views in views_list:

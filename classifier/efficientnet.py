@@ -20,7 +20,6 @@ ImageNet filters see objects at about the scale they learnt; the rest of the pip
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,11 +152,6 @@ def packaged_weights() -> Path:
     if not path.is_file():
         raise RuntimeError(f"{path}: the package's weights file is missing")
     return path
-
-
-def weights_digest(path: Path) -> str:
-    """sha256 of a weights file, recorded with every network that starts from it."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_imagenet_state(path: Path | None = None) -> dict[str, torch.Tensor]:

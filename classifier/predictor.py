@@ -27,13 +27,13 @@ from classifier.model import MultiLabelNetwork, resolve_device
 from classifier.postprocess import Postprocessor
 from classifier.store import (
     CLASSIFIER_DIRS,
-    file_digest,
     load_network,
     load_postprocessor,
     network_members,
     read_pipeline,
     verify_model_files,
 )
+from imagery.digests import file_sha256
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Predictor:
         self.version = CLASSIFIER_DIRS.version(self.model_dir)
         first = network_members(self.model_dir, self.spec)["original"][0]
         #: sha256 of the network file whose descriptors ``features=True`` returns
-        self.feature_network_digest = file_digest(self.model_dir / f"{first}.pt")
+        self.feature_network_digest = file_sha256(self.model_dir / f"{first}.pt")
 
     @property
     def is_ensemble(self) -> bool:
@@ -138,10 +138,6 @@ class Predictor:
                                                self.batch_size, self.amp)
                          for name, net in zip(names, self.networks[kind])}
         return out
-
-    def scores(self, prepared: np.ndarray) -> np.ndarray:
-        outputs = self.network_outputs(prepared)
-        return self.postprocessor.scores(outputs.get("original"), outputs.get("dehazed"))
 
     def predict(self, images: Sequence[np.ndarray], features: bool = False) -> list[Prediction]:
         """Tags and per-label scores for decoded RGB uint8 images of any size, one forward

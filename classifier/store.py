@@ -19,7 +19,6 @@ post-processing is JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from classifier.data import read_labels
 from classifier.model import ModelConfig, MultiLabelNetwork, create_model
 from classifier.model_dirs import ModelDirs
 from classifier.postprocess import Postprocessor
+from imagery.digests import file_sha256
 
 PIPELINE_FILE = "pipeline.json"
 VAL_OUTPUTS_FILE = "val_outputs.npz"
@@ -127,7 +127,7 @@ def verify_model_files(model_dir: Path, spec: dict[str, Any]) -> None:
             if not path.is_file():
                 raise ModelFilesError(f"{path.name} is missing from {model_dir}")
             expected = spec.get("networks", {}).get(name, {}).get("sha256")
-            if expected and file_digest(path) != expected:
+            if expected and file_sha256(path) != expected:
                 raise ModelFilesError(f"{path.name} in {model_dir} is damaged or was "
                                       "replaced: its sha256 is not the one assembled")
 
@@ -269,12 +269,3 @@ def read_pipeline(model_dir: Path) -> dict[str, Any]:
 
 def load_postprocessor(spec: dict[str, Any]) -> Postprocessor:
     return Postprocessor.from_dict(spec["postprocess"])
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file: tells whether two models use the very same network weights."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -38,7 +38,6 @@ from classifier import plots
 from classifier.augment import augment_batch
 from classifier.data import load_images, read_labels, split_indices, write_labels
 from classifier.dehaze import DehazeParams, dehaze
-from classifier.efficientnet import weights_digest
 from classifier.inference import autocast, predict_batches, to_tensor
 from classifier.losses import LossWeights, combined_loss
 from classifier.metrics import f2_score
@@ -60,6 +59,7 @@ from classifier.store import (
     save_network,
 )
 from classifier.thresholds import apply_thresholds, fit_thresholds
+from imagery.digests import file_sha256
 
 
 @dataclass
@@ -379,7 +379,7 @@ def pretrained_record(config: ModelConfig, args: argparse.Namespace) -> dict[str
     path = pretrained_weights_file(config, args.imagenet_weights or args.pretrained or None)
     if path is None:
         return None
-    return {"file": path.name, "sha256": weights_digest(path)}
+    return {"file": path.name, "sha256": file_sha256(path)}
 
 
 TrainingSet = Callable[[str, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]

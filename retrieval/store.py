@@ -25,7 +25,8 @@ import torch
 
 from classifier.imageio import resize_square
 from classifier.model_dirs import ModelDirs
-from classifier.store import file_digest, load_network
+from classifier.store import load_network
+from imagery.digests import file_sha256
 from retrieval.features import backbone_file, describe
 from retrieval.index import HammingIndex
 from retrieval.networks import img_net, lab_net, txt_net
@@ -67,7 +68,7 @@ def read_wording(model_dir: Path, spec: dict[str, Any]) -> Wording:
     with (their digests in the spec): other words give other text codes, under the same
     version. The shipped model predates the digests; a test pins its files instead."""
     for name, digest in spec.get("words", {}).items():
-        if file_digest(model_dir / name) != digest:
+        if file_sha256(model_dir / name) != digest:
             raise ValueError(f"{model_dir / name} is not the file this model was trained "
                              "with: its text codes would change; retrain the model instead")
     return Wording.of_model(model_dir)
@@ -123,7 +124,7 @@ class Retriever:
         self.backbone = load_network(backbone_path, torch.device("cpu"))
         #: sha256 of the backbone's weights file: a classifier whose first original-image
         #: network has the same digest yields these very descriptors from its own pass
-        self.backbone_digest = file_digest(backbone_path)
+        self.backbone_digest = file_sha256(backbone_path)
         self.models = {b: load_hash_model(self.model_dir / f"hash_{b}.pt") for b in self.bits}
         self.database = Database.load(self.model_dir / "database.npz")
         self._indexes: dict[tuple[str, int], HammingIndex] = {}

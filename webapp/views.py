@@ -19,7 +19,14 @@ from webapp.api.throttles import page_allowed
 from webapp.conf import app_settings
 from webapp.models import Image, Label
 from webapp.services import access, curation, scenes, search
-from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset, parse_id
+from webapp.services.gallery import (
+    ImageFilter,
+    TooManyTags,
+    gallery_queryset,
+    parse_id,
+    ranked_images,
+    visible_matches,
+)
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS
 
@@ -106,19 +113,9 @@ def _ranked_page(request: HttpRequest, image_filter: ImageFilter, text: str,
         else:
             matches = search.similar_images(anchor, SEARCH_RESULTS)
             context["similar_to"] = anchor
-    allowed = set(access.collection_images(request.user, image_filter.apply(
-        Image.objects.filter(pk__in=[m.image_id for m in matches]))).values_list("pk", flat=True))
-    matches = [m for m in matches if m.image_id in allowed]
+    matches = visible_matches(matches, request.user, image_filter)
     page = Paginator(matches, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
-    images = gallery_queryset(ImageFilter(include_pending=True), request.user).in_bulk(
-        [m.image_id for m in page.object_list])
-    ranked = []
-    for match in page.object_list:
-        if match.image_id in images:
-            image = images[match.image_id]
-            image.distance = match.distance
-            ranked.append(image)
-    page.object_list = ranked
+    page.object_list = ranked_images(page.object_list)
     return page, context
 
 

@@ -9,8 +9,9 @@ import torch
 
 from classifier import load_predictor
 from classifier.consistency import WEATHER_LABELS, violations
-from classifier.efficientnet import packaged_weights, weights_digest
+from classifier.efficientnet import packaged_weights
 from classifier.store import CLASSIFIER_DIRS, ValOutputs
+from imagery.digests import file_sha256
 
 DEFAULT_MODEL_DIR = CLASSIFIER_DIRS.default
 
@@ -27,7 +28,7 @@ def test_default_model_is_the_documented_model() -> None:
     efficientnet = model["networks"]["original-1"]
     assert efficientnet["model"]["arch"] == "efficientnet_lite0"
     assert efficientnet["model"]["input_size"] == 96
-    assert efficientnet["pretrained"]["sha256"] == weights_digest(packaged_weights())
+    assert efficientnet["pretrained"]["sha256"] == file_sha256(packaged_weights())
     blob = torch.load(DEFAULT_MODEL_DIR / "original-1.pt", map_location="cpu", weights_only=True)
     assert not any(v.dtype == torch.int8 for v in blob["state_dict"].values())  # fp16
     blob = torch.load(DEFAULT_MODEL_DIR / "dehazed.pt", map_location="cpu", weights_only=True)

@@ -19,10 +19,10 @@ from classifier.efficientnet import (
     imagenet_network,
     load_imagenet_state,
     packaged_weights,
-    weights_digest,
 )
 from classifier.model import ModelConfig, create_model
 from classifier.predictor import Predictor
+from imagery.digests import file_sha256
 from tests.synthetic import train_args, write_dataset
 
 # ImageNet-1k classes: 281-285 are domestic cats; 967 espresso, 968 cup
@@ -112,7 +112,7 @@ def test_each_architecture_trains_and_they_assemble_into_one_model(
     info = json.loads((run / "original-1.json").read_text())
     assert info["model"]["arch"] == "efficientnet_lite0" and info["model"]["input_size"] == 64
     assert info["pretrained"] == {"file": "efficientnet-lite0-57934424.pth",
-                                  "sha256": weights_digest(packaged_weights())}
+                                  "sha256": file_sha256(packaged_weights())}
     assert json.loads((run / "original.json").read_text())["pretrained"] is None
 
     model = tmp_path / "model"

@@ -174,7 +174,8 @@ def test_predict_probabilities_and_tags(predictor, model_dir):
 def test_tags_follow_thresholds(model_dir):
     base = Predictor(model_dir, device="cpu", batch_size=8)
     images = _images(seed=1) + _images(seed=2)
-    scores = base.scores(base.prepare(images))
+    outputs = base.network_outputs(base.prepare(images))
+    scores = base.postprocessor.scores(outputs.get("original"), outputs.get("dehazed"))
     assert scores.std(axis=0).min() > 1e-3  # images really get different scores
     middle = np.median(scores, axis=0)
     post = replace(base.postprocessor, thresholds=middle)

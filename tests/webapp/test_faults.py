@@ -90,14 +90,15 @@ def test_the_tasks_retry_model_and_disk_faults():
 
 @pytest.mark.django_db
 def test_a_damaged_network_file_is_refused_by_its_digest(tmp_path, settings):
-    from classifier.store import CLASSIFIER_DIRS, file_digest
+    from classifier.store import CLASSIFIER_DIRS
+    from imagery.digests import file_sha256
     from webapp.services.model_registry import register_model
 
     model_dir = tmp_path / "model"
     shutil.copytree(CLASSIFIER_DIRS.resolve("default"), model_dir)
     spec = json.loads((model_dir / "pipeline.json").read_text())
     for name in spec["networks"]:
-        spec["networks"][name]["sha256"] = file_digest(model_dir / f"{name}.pt")
+        spec["networks"][name]["sha256"] = file_sha256(model_dir / f"{name}.pt")
     (model_dir / "pipeline.json").write_text(json.dumps(spec))
     register_model(str(model_dir), activate=True)
     assert recognition.check_model()

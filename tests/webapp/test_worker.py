@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
-import subprocess
 import time
 
 import pytest
 
+from bench.redis_server import RedisServer
 from tests.webapp.conftest import make_image, wait_for_batch
 from webapp.models import Batch, BatchItem, Image, ImageCode, ImageLabel, Prediction
 
@@ -179,43 +178,6 @@ def test_whole_worker_killed_batch_healed_by_the_other_worker(api, start_worker)
     # stale timeout (3 s) + heal interval (1 s) + the rest of the batch, far below the
     # visibility timeout; generous so that a loaded machine does not make it flaky
     assert took < 60, f"healed after {took:.0f} s"
-
-
-class RedisServer:
-    """A redis-server of the test's own (no persistence), to restart mid-batch."""
-
-    def __init__(self, folder) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.folder, self.process = folder, None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.start()
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_until(self._answers, 10, "redis-server did not start")
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def restart(self) -> None:
-        """Everything it held (queued and unacknowledged messages) is lost."""
-        self.stop()
-        self.start()
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ from webapp.api.serializers import (
     TextSearchPageSerializer,
 )
 from webapp.api.throttles import ScopedThrottle
-from webapp.models import Image
-from webapp.services import access, ingest, search
-from webapp.services.gallery import with_labels
+from webapp.services import ingest, search
+from webapp.services.gallery import ranked_images, visible_matches
 from webapp.services.upload_limits import safe_filename
 
 MAX_K = queries.MAX_K
@@ -41,18 +40,12 @@ def unavailable() -> Response:
 def matches_response(view: APIView, request, matches: list[search.Match], **extra) -> Response:
     """Paginated images in match order, each with its Hamming distance (only images this
     user may see: a private scene's tiles are left out before paging)."""
-    allowed = set(access.collection_images(request.user, Image.objects.filter(
-        pk__in=[m.image_id for m in matches])).values_list("pk", flat=True))
-    matches = [m for m in matches if m.image_id in allowed]
     paginator = PageNumberPagination()
-    page = paginator.paginate_queryset(matches, request, view=view)
-    images = with_labels(Image.objects.filter(pk__in=[m.image_id for m in page]))
-    by_id = {image.pk: image for image in images}
-    results = []
-    for match in page:
-        if match.image_id in by_id:
-            data = ImageSerializer(by_id[match.image_id], context={"request": request}).data
-            results.append({"distance": match.distance, **data})
+    page = paginator.paginate_queryset(visible_matches(matches, request.user), request,
+                                       view=view)
+    results = [{"distance": image.distance,
+                **ImageSerializer(image, context={"request": request}).data}
+               for image in ranked_images(page)]
     response = paginator.get_paginated_response(results)
     response.data.update(extra)
     return response

@@ -36,14 +36,10 @@ def resolve_labels(names: Iterable[str], allow_inactive: bool = False) -> dict[s
     return found
 
 
-def apply_model_labels(image: Image, prediction: Prediction) -> None:
-    """Replace the image's unreviewed model labels by the prediction's tags."""
-    apply_model_labels_many([(image, prediction)])
-
-
 def apply_model_labels_many(pairs: Sequence[tuple[Image, Prediction]]) -> None:
-    """``apply_model_labels`` for a worker's whole chunk, in four queries: reviewed images
-    are left alone; labels a person added or reviewed are kept."""
+    """Replace the unreviewed model labels of a worker's whole chunk of images by their
+    predictions' tags, in four queries: reviewed images are left alone; labels a person
+    added or reviewed are kept."""
     pairs = [(image, prediction) for image, prediction in pairs if not image.reviewed]
     if not pairs:
         return

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from webapp.conf import app_settings
 from webapp.models import BatchItem, Image, ImageLabel
 from webapp.services import access
+
+if TYPE_CHECKING:  # the search engine (faiss, the hashing networks) is not needed here
+    from webapp.services.search import Match
 
 
 class TooManyTags(ValueError):
@@ -99,3 +103,27 @@ def gallery_queryset(image_filter: ImageFilter, user) -> QuerySet[Image]:
     """Filtered images this user may see, with what a gallery card needs, newest first."""
     images = access.collection_images(user, image_filter.apply(Image.objects.all()))
     return with_labels(images).order_by("-created_at", "-id")
+
+
+def visible_matches(matches: Sequence[Match], user,
+                    image_filter: ImageFilter | None = None) -> list[Match]:
+    """The search matches this user may see in the collection (and that pass the
+    filter), in rank order: decided before paging, so no page holds a hidden image."""
+    images = Image.objects.filter(pk__in=[match.image_id for match in matches])
+    if image_filter is not None:
+        images = image_filter.apply(images)
+    allowed = set(access.collection_images(user, images).values_list("pk", flat=True))
+    return [match for match in matches if match.image_id in allowed]
+
+
+def ranked_images(matches: Sequence[Match]) -> list[Image]:
+    """A page of matches as images with their labels, in rank order, each carrying its
+    Hamming ``distance`` (the browser's and the API's search results alike)."""
+    images = with_labels(Image.objects.all()).in_bulk([match.image_id for match in matches])
+    ranked = []
+    for match in matches:
+        image = images.get(match.image_id)
+        if image is not None:  # removed since the search
+            image.distance = match.distance
+            ranked.append(image)
+    return ranked
