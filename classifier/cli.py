@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from classifier import assemble, plots, scenes, train
 from classifier.dehaze import dehaze
@@ -248,8 +249,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_predict_scene(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     try:
         config = scenes.TilingConfig(args.tile_size, args.overlap, args.edge, args.bands)
     except ValueError as exc:

@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from webapp.models import Batch, BatchItem, Image, ImageLabel, Label, ModelVersion, Scene
 from webapp.services import access
+from webapp.services.scenes import with_progress
 
 
 class BatchImageSerializer(serializers.ModelSerializer):
@@ -141,8 +142,6 @@ class BatchSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request is not None else url
 
     def get_scenes(self, batch: Batch) -> list[dict]:
-        from webapp.services.scenes import with_progress
-
         return BatchSceneSerializer(with_progress(batch.scenes.order_by("id")), many=True).data
 
 

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from webapp.api import queries
 from webapp.api.permissions import CanCurate, ReadAccess
+from webapp.api.search import matches_response, parse_k, unavailable
 from webapp.api.serializers import (
     BatchCreateSerializer,
     BatchSerializer,
@@ -193,8 +194,6 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @action(detail=True, methods=["get"])
     def similar(self, request, pk=None):
         """Images nearest to this one in Hamming distance (image -> image)."""
-        from webapp.api.search import matches_response, parse_k, unavailable
-
         queries.check(queries.NearestQuery, request)
         image = self.get_object()
         if not search.available():
@@ -206,8 +205,6 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @action(detail=True, methods=["get"])
     def describe(self, request, pk=None):
         """The texts nearest to this image (image -> text), with Hamming distances."""
-        from webapp.api.search import parse_k, unavailable
-
         queries.check(queries.DescribeQuery, request)
         image = self.get_object()
         if not search.available():

@@ -23,7 +23,7 @@ import logging
 import time
 from datetime import datetime
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
@@ -210,8 +210,6 @@ def take_back_attempts(items: list[BatchItem], tries: int = 5, pause: float = 1.
     its own (database, model, disk). The database may be the reason, so this retries on a
     fresh connection for a few seconds (a PostgreSQL restart); False if it never got
     through, and the items keep one attempt (they are then tried alone, not failed)."""
-    from django.db import close_old_connections, connection
-
     ids = [item.pk for item in items]
     for attempt in range(tries):
         try:

@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from django.db import DatabaseError, transaction
 
 from classifier.imageio import ImageDecodeError, decode_image, resize_square
@@ -62,8 +63,6 @@ class ModelUnavailable(RuntimeError):
 
 def _load_predictor(model: ModelVersion) -> Predictor:
     if app_settings.TORCH_THREADS:
-        import torch
-
         torch.set_num_threads(app_settings.TORCH_THREADS)
     try:
         predictor = load_predictor(model.path, device=app_settings.CLASSIFIER_DEVICE,
@@ -79,7 +78,7 @@ def _load_predictor(model: ModelVersion) -> Predictor:
 
 def check_model() -> str:
     """Verify the active model's files (every network there, with the sha256 it was
-    assembled with) without loading torch; a worker calls this before it takes any task
+    assembled with) without loading the networks; a worker calls this before it takes any task
     and refuses to start when it raises ModelUnavailable. Returns the model's version."""
     model = active_model()
     try:

@@ -13,9 +13,11 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from affine import Affine
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Q, QuerySet
 from PIL import Image as PILImage
+from rasterio.crs import CRS
 
 from classifier import scenes as lib
 from imagery import formats
@@ -201,14 +203,10 @@ def grid_of(scene: Scene) -> lib.TileGrid:
 
 
 def _affine(scene: Scene):
-    from affine import Affine
-
     return Affine(*scene.transform)
 
 
 def _crs(scene: Scene):
-    from rasterio.crs import CRS
-
     return CRS.from_wkt(scene.crs_wkt) if scene.crs_wkt else None
 
 

@@ -14,6 +14,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
+from classifier.dehaze import dehaze
 from imagery.digests import file_sha256
 
 # PIL format name -> (file extension, content type served for the original)
@@ -86,8 +87,6 @@ def _jpeg(rgb: np.ndarray) -> ContentFile:
 def save_display_copies(sha256: str, rgb: np.ndarray, max_side: int) -> tuple[str, str]:
     """A browser-safe JPEG of the image and of its dehazed version (any upload format,
     TIFF included, is shown through these)."""
-    from classifier.dehaze import dehaze
-
     small = display_array(rgb, max_side)
     paths = []
     for kind, pixels in (("display", small), ("dehazed", dehaze(small))):

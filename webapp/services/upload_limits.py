@@ -15,6 +15,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from webapp.conf import app_settings
+from webapp.models import BatchItem, Image, Scene, UploadReservation
 
 
 class UploadRejected(ValueError):
@@ -38,8 +39,6 @@ class Quota:
     """
 
     def __init__(self, batch) -> None:
-        from webapp.models import BatchItem, Scene
-
         self.batch = batch
         # uploaded files: chips and scenes (a scene's tiles are not files of their own)
         self.files_left = app_settings.MAX_FILES_PER_BATCH - (
@@ -56,8 +55,6 @@ class Quota:
     def usage(self) -> dict[str, int]:
         """Bytes and pixels stored (or being stored) today by the owner, and pixels in
         this batch."""
-        from webapp.models import BatchItem, Image, Scene, UploadReservation
-
         now = timezone.now()
         since = now - timedelta(days=1)
         owner = self.batch.owner
@@ -111,8 +108,6 @@ class Quota:
     def reserve(self, size: int, pixels: int) -> Iterator[None]:
         """Hold ``size`` new bytes and ``pixels`` decoded pixels while a file is stored
         (raise UploadRejected when they do not fit); create the file's row inside."""
-        from webapp.models import UploadReservation
-
         with transaction.atomic():
             _lock_owner(self.batch.owner_id)
             self._check(size, pixels)
