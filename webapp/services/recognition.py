@@ -78,8 +78,8 @@ def _load_predictor(model: ModelVersion) -> Predictor:
 
 def check_model() -> str:
     """Verify the active model's files (every network there, with the sha256 it was
-    assembled with) without loading the networks; a worker calls this before it takes any task
-    and refuses to start when it raises ModelUnavailable. Returns the model's version."""
+    assembled with) without loading the networks; a worker calls this before it takes any
+    task and refuses to start when it raises ModelUnavailable. Returns the model's version."""
     model = active_model()
     try:
         model_dir = CLASSIFIER_DIRS.resolve(model.path)
