@@ -41,12 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_dehaze import dehaze_reference  # noqa: E402
 
-from classifier.data import iter_image_bytes, read_labels  # noqa: E402
 from classifier.dehaze import DehazeParams, dehaze  # noqa: E402
-from classifier.imageio import decode_image  # noqa: E402
 from classifier.inference import autocast, to_tensor  # noqa: E402
 from classifier.predictor import Predictor  # noqa: E402
 from classifier.tta import tta_views  # noqa: E402
+from imagery.datasets import iter_image_bytes, read_labels  # noqa: E402
+from imagery.decode import decode_image  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:

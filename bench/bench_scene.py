@@ -14,7 +14,7 @@ app's path against the predictor alone on the same chips, and the worker's peak 
    committed, then per chunk of ``--chunk`` decode, one forward pass, display copies,
    predictions, labels, search codes). Peak resident memory: VmHWM of that process.
 3. **Predictor alone** in another fresh process (``--child predictor``): the same chips,
-   cut by the same ``classifier.scenes`` code beforehand (not timed), then only
+   cut by the same ``imagery.rasters`` code beforehand (not timed), then only
    ``Predictor.predict`` in chunks of ``--chunk``.
 
 Prints tiles/s of both, their ratio (target >= 0.7x) and the worker's peak RSS (target
@@ -78,11 +78,11 @@ def write_scene(path: Path, side: int, seed: int = 0) -> Path:
 
 
 def child_predictor(scene: Path, chunk: int) -> dict:
-    from classifier import scenes
     from classifier.predictor import load_predictor
+    from imagery import rasters
 
     predictor = load_predictor("default", batch_size=chunk)
-    with scenes.SceneReader(scene) as reader:
+    with rasters.SceneReader(scene) as reader:
         chips = [c.pixels for _row, strip in reader.strips() for c in strip
                  if c.pixels is not None]
     predictor.predict(chips[:8])  # warm-up

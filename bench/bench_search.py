@@ -106,8 +106,8 @@ def main() -> None:
         print(f"{size:>10,} {t_index * per:15.3f} {t_brute * per:15.3f} "
               f"{t_brute / t_index:8.1f}x")
     if args.model:
-        from classifier.imageio import decode_image  # noqa: F401  (import cost not timed)
-        from retrieval.store import Retriever
+        from imagery.decode import decode_image  # noqa: F401  (import cost not timed)
+        from retrieval.retriever import Retriever
 
         start = time.perf_counter()
         retriever = Retriever(args.model)

@@ -5,7 +5,7 @@ scene's width.
 
 A ``--width`` x ``--rows`` px, 4-band uint16 GeoTIFF (tiled 256 px, deflate; a ramp with
 a little noise) is written block by block. Each fresh child process then reads
-every tile row with ``classifier.scenes.SceneReader.strips`` (stretch, masks, chips of
+every tile row with ``imagery.rasters.SceneReader.strips`` (stretch, masks, chips of
 256 px), as the worker does, and reports its peak resident memory (VmHWM) above what it
 held once the scene was open:
 
@@ -63,11 +63,11 @@ def _vm(name: str) -> int:
 
 
 def child(scene: Path, block_width: int) -> dict:
-    from classifier import scenes
+    from imagery import rasters
 
-    scenes.READ_BLOCK_WIDTH = block_width
+    rasters.READ_BLOCK_WIDTH = block_width
     tiles = 0
-    with scenes.SceneReader(scene) as reader:
+    with rasters.SceneReader(scene) as reader:
         reader.use_limits(reader.limits)  # the stretch (one decimated read), as a worker
         opened = _vm("VmRSS")
         for _row, chips in reader.strips():
@@ -101,11 +101,11 @@ def main() -> int:
     try:
         if not scene.exists():
             write_scene(scene, width, rows)
-        from classifier import scenes
+        from imagery import rasters
 
         print(f"scene: {width:,} x {rows:,} px, 4 bands uint16, "
               f"{scene.stat().st_size / 1e6:.2f} MB on disk (MB = 10^6 bytes)")
-        blocks = run_child(scene, scenes.READ_BLOCK_WIDTH)
+        blocks = run_child(scene, rasters.READ_BLOCK_WIDTH)
         baseline = run_child(scene, width)
         mb = lambda n: n / 1e6  # noqa: E731
         for name, found in (("blocks", blocks), ("baseline", baseline)):

@@ -244,7 +244,7 @@ def memory_status() -> dict[str, int]:
 def throughput(args) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         user = configure(Path(tmp), args.chunk, args.chunk_pixels)
-        from classifier.imageio import decode_image
+        from imagery.decode import decode_image
         from webapp.services import recognition
 
         predictor = load_models()

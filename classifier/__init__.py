@@ -1,9 +1,45 @@
-"""Satellite chip recognition: dehazing, VGG16-BN multi-label networks, per-label model
-choice, ridge recalibration, F2-optimal thresholds and test-time augmentation.
+"""Satellite chip recognition: dehazing, VGG16-BN / EfficientNet multi-label networks,
+per-label model choice, ridge recalibration, F2-optimal thresholds, test-time
+augmentation and consistent tag sets.
 
-Plain Python/PyTorch; no web framework. The web app uses ``load_predictor``.
+Plain Python/PyTorch; no web framework. What the web app uses is exported here, and only
+this (tests/webapp/test_layers.py): find and verify a model directory, load a predictor
+and predict, and the dehazed display copy.
 """
 
-from classifier.predictor import Prediction, Predictor, load_predictor
+from __future__ import annotations
 
-__all__ = ["Prediction", "Predictor", "load_predictor"]
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from classifier.dehaze import dehaze
+from classifier.predictor import Prediction, Predictor, load_predictor
+from classifier.store import CLASSIFIER_DIRS, read_pipeline, verify_model_files
+
+__all__ = ["ModelInfo", "Prediction", "Predictor", "dehaze", "load_predictor",
+           "model_info", "verify_model"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model directory as the web app records it: where, which version, its spec."""
+
+    path: Path
+    version: str
+    spec: dict[str, Any]
+
+
+def model_info(name_or_path: str | Path) -> ModelInfo:
+    """The model directory ``name_or_path`` names ('default' = the shipped model);
+    FileNotFoundError when there is none."""
+    model_dir = CLASSIFIER_DIRS.resolve(name_or_path)
+    return ModelInfo(model_dir, CLASSIFIER_DIRS.version(model_dir), read_pipeline(model_dir))
+
+
+def verify_model(name_or_path: str | Path) -> ModelInfo:
+    """``model_info`` after checking that every network file is there with the sha256
+    it was assembled with (without loading any network)."""
+    info = model_info(name_or_path)
+    verify_model_files(info.path, info.spec)
+    return info

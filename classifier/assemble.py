@@ -38,14 +38,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from classifier import plots
 from classifier.consistency import violations
-from classifier.data import load_images, read_labels
 from classifier.dehaze import DehazeParams, dehaze
 from classifier.inference import predict_batches
 from classifier.metrics import f2_score, per_label_scores
 from classifier.model import ModelConfig, create_model, resolve_device
-from classifier.model_dirs import provenance
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
 from classifier.store import (
     MEMBER_PREFIX,
@@ -60,7 +57,10 @@ from classifier.store import (
     stored_precision,
     write_pipeline,
 )
+from imagery import plots
+from imagery.datasets import load_images, read_labels
 from imagery.digests import file_sha256
+from imagery.model_dirs import provenance
 
 TTA_VIEWS = (1, 8)
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from classifier import assemble, plots, scenes, train
+from classifier import assemble, scenes, train
 from classifier.dehaze import dehaze
 from classifier.evaluation import (
     Evaluator,
@@ -23,8 +23,9 @@ from classifier.evaluation import (
     per_label_table,
     validation_cv,
 )
-from classifier.imageio import ImageDecodeError, decode_image
 from classifier.predictor import Predictor
+from imagery import plots, rasters
+from imagery.decode import ImageDecodeError, decode_image
 
 
 def _threshold(value: str) -> str | float:
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "one cell per tile, the scene's CRS")
     scene.add_argument("--tile-size", type=int, default=256, help="chip footprint in px")
     scene.add_argument("--overlap", type=int, default=0, help="px shared by neighbours")
-    scene.add_argument("--edge", choices=scenes.EDGES, default="pad",
+    scene.add_argument("--edge", choices=rasters.EDGES, default="pad",
                        help="partial edge tiles: pad with black, or drop")
     scene.add_argument("--bands", type=_bands, default=None, metavar="R,G,B",
                        help="1-based bands shown as red, green, blue (default: from the "
@@ -250,18 +251,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_predict_scene(args: argparse.Namespace) -> int:
     try:
-        config = scenes.TilingConfig(args.tile_size, args.overlap, args.edge, args.bands)
+        config = rasters.TilingConfig(args.tile_size, args.overlap, args.edge, args.bands)
     except ValueError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
     predictor = _load(args)
     try:
-        with scenes.SceneReader(args.scene, config) as scene:
+        with rasters.SceneReader(args.scene, config) as scene:
             total = len(scene.grid)
         with tqdm(total=total, unit="tile", desc=Path(args.scene).name) as bar:
             result = scenes.predict_scene(args.scene, predictor, config, args.batch_size,
                                           progress=bar.update)
-    except scenes.SceneError as exc:
+    except rasters.SceneError as exc:
         print(f"{args.scene}: ERROR: {exc}", file=sys.stderr)
         return 1
     Path(args.out).write_text(json.dumps(result.geojson()))

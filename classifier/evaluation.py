@@ -18,11 +18,11 @@ from sklearn.model_selection import KFold
 from tqdm import tqdm
 
 from classifier.consistency import violations
-from classifier.data import load_images, read_labels
 from classifier.metrics import f2_score, fbeta_per_sample, per_label_scores
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
 from classifier.predictor import Predictor
 from classifier.store import VAL_OUTPUTS_FILE, ValOutputs
+from imagery.datasets import load_images, read_labels
 
 
 @dataclass(frozen=True)

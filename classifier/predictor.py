@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from classifier.dehaze import DehazeParams, dehaze_many
-from classifier.imageio import ImageDecodeError, decode_image, resize_square
 from classifier.inference import predict_batches, predict_with_embeddings
 from classifier.model import MultiLabelNetwork, resolve_device
 from classifier.postprocess import Postprocessor
@@ -33,6 +33,7 @@ from classifier.store import (
     read_pipeline,
     verify_model_files,
 )
+from imagery.decode import ImageDecodeError, decode_image, resize_square
 from imagery.digests import file_sha256
 
 
@@ -171,6 +172,10 @@ class Predictor:
         return [predicted[i] if i in predicted else errors[i] for i in range(len(paths))]
 
 
-def load_predictor(model: str | Path = "default", **options: object) -> Predictor:
-    """Load a model directory once; reuse the predictor for every batch."""
+def load_predictor(model: str | Path = "default", threads: int = 0,
+                   **options: object) -> Predictor:
+    """Load a model directory once; reuse the predictor for every batch. ``threads``:
+    torch's intra-op threads in this process (0: torch's default, one per core)."""
+    if threads:
+        torch.set_num_threads(threads)
     return Predictor(model, **options)  # type: ignore[arg-type]

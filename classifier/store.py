@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from classifier.data import read_labels
 from classifier.model import ModelConfig, MultiLabelNetwork, create_model
-from classifier.model_dirs import ModelDirs
 from classifier.postprocess import Postprocessor
+from imagery.datasets import read_labels
 from imagery.digests import file_sha256
+from imagery.model_dirs import ModelDirs
 
 PIPELINE_FILE = "pipeline.json"
 VAL_OUTPUTS_FILE = "val_outputs.npz"

@@ -34,9 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from classifier import plots
 from classifier.augment import augment_batch
-from classifier.data import load_images, read_labels, split_indices, write_labels
 from classifier.dehaze import DehazeParams, dehaze
 from classifier.inference import autocast, predict_batches, to_tensor
 from classifier.losses import LossWeights, combined_loss
@@ -50,7 +48,6 @@ from classifier.model import (
     pretrained_weights_file,
     resolve_device,
 )
-from classifier.model_dirs import provenance
 from classifier.store import (
     NETWORKS,
     NetworkInfo,
@@ -59,7 +56,10 @@ from classifier.store import (
     save_network,
 )
 from classifier.thresholds import apply_thresholds, fit_thresholds
+from imagery import plots
+from imagery.datasets import load_images, read_labels, split_indices, write_labels
 from imagery.digests import file_sha256
+from imagery.model_dirs import provenance
 
 
 @dataclass

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from classifier import train
-from classifier.data import LabelTable, list_image_names, load_images, read_labels
 from classifier.dehaze import dehaze_many
 from classifier.predictor import Predictor
 from classifier.store import CLASSIFIER_DIRS
+from imagery.datasets import LabelTable, list_image_names, load_images, read_labels
 
 
 @dataclass

@@ -1,4 +1,26 @@
 """Cross-modal hashing retrieval (METHOD.md section 3): LabNet / ImgNet / TxtNet with
 discriminators (SSAH) and the DCMH baseline, Hamming search, MAP evaluation.
 
-Plain Python/PyTorch; no Django imports."""
+Plain Python/PyTorch; no Django imports. What the web app uses is exported here, and
+only this (tests/webapp/test_layers.py): find and load a model (``Retriever``: encode
+texts and images, describe), a live Hamming index, and codes stored as integers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from retrieval.codes import from_int, to_int
+from retrieval.index import LiveHammingIndex, set_search_threads
+from retrieval.retriever import Retriever
+from retrieval.store import RETRIEVAL_DIRS
+from retrieval.text import UnknownQuery
+
+__all__ = ["LiveHammingIndex", "Retriever", "UnknownQuery", "find_model", "from_int",
+           "set_search_threads", "to_int"]
+
+
+def find_model(name_or_path: str | Path) -> Path:
+    """The retrieval model directory ('default' = the shipped one); FileNotFoundError
+    when there is none."""
+    return RETRIEVAL_DIRS.resolve(name_or_path)

@@ -11,13 +11,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from classifier.data import LabelTable, load_images
-from classifier.imageio import ImageDecodeError, decode_image
-from classifier.plots import pr_curves
+from imagery.datasets import LabelTable, load_images
+from imagery.decode import ImageDecodeError, decode_image
+from imagery.plots import pr_curves
 from retrieval import pipeline
 from retrieval.data import Collection, load_collection
 from retrieval.evaluation import TOP_K, evaluate_codes, label_queries, word_query_precision
-from retrieval.store import Database, Retriever
+from retrieval.retriever import Retriever
+from retrieval.store import Database
 from retrieval.text import UnknownQuery
 
 

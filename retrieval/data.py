@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.data import LabelTable, load_images, read_labels
+from imagery.datasets import LabelTable, load_images, read_labels
 from retrieval.text import Wording, default_wording
 
 

@@ -1,5 +1,5 @@
 """Evaluate codes: MAP and MAP@K image->text, text->image (and image->image), PR curves
-(drawn by ``classifier.plots.pr_curves``)."""
+(drawn by ``imagery.plots.pr_curves``)."""
 
 from __future__ import annotations
 

@@ -107,6 +107,12 @@ def _word_dtype(nbytes: int) -> np.dtype:
     return np.dtype(np.uint8)
 
 
+def set_search_threads(threads: int) -> None:
+    """faiss's threads for searches in this process (one search is a millisecond of
+    work: a thread per core only adds a long tail on a busy machine)."""
+    faiss.omp_set_num_threads(threads)
+
+
 class LiveHammingIndex:
     """Exact Hamming top-k over {-1, +1} codes that are upserted and removed by id while the
     index is searched (see the module docstring for the design).

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classifier.data import split_indices, write_labels
 from classifier.model import ModelConfig, VGGMultiLabel, resolve_device
-from classifier.model_dirs import provenance
 from classifier.store import save_network
 from classifier.train import TrainConfig, train_network
+from imagery.datasets import split_indices, write_labels
+from imagery.model_dirs import provenance
 from retrieval.data import Collection, load_collection
 from retrieval.evaluation import evaluate_codes
 from retrieval.features import (
@@ -35,6 +35,7 @@ from retrieval.features import (
     describe,
     load_backbone,
 )
+from retrieval.networks import HashConfig
 from retrieval.store import SPEC_FILE, Database, save_hash_model
 from retrieval.text import (
     DEFAULT_LABEL_WORDS,
@@ -43,7 +44,7 @@ from retrieval.text import (
     Wording,
     create_encoder,
 )
-from retrieval.train import METHODS, HashConfig, train_hashing
+from retrieval.train import METHODS, train_hashing
 
 
 def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

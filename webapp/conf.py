@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     # chip files); 0: one per core (webapp/services/threads.py).
     "WORKER_THREADS": 0,
     "DISPLAY_SIZE": 256,
-    # Whole scenes (classifier.scenes, webapp.services.scenes): any georeferenced GeoTIFF,
+    # Whole scenes (imagery.rasters, webapp.services.scenes): any georeferenced GeoTIFF,
     # and any image whose longer side exceeds SCENE_MIN_SIDE px (default: two tiles), is
     # cut into tiles of SCENE_TILE_SIZE px (the model's footprint: a Planet chip),
     # SCENE_TILE_OVERLAP px shared by neighbours; partial edge tiles are padded with

@@ -285,7 +285,8 @@ class Scene(models.Model):
 
     Geometry is kept as the file gives it: ``transform`` (GDAL's affine, 6 numbers),
     ``crs_wkt``/``epsg``, ``bounds`` in that CRS and ``footprint`` in WGS84 (lon, lat).
-    Tiling (classifier.scenes) is resumable: ``rows_tiled`` tile rows are committed.
+    Tiling (imagery.rasters, webapp.services.tiling) is resumable: ``rows_tiled`` tile
+    rows are committed.
     """
 
     class Status(models.TextChoices):

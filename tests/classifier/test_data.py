@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.data import (
+from imagery.datasets import (
     LabelTable,
     iter_image_bytes,
     load_images,

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from classifier.cli import main
-from classifier.data import load_images, read_labels
 from classifier.metrics import f2_score
+from imagery.datasets import load_images, read_labels
 from tests.synthetic import LABELS, chip, train_args, write_dataset
 
 

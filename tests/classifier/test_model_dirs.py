@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from classifier.model_dirs import ModelDirs, provenance
+from imagery.model_dirs import ModelDirs, provenance
 
 
 def _model(tmp_path, folder: str, spec: dict) -> tuple:

@@ -8,13 +8,13 @@ import sys
 
 import numpy as np
 
-from classifier import plots
+from imagery import plots
 
 PNG = b"\x89PNG"
 
 
 def test_importing_the_plots_does_not_import_matplotlib():
-    code = "import classifier.plots, sys; print('matplotlib' in sys.modules)"
+    code = "import imagery.plots, sys; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"

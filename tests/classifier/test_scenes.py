@@ -1,5 +1,6 @@
-"""classifier.scenes on small GeoTIFFs written here: tiling, bounds to the metre, WGS84
-polygons, nodata tiles, 16-bit stretch, band order, the probability raster, the CLI."""
+"""imagery.rasters and classifier.scenes on small GeoTIFFs written here: tiling, bounds
+to the metre, WGS84 polygons, nodata tiles, 16-bit stretch, band order, the probability
+raster, the CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from PIL import Image as PILImage
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
-from classifier import cli, scenes
+from classifier import cli
+from imagery import rasters
 from tests.scene_files import ORIGIN, PIXEL, UTM33, geotiff
 
 
@@ -23,7 +25,7 @@ from tests.scene_files import ORIGIN, PIXEL, UTM33, geotiff
     (640, 256, 64, "drop", 3), (256, 256, 64, "pad", 1),
 ])
 def test_grid_counts(size, tile, overlap, edge, expected):
-    grid = scenes.TileGrid(size, size, tile, overlap, edge)
+    grid = rasters.TileGrid(size, size, tile, overlap, edge)
     assert (grid.rows, grid.cols) == (expected, expected)
     assert len(list(grid)) == expected * expected
     if expected:
@@ -35,7 +37,7 @@ def test_grid_counts(size, tile, overlap, edge, expected):
 
 
 def test_tile_windows_overlap_by_the_setting():
-    grid = scenes.TileGrid(1000, 300, 256, 56, "pad")
+    grid = rasters.TileGrid(1000, 300, 256, 56, "pad")
     xs = [t.x for t in grid.row_tiles(0)]
     assert xs == [0, 200, 400, 600, 800]
     assert grid.tile(1, 0).y == 200 and grid.tile(1, 0).height == 100
@@ -43,7 +45,7 @@ def test_tile_windows_overlap_by_the_setting():
 
 def test_tile_bounds_to_the_metre_and_wgs84_polygons(tmp_path):
     path = geotiff(tmp_path / "s.tif", width=640, height=512)
-    with scenes.SceneReader(path) as scene:
+    with rasters.SceneReader(path) as scene:
         assert scene.georeferenced and scene.epsg == 32633
         assert (scene.grid.rows, scene.grid.cols) == (2, 3)
         left, top = ORIGIN
@@ -71,7 +73,7 @@ def test_tile_bounds_to_the_metre_and_wgs84_polygons(tmp_path):
 def test_geographic_scene_polygons_are_the_bounds(tmp_path):
     path = geotiff(tmp_path / "g.tif", width=512, height=512, crs="EPSG:4326",
                    origin=(-60.0, -3.0), pixel=0.0001, nodata_corner=0)
-    with scenes.SceneReader(path) as scene:
+    with rasters.SceneReader(path) as scene:
         ring = scene.tile_polygons_wgs84([scene.grid.tile(0, 1)])[0]
     assert ring == [[-59.9744, -3.0256], [-59.9488, -3.0256], [-59.9488, -3.0],
                     [-59.9744, -3.0], [-59.9744, -3.0256]]
@@ -79,7 +81,7 @@ def test_geographic_scene_polygons_are_the_bounds(tmp_path):
 
 def test_nodata_tiles_are_skipped_and_partial_ones_kept(tmp_path):
     path = geotiff(tmp_path / "n.tif", width=640, height=512, nodata_corner=300)
-    with scenes.SceneReader(path) as scene:
+    with rasters.SceneReader(path) as scene:
         chips = [chip for _row, strip in scene.strips() for chip in strip]
     assert len(chips) == 6
     empty = [c.tile for c in chips if c.pixels is None]
@@ -97,14 +99,14 @@ def test_nodata_tiles_are_skipped_and_partial_ones_kept(tmp_path):
 
 def test_drop_leaves_out_partial_tiles(tmp_path):
     path = geotiff(tmp_path / "d.tif", width=640, height=512, nodata_corner=0)
-    with scenes.SceneReader(path, scenes.TilingConfig(edge="drop")) as scene:
+    with rasters.SceneReader(path, rasters.TilingConfig(edge="drop")) as scene:
         cells = [(c.tile.row, c.tile.col) for _r, s in scene.strips() for c in s]
     assert cells == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
 def test_sixteen_bit_planet_order_red_band_comes_out_red(tmp_path):
     path = geotiff(tmp_path / "r.tif", bright=3)  # B, G, R, NIR: red is band 3
-    with scenes.SceneReader(path) as scene:
+    with rasters.SceneReader(path) as scene:
         assert scene.rgb_bands == (3, 2, 1)
         chips = {(c.tile.row, c.tile.col): c for _r, s in scene.strips() for c in s}
         preview = scene.preview()
@@ -120,10 +122,10 @@ def test_stretch_is_2nd_to_98th_percentile_of_valid_pixels():
     band = rng.integers(1000, 3001, (3, 200, 200)).astype(np.uint16)
     band[:, :50] = 0  # nodata must not drag the low end down
     valid = band[0] > 0
-    limits = scenes.stretch_limits(band, valid)
+    limits = rasters.stretch_limits(band, valid)
     for low, high in limits:
         assert low == pytest.approx(1040, abs=5) and high == pytest.approx(2960, abs=5)
-    rgb = scenes.to_rgb8(band, limits, valid)
+    rgb = rasters.to_rgb8(band, limits, valid)
     assert rgb.dtype == np.uint8 and rgb[:50].max() == 0  # band[:, :50]: rows 0-49
     values = band[0][valid]
     out = rgb[..., 0][valid]
@@ -143,8 +145,8 @@ def test_overview_without_file_overviews_is_gdals_nearest_read(tmp_path, tiled):
         profile.pop("blockxsize")
         with rasterio.open(path, "w", **profile) as ds:
             ds.write(data)
-    config = scenes.TilingConfig(overview_size=250)
-    with scenes.SceneReader(path, config) as scene:
+    config = rasters.TilingConfig(overview_size=250)
+    with rasters.SceneReader(path, config) as scene:
         assert not scene.dataset.overviews(1)
         bands, valid = scene.overview()
         expected, expected_valid = scene._read(out_shape=(3, *bands.shape[1:]))
@@ -157,7 +159,7 @@ def test_eight_bit_scenes_are_not_stretched(tmp_path):
     path = geotiff(tmp_path / "b.tif", dtype="uint8", bands=3, bright=1, nodata_corner=0)
     with rasterio.open(path) as ds:
         raw = ds.read(window=((0, 256), (0, 256)))
-    with scenes.SceneReader(path) as scene:
+    with rasters.SceneReader(path) as scene:
         assert scene.limits is None
         chip = next(c for _r, s in scene.strips() for c in s)
     assert np.array_equal(chip.pixels, np.moveaxis(raw, 0, -1))
@@ -166,30 +168,30 @@ def test_eight_bit_scenes_are_not_stretched(tmp_path):
 def test_colour_interpretation_and_band_names_choose_the_bands(tmp_path):
     ci = [ColorInterp.blue, ColorInterp.red, ColorInterp.green, ColorInterp.undefined]
     path = geotiff(tmp_path / "ci.tif", bright=2, colorinterp=ci)
-    with scenes.SceneReader(path) as scene:
+    with rasters.SceneReader(path) as scene:
         assert scene.rgb_bands == (2, 3, 1)
     path = geotiff(tmp_path / "names.tif", bright=1,
                    descriptions=["Red", "Green", "Blue", "NIR"])
-    with scenes.SceneReader(path) as scene:
+    with rasters.SceneReader(path) as scene:
         assert scene.rgb_bands == (1, 2, 3)
         chip = [c for _r, s in scene.strips() for c in s][4]  # tile (1, 1): x >= 256
     assert chip.pixels[..., 0].mean() > 180 > chip.pixels[..., 2].mean() + 50
-    assert scenes.choose_rgb_bands(3) == (1, 2, 3)
-    assert scenes.choose_rgb_bands(1) == (1, 1, 1)
-    with scenes.SceneReader(path, scenes.TilingConfig(rgb_bands=(4, 4, 4))) as scene:
+    assert rasters.choose_rgb_bands(3) == (1, 2, 3)
+    assert rasters.choose_rgb_bands(1) == (1, 1, 1)
+    with rasters.SceneReader(path, rasters.TilingConfig(rgb_bands=(4, 4, 4))) as scene:
         assert scene.rgb_bands == (4, 4, 4)
-    with pytest.raises(scenes.SceneError, match="band 5"):
-        scenes.SceneReader(path, scenes.TilingConfig(rgb_bands=(5, 2, 1)))
+    with pytest.raises(rasters.SceneError, match="band 5"):
+        rasters.SceneReader(path, rasters.TilingConfig(rgb_bands=(5, 2, 1)))
 
 
 def test_probability_raster_has_the_scene_crs_and_tile_grid(tmp_path):
     path = geotiff(tmp_path / "p.tif", width=640, height=512)
-    with scenes.SceneReader(path) as scene:
+    with rasters.SceneReader(path) as scene:
         grid, transform, crs = scene.grid, scene.transform, scene.crs
     values = np.arange(2 * grid.rows * grid.cols, dtype=np.float32).reshape(2, grid.rows,
                                                                             grid.cols) / 10
     values[:, 0, 0] = np.nan
-    data = scenes.probability_raster(grid, values, transform, crs, ["road", "water"])
+    data = rasters.probability_raster(grid, values, transform, crs, ["road", "water"])
     out = tmp_path / "out.tif"
     out.write_bytes(data)
     with rasterio.open(out) as ds:
@@ -202,15 +204,15 @@ def test_probability_raster_has_the_scene_crs_and_tile_grid(tmp_path):
     assert np.isnan(got[0, 0, 0])
     assert got[1, 1, 2] == pytest.approx(values[1, 1, 2])
     with pytest.raises(ValueError, match="shape"):
-        scenes.probability_raster(grid, values[:1], transform, crs, ["road", "water"])
+        rasters.probability_raster(grid, values[:1], transform, crs, ["road", "water"])
 
 
 def test_large_plain_image_is_a_scene_without_geometry(tmp_path):
     path = tmp_path / "strip.png"
     PILImage.fromarray(np.full((250, 800, 3), 90, np.uint8)).save(path)
-    info = scenes.inspect_scene(path)
+    info = rasters.inspect_scene(path)
     assert not info.georeferenced and info.driver == "PNG"
-    with scenes.SceneReader(path) as scene:
+    with rasters.SceneReader(path) as scene:
         assert scene.crs is None and scene.epsg is None
         assert (scene.grid.rows, scene.grid.cols) == (1, 4)
         assert scene.tile_polygons_wgs84([scene.grid.tile(0, 0)]) is None
@@ -219,16 +221,16 @@ def test_large_plain_image_is_a_scene_without_geometry(tmp_path):
 def test_broken_file_is_a_scene_error(tmp_path):
     path = tmp_path / "bad.tif"
     path.write_bytes(b"II*\x00garbage" * 10)
-    with pytest.raises(scenes.SceneError, match="header is broken"):
-        scenes.inspect_scene(path)
+    with pytest.raises(rasters.SceneError, match="header is broken"):
+        rasters.inspect_scene(path)
 
 
 def test_truncated_pixels_are_a_scene_error(tmp_path):
     path = geotiff(tmp_path / "t.tif", width=512, height=512, nodata_corner=0)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(scenes.SceneError, match="broken or truncated"):
-        with scenes.SceneReader(path) as scene:
+    with pytest.raises(rasters.SceneError, match="broken or truncated"):
+        with rasters.SceneReader(path) as scene:
             for _row, _strip in scene.strips():
                 pass
 
@@ -286,20 +288,20 @@ def test_a_file_whose_magic_bytes_name_no_format_never_reaches_gdal(tmp_path):
     path = tmp_path / "scene.tif"
     path.write_text("<GDAL_WMTS><GetCapabilitiesUrl>http://127.0.0.1:9/x"
                     "</GetCapabilitiesUrl></GDAL_WMTS>")
-    with pytest.raises(scenes.SceneError, match="not an image or GeoTIFF this app reads"):
-        scenes.inspect_scene(path)
-    with pytest.raises(scenes.SceneError, match="not an image or GeoTIFF"):
-        scenes.SceneReader(path)
+    with pytest.raises(rasters.SceneError, match="not an image or GeoTIFF this app reads"):
+        rasters.inspect_scene(path)
+    with pytest.raises(rasters.SceneError, match="not an image or GeoTIFF"):
+        rasters.SceneReader(path)
 
 
 def test_a_tiff_is_opened_by_the_gtiff_driver_alone(tmp_path):
     path = geotiff(tmp_path / "s.tif", width=300, height=64, nodata_corner=0)
-    assert scenes.inspect_scene(path).driver == "GTiff"
+    assert rasters.inspect_scene(path).driver == "GTiff"
     png = tmp_path / "looks.tif"
     PILImage.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png, "PNG")
-    assert scenes.inspect_scene(png).driver == "PNG"  # the bytes decide, not the name
-    with pytest.raises(scenes.SceneError, match="could not be read as GTiff"):
-        scenes.inspect_scene(png, driver="GTiff")
+    assert rasters.inspect_scene(png).driver == "PNG"  # the bytes decide, not the name
+    with pytest.raises(rasters.SceneError, match="could not be read as GTiff"):
+        rasters.inspect_scene(png, driver="GTiff")
 
 
 def test_gdal_skips_the_drivers_that_fetch_urls():
@@ -311,14 +313,14 @@ def test_gdal_skips_the_drivers_that_fetch_urls():
 
 def test_complex_pixels_are_refused_with_a_message(tmp_path):
     path = _raster(tmp_path / "c.tif", None, Affine.identity(), dtype="complex64", count=1)
-    with pytest.raises(scenes.SceneError, match="complex numbers"):
-        scenes.inspect_scene(path)
+    with pytest.raises(rasters.SceneError, match="complex numbers"):
+        rasters.inspect_scene(path)
 
 
 def test_a_nan_geotransform_is_refused_with_a_message(tmp_path):
     path = _raster(tmp_path / "n.tif", "EPSG:4326", Affine(float("nan"), 0, 0, 0, -1, 0))
-    with pytest.raises(scenes.SceneError, match="geotransform holds NaN"):
-        scenes.inspect_scene(path)
+    with pytest.raises(rasters.SceneError, match="geotransform holds NaN"):
+        rasters.inspect_scene(path)
 
 
 @pytest.mark.parametrize("crs, transform", [
@@ -327,15 +329,15 @@ def test_a_nan_geotransform_is_refused_with_a_message(tmp_path):
 ], ids=["outside-projection-domain", "engineering-crs"])
 def test_corners_that_cannot_be_placed_on_the_map_are_a_scene_error(tmp_path, crs, transform):
     path = _raster(tmp_path / "p.tif", crs, transform)
-    with pytest.raises(scenes.SceneError, match="cannot be placed on the map"):
-        scenes.SceneReader(path)
+    with pytest.raises(rasters.SceneError, match="cannot be placed on the map"):
+        rasters.SceneReader(path)
 
 
 def test_an_internal_mask_of_a_three_band_raster_is_read_in_every_read(tmp_path):
     path = _raster(tmp_path / "m.tif", "EPSG:4326", from_origin(10, 10, 0.01, 0.01),
                    mask=True)
-    config = scenes.TilingConfig(tile_size=16, overview_size=20)
-    with scenes.SceneReader(path, config) as scene:
+    config = rasters.TilingConfig(tile_size=16, overview_size=20)
+    with rasters.SceneReader(path, config) as scene:
         bands, valid = scene.overview()  # a decimated read: the mask is 2-D
         assert bands.shape == (3, 15, 20) and valid.shape == (15, 20)
         assert not valid[:3].any() and valid[4:].all()
@@ -347,13 +349,13 @@ def test_an_internal_mask_of_a_three_band_raster_is_read_in_every_read(tmp_path)
 
 def test_tile_rows_read_in_column_blocks_give_the_same_chips(tmp_path, monkeypatch):
     path = geotiff(tmp_path / "wide.tif", width=1100, height=300)
-    config = scenes.TilingConfig(tile_size=100, overlap=10)
-    with scenes.SceneReader(path, config) as scene:
+    config = rasters.TilingConfig(tile_size=100, overlap=10)
+    with rasters.SceneReader(path, config) as scene:
         whole = [(c.tile, c.pixels, c.coverage) for _r, s in scene.strips() for c in s]
         overview = scene.overview()
-    monkeypatch.setattr(scenes, "READ_BLOCK_WIDTH", 250)
+    monkeypatch.setattr(rasters, "READ_BLOCK_WIDTH", 250)
     reads = []
-    with scenes.SceneReader(path, config) as scene:
+    with rasters.SceneReader(path, config) as scene:
         original = scene._read
         scene._read = lambda window=None, **kw: reads.append(window) or original(window, **kw)
         blocks = [(c.tile, c.pixels, c.coverage) for _r, s in scene.strips() for c in s]

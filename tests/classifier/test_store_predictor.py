@@ -14,7 +14,6 @@ from PIL import Image
 
 from classifier import Prediction, Predictor, load_predictor
 from classifier.dehaze import DehazeParams, dehaze_many
-from classifier.imageio import ImageDecodeError, resize_square
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
 from classifier.store import (
     CLASSIFIER_DIRS,
@@ -27,6 +26,7 @@ from classifier.store import (
     write_pipeline,
 )
 from classifier.tta import predict_proba
+from imagery.decode import ImageDecodeError, resize_square
 
 LABELS = ["agave", "basalt", "cirrus"]
 SIZE = 32

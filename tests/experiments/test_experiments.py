@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from classifier.cli import main as classifier
-from classifier.data import list_image_names
 from experiments import distill, members, postprocess_variants
+from imagery.datasets import list_image_names
 from tests.synthetic import chip, train_args, write_dataset
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from retrieval.store import Retriever
+from retrieval.retriever import Retriever
 from retrieval.text import UnknownQuery
 
 

@@ -105,7 +105,7 @@ def test_dcmh_baseline_trains_without_labnet(ssah, dataset, tmp_path) -> None:
 
     import torch
 
-    from retrieval.store import Retriever
+    from retrieval.retriever import Retriever
 
     source = tmp_path / "borrowed.pt"
     shutil.copyfile(ssah / "backbone.pt", source)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.train import HashConfig, HashModel, train_hashing
+from retrieval.networks import HashConfig, HashModel
+from retrieval.train import train_hashing
 
 
 def _items(n: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,8 +13,8 @@ import torch
 from retrieval import losses
 from retrieval import train as train_module
 from retrieval.metrics import mean_average_precision
-from retrieval.networks import Discriminator
-from retrieval.train import HashConfig, train_hashing
+from retrieval.networks import Discriminator, HashConfig
+from retrieval.train import train_hashing
 
 
 def _items(n: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,8 +7,9 @@ import numpy as np
 import torch
 
 from retrieval.data import tags_text
+from retrieval.networks import HashConfig
 from retrieval.text import BagOfWords
-from retrieval.train import HashConfig, drop_words, train_hashing
+from retrieval.train import drop_words, train_hashing
 
 
 def test_drop_words_only_removes_words_and_keeps_at_least_one() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from retrieval.cli import main
-from retrieval.store import RETRIEVAL_DIRS, Database, Retriever
+from retrieval.retriever import Retriever
+from retrieval.store import RETRIEVAL_DIRS, Database
 from retrieval.text import LABEL_WORDS_FILE, STOPWORDS_FILE, default_wording
 from tests.retrieval.items import TINY_MODEL, write_items
 

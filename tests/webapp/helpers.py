@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from classifier.imageio import decode_image
 from classifier.predictor import Prediction as ModelOutput
+from imagery.decode import decode_image
 from tests.webapp.conftest import make_image
 from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ImageLabel, ModelVersion, Prediction

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.test import Client
 
-from classifier.data import iter_image_bytes, load_images, read_labels
+from imagery.datasets import iter_image_bytes, load_images, read_labels
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import label_names, label_state, predicted_image, upload
 from webapp.models import Image, ImageLabel, Label

@@ -156,7 +156,7 @@ def test_originals_are_written_whole_and_a_damaged_copy_is_replaced(settings, tm
 @pytest.mark.django_db
 def test_a_scene_that_raises_while_cut_fails_at_once_and_the_batch_goes_on(user, tmp_path,
                                                                           monkeypatch):
-    from classifier import scenes as lib
+    from imagery import rasters
     from tests.scene_files import geotiff
     from webapp.models import Scene
 
@@ -164,14 +164,14 @@ def test_a_scene_that_raises_while_cut_fails_at_once_and_the_batch_goes_on(user,
     good = geotiff(tmp_path / "good.tif", width=600, height=300, seed=2).read_bytes()
     batch, added = upload(user, [("strange.tif", strange), ("good.tif", good),
                                  ("chip.jpg", make_image(seed=50))])
-    real_strips = lib.SceneReader.strips
+    real_strips = rasters.SceneReader.strips
 
     def strips(self, start_row=0):
         if self.dataset.name.endswith(Scene.objects.get(filename="strange.tif").file.name):
             raise TypeError("complex values where numbers were expected")
         return real_strips(self, start_row)
 
-    monkeypatch.setattr(lib.SceneReader, "strips", strips)
+    monkeypatch.setattr(rasters.SceneReader, "strips", strips)
     recognition.process_batch(do_submit_batch(batch).pk)
     batch.refresh_from_db()
     strange_scene = Scene.objects.get(filename="strange.tif")

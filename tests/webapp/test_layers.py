@@ -52,6 +52,33 @@ def test_a_batch_life_has_one_owner_that_calls_none_of_its_callers():
     assert "webapp.services.batches" in views  # the rules are the service's, not the view's
 
 
+# The web app's whole view of the libraries: a handful of names at each package's top
+# (classifier/__init__.py, retrieval/__init__.py) and the imagery foundation.
+WEB_APP_MAY_IMPORT = {
+    "classifier": {"Prediction", "Predictor", "load_predictor", "model_info", "verify_model",
+                   "dehaze"},
+    "retrieval": {"Retriever", "LiveHammingIndex", "UnknownQuery", "find_model", "from_int",
+                  "to_int", "set_search_threads"},
+}
+
+
+def test_the_web_app_sees_the_libraries_through_a_narrow_door():
+    for path in (ROOT / "webapp").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    top = alias.name.split(".")[0]
+                    assert top not in ("classifier", "retrieval", "torch", "faiss"), \
+                        f"{path.name} imports {alias.name}"
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                top = node.module.split(".")[0]
+                if top in WEB_APP_MAY_IMPORT:
+                    assert node.module == top, f"{path.name} reaches into {node.module}"
+                    names = {alias.name for alias in node.names}
+                    assert names <= WEB_APP_MAY_IMPORT[top], (path.name, names)
+                assert top not in ("torch", "faiss"), f"{path.name} imports {node.module}"
+
+
 def test_libraries_import_nothing_from_the_web_app():
     for package in ("classifier", "retrieval", "imagery"):
         for path in (ROOT / package).rglob("*.py"):

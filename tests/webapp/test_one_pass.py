@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from classifier.imageio import decode_image
+from imagery.decode import decode_image
 from retrieval.codes import to_int
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import upload

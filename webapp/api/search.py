@@ -8,7 +8,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from classifier.imageio import ImageDecodeError
+from imagery.decode import ImageDecodeError
 from webapp.api import queries
 from webapp.api.pagination import PageNumberPagination
 from webapp.api.permissions import ReadAccess

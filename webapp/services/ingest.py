@@ -16,8 +16,8 @@ from django.db import DatabaseError, IntegrityError, transaction
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from classifier.imageio import plain_message
 from imagery import formats
+from imagery.decode import plain_message
 from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, Scene
 from webapp.services import batches, scenes

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 
-from classifier.store import CLASSIFIER_DIRS, read_pipeline
+from classifier import model_info
 from webapp.conf import app_settings
 from webapp.models import Label, ModelVersion
 
 
 def register_model(path: str, activate: bool = False) -> ModelVersion:
     """Record a model directory (idempotent) and add its labels to the vocabulary."""
-    model_dir = CLASSIFIER_DIRS.resolve(path)
-    spec = read_pipeline(model_dir)
-    version = CLASSIFIER_DIRS.version(model_dir)
+    info = model_info(path)
+    spec, version, model_dir = info.spec, info.version, info.path
     metrics = dict(spec.get("metrics", {}))
     if "per_label_test" in spec:
         metrics["per_label_test"] = spec["per_label_test"]

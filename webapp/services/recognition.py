@@ -27,13 +27,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from django.db import DatabaseError, transaction
 
-from classifier.imageio import ImageDecodeError, decode_image, resize_square
-from classifier.predictor import Prediction as ModelOutput
-from classifier.predictor import Predictor, load_predictor
-from classifier.store import CLASSIFIER_DIRS, read_pipeline, verify_model_files
+from classifier import Prediction as ModelOutput
+from classifier import Predictor, load_predictor, verify_model
+from imagery.decode import ImageDecodeError, decode_image, resize_square
 from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Prediction
 from webapp.services import batches, search, threads, tiling
@@ -62,10 +60,9 @@ class ModelUnavailable(RuntimeError):
 
 
 def _load_predictor(model: ModelVersion) -> Predictor:
-    if app_settings.TORCH_THREADS:
-        torch.set_num_threads(app_settings.TORCH_THREADS)
     try:
-        predictor = load_predictor(model.path, device=app_settings.CLASSIFIER_DEVICE,
+        predictor = load_predictor(model.path, threads=app_settings.TORCH_THREADS,
+                                   device=app_settings.CLASSIFIER_DEVICE,
                                    batch_size=app_settings.PREDICT_CHUNK_SIZE)
     except Exception as exc:  # noqa: BLE001 - missing, truncated, unpicklable, wrong digest
         raise ModelUnavailable(f"model {model.version} at {model.path} cannot be loaded: "
@@ -82,9 +79,7 @@ def check_model() -> str:
     task and refuses to start when it raises ModelUnavailable. Returns the model's version."""
     model = active_model()
     try:
-        model_dir = CLASSIFIER_DIRS.resolve(model.path)
-        verify_model_files(model_dir, read_pipeline(model_dir))
-        version = CLASSIFIER_DIRS.version(model_dir)
+        version = verify_model(model.path).version
     except Exception as exc:  # noqa: BLE001 - missing folder, unreadable spec, bad digest
         raise ModelUnavailable(f"model {model.version} at {model.path}: {exc}") from exc
     if version != model.version:

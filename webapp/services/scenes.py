@@ -4,7 +4,7 @@ An upload is a scene when it is a georeferenced GeoTIFF, when its longer side ex
 SCENE_MIN_SIDE, or when only GDAL (not PIL) can read it (4-band 16-bit TIFFs); the rest
 are chips, as before. A scene is stored whole (once per content) and described from its
 header at upload; the worker cuts it into tiles (webapp.services.tiling). Reads: the
-tiles as GeoJSON and a label's per-tile probability raster (classifier.scenes).
+tiles as GeoJSON and a label's per-tile probability raster (imagery.rasters).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from django.db.models import Count, Q, QuerySet
 from PIL import Image as PILImage
 from rasterio.crs import CRS
 
-from classifier import scenes as lib
-from imagery import formats
+from imagery import formats, rasters
 from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Scene, SceneTile
 from webapp.services import access
@@ -31,8 +30,8 @@ from webapp.services.upload_limits import Quota, UploadRejected, format_size
 DRIVERS = {"GTiff": "TIFF", "JPEG": "JPEG", "PNG": "PNG"}
 
 
-def tiling_config() -> lib.TilingConfig:
-    return lib.TilingConfig(app_settings.SCENE_TILE_SIZE, app_settings.SCENE_TILE_OVERLAP,
+def tiling_config() -> rasters.TilingConfig:
+    return rasters.TilingConfig(app_settings.SCENE_TILE_SIZE, app_settings.SCENE_TILE_OVERLAP,
                             app_settings.SCENE_EDGE, app_settings.SCENE_RGB_BANDS or None,
                             app_settings.SCENE_PREVIEW_SIZE)
 
@@ -49,7 +48,7 @@ class Detected:
     """A scene's header, and whether GDAL must decode it whole (progressive JPEG,
     interlaced PNG: no windows), which holds it to the chip pixel limit."""
 
-    info: lib.SceneInfo
+    info: rasters.SceneInfo
     decoded_whole: bool
 
 
@@ -85,8 +84,8 @@ def detect(upload: UploadedFile, found: formats.Format) -> Detected | None:
         return None
     upload.seek(0)
     try:
-        info = lib.inspect_scene(_gdal_source(upload), found.gdal_driver)
-    except lib.SceneError as exc:
+        info = rasters.inspect_scene(_gdal_source(upload), found.gdal_driver)
+    except rasters.SceneError as exc:
         if pil is None or max(pil[1:3]) > app_settings.SCENE_MIN_SIDE:
             raise UploadRejected(str(exc)) from None  # a scene GDAL cannot use
         return None  # a small image PIL reads (its georeferencing aside): a chip
@@ -124,11 +123,11 @@ def read_header(upload: UploadedFile, detected: Detected) -> dict:
     raise UploadRejected with the reason when the header cannot be used."""
     upload.seek(0)
     try:
-        with lib.SceneReader(_gdal_source(upload), tiling_config(),
+        with rasters.SceneReader(_gdal_source(upload), tiling_config(),
                              driver=detected.info.driver) as reader:
             fields = header_fields(reader)
             tiles = len(reader.grid)
-    except lib.SceneError as exc:
+    except rasters.SceneError as exc:
         raise UploadRejected(str(exc)) from None
     except ValueError as exc:  # a setting the file cannot satisfy (bands)
         raise UploadRejected(str(exc)) from None
@@ -162,7 +161,7 @@ def add_scene(batch: Batch, upload: UploadedFile, name: str, detected: Detected,
             raise
 
 
-def header_fields(reader: lib.SceneReader) -> dict:
+def header_fields(reader: rasters.SceneReader) -> dict:
     """Scene model fields that the header gives (geometry, bands, grid)."""
     grid = reader.grid
     return {
@@ -198,8 +197,8 @@ def with_progress(scenes: QuerySet[Scene]) -> QuerySet[Scene]:
                            filter=Q(tile_set__item__status=BatchItem.Status.FAILED)))
 
 
-def grid_of(scene: Scene) -> lib.TileGrid:
-    return lib.TileGrid(scene.width, scene.height, scene.tile_size, scene.overlap, scene.edge)
+def grid_of(scene: Scene) -> rasters.TileGrid:
+    return rasters.TileGrid(scene.width, scene.height, scene.tile_size, scene.overlap, scene.edge)
 
 
 def _affine(scene: Scene):
@@ -240,14 +239,14 @@ def tiles_geojson(scene: Scene) -> dict:
     features = []
     for record in tile_records(scene):
         tile = record.tile
-        features.append(lib.tile_feature(tile.ring, {
+        features.append(rasters.tile_feature(tile.ring, {
             "image": tile.image_id, "row": tile.row, "col": tile.col,
             "tags": record.tags, "probabilities": record.probabilities,
             "labels": record.labels, "status": tile.item.status if tile.item else None,
             "coverage": round(tile.coverage, 4), "bounds": tile.bounds,
             "pixels": [tile.x, tile.y, tile.width, tile.height],
         }))
-    return lib.feature_collection(
+    return rasters.feature_collection(
         features, scene=scene.pk, epsg=scene.epsg, rows=scene.rows, cols=scene.cols,
         footprint=scene.footprint)
 
@@ -269,4 +268,4 @@ def probability_tif(scene: Scene, label: str) -> bytes:
     for record in tile_records(scene):
         if label in record.probabilities:
             values[0, record.tile.row, record.tile.col] = record.probabilities[label]
-    return lib.probability_raster(grid, values, _affine(scene), _crs(scene), [label])
+    return rasters.probability_raster(grid, values, _affine(scene), _crs(scene), [label])

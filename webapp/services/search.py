@@ -20,16 +20,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import faiss
 import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from classifier.imageio import ImageDecodeError, decode_image, resize_square
-from retrieval.codes import from_int, to_int
-from retrieval.index import LiveHammingIndex
-from retrieval.store import RETRIEVAL_DIRS, Retriever
-from retrieval.text import UnknownQuery
+from imagery.decode import ImageDecodeError, decode_image, resize_square
+from retrieval import (
+    LiveHammingIndex,
+    Retriever,
+    UnknownQuery,
+    find_model,
+    from_int,
+    set_search_threads,
+    to_int,
+)
 from webapp.conf import app_settings
 from webapp.models import Image, ImageCode, ImageLabel, RemovedImageCode
 from webapp.services.dbclock import Now, database_now
@@ -47,7 +51,7 @@ __all__ = ["UnknownQuery", "available", "Match", "search_text", "similar_images"
 def available() -> bool:
     """Whether a retrieval model is installed (search features switch off without one)."""
     try:
-        RETRIEVAL_DIRS.resolve(app_settings.RETRIEVAL_MODEL)
+        find_model(app_settings.RETRIEVAL_MODEL)
     except FileNotFoundError:
         return False
     return True
@@ -241,9 +245,7 @@ def _collection_index() -> LiveHammingIndex:
     with _lock:
         collection = _indexes.get(key)
         if collection is None:
-            # one search is a millisecond of work: faiss's one thread per core only adds
-            # a long tail when the machine is busy (bench/bench_search.py)
-            faiss.omp_set_num_threads(app_settings.SEARCH_THREADS)
+            set_search_threads(app_settings.SEARCH_THREADS)  # bench/bench_search.py
             _indexes.clear()
             collection = _indexes[key] = _Collection(*key)
             collection.sync()

@@ -14,7 +14,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
-from classifier.dehaze import dehaze
+from classifier import dehaze
 from imagery.digests import file_sha256
 
 # PIL format name -> (file extension, content type served for the original)

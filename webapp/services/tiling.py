@@ -8,7 +8,7 @@ and the batch's progress moves while a large scene is still being cut.
   Images, SceneTiles and BatchItems, under the batch lease; ``Scene.rows_tiled`` says
   where to go on. The display stretch is stored before the first row, so a resumed
   scene is cut with the same one.
-- **Bounded memory.** One strip of tile rows is held (classifier.scenes).
+- **Bounded memory.** One strip of tile rows is held (imagery.rasters).
 - **Failures alone.** A scene whose pixels turn out broken fails with a message (its
   tiles cut so far are still tagged) and adds a failed item naming it; one that killed
   its worker twice without committing a row fails as a poison input would.
@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 from PIL import Image as PILImage
 
-from classifier import scenes as lib
+from imagery import rasters
 from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene, SceneTile
 from webapp.services import threads
@@ -67,7 +67,7 @@ def tile_some(batch_id: int, model: ModelVersion, want: int, lease: Lease | None
                                              status=Scene.Status.TILING)
     added = 0
     try:
-        with lib.SceneReader(default_storage.path(scene.file.name), tiling_config_of(scene),
+        with rasters.SceneReader(default_storage.path(scene.file.name), tiling_config_of(scene),
                              driver=scene.driver or None) as reader:
             if scene.rows_tiled == 0 and not scene.preview:
                 _store_preview(scene, reader)
@@ -79,7 +79,7 @@ def tile_some(batch_id: int, model: ModelVersion, want: int, lease: Lease | None
     except (DatabaseError, LeaseLost):
         _take_back_attempt(scene)
         raise
-    except lib.SceneError as exc:
+    except rasters.SceneError as exc:
         _fail(scene, str(exc), lease)
         return True
     except FileNotFoundError:
@@ -108,14 +108,14 @@ def _take_back_attempt(scene: Scene) -> None:
         log.warning("could not take back the attempt on scene %s", scene.pk)
 
 
-def tiling_config_of(scene: Scene) -> lib.TilingConfig:
+def tiling_config_of(scene: Scene) -> rasters.TilingConfig:
     """The tiling the scene was described with at upload (settings may change since)."""
     base = tiling_config()
-    return lib.TilingConfig(scene.tile_size, scene.overlap, scene.edge,
+    return rasters.TilingConfig(scene.tile_size, scene.overlap, scene.edge,
                             tuple(scene.rgb_bands) or None, base.overview_size)
 
 
-def _store_preview(scene: Scene, reader: lib.SceneReader) -> None:
+def _store_preview(scene: Scene, reader: rasters.SceneReader) -> None:
     """The overview (never the full raster) as a PNG, and the stretch it gives."""
     limits = reader.limits
     buffer = io.BytesIO()
@@ -140,17 +140,17 @@ def _encode(pixels) -> bytes:
     return buffer.getvalue()
 
 
-def _encode_and_hash(chip: lib.Chip) -> tuple[bytes, str]:
+def _encode_and_hash(chip: rasters.Chip) -> tuple[bytes, str]:
     data = _encode(chip.pixels)
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _chip_name(scene: Scene, tile: lib.Tile, image_format: str) -> str:
+def _chip_name(scene: Scene, tile: rasters.Tile, image_format: str) -> str:
     stem = scene.filename.rsplit(".", 1)[0][:180]
     return f"{stem}_r{tile.row}_c{tile.col}.{FORMATS[image_format][0]}"
 
 
-def _chip_images(scene: Scene, chips: list[lib.Chip]) -> list[Image]:
+def _chip_images(scene: Scene, chips: list[rasters.Chip]) -> list[Image]:
     """The stored Images of a row's chips, one per content hash (identical chips, here or
     in any earlier upload, share one). Encoding, hashing and writing the files run on the
     worker's threads before any transaction; one query finds the known chips and one
@@ -159,7 +159,7 @@ def _chip_images(scene: Scene, chips: list[lib.Chip]) -> list[Image]:
     encoded = list(threads.map_ordered(_encode_and_hash, chips))
     shas = [sha for _data, sha in encoded]
     known = set(Image.objects.filter(sha256__in=shas).values_list("sha256", flat=True))
-    new: dict[str, tuple[lib.Chip, bytes]] = {}
+    new: dict[str, tuple[rasters.Chip, bytes]] = {}
     for chip, (data, sha) in zip(chips, encoded):
         if sha not in known:
             new.setdefault(sha, (chip, data))
@@ -176,7 +176,7 @@ def _chip_images(scene: Scene, chips: list[lib.Chip]) -> list[Image]:
     return [by_sha[sha] for sha in shas]
 
 
-def _commit_row(scene: Scene, reader: lib.SceneReader, row: int, chips: list[lib.Chip],
+def _commit_row(scene: Scene, reader: rasters.SceneReader, row: int, chips: list[rasters.Chip],
                 model: ModelVersion, lease: Lease | None) -> int:
     """Store one tile row: chips, tiles and items in one transaction; returns tiles added."""
     if lease is not None:

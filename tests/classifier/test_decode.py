@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from classifier.imageio import ImageDecodeError, decode_image, resize_square
+from imagery.decode import ImageDecodeError, decode_image, resize_square
 
 
 def _rgb_array(h: int, w: int) -> np.ndarray:
@@ -183,7 +183,7 @@ def test_resize_square_keeps_flat_colour_and_same_size_input():
 
 
 def test_decode_errors_name_no_server_paths():
-    from classifier.imageio import plain_message as _plain
+    from imagery.decode import plain_message as _plain
 
     raw = OSError("cannot read <_io.BufferedReader name='/srv/var/media/a.png'> "
                   "from /srv/var/media/originals/ab/a.png")

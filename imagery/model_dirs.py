@@ -16,6 +16,7 @@ import platform
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
@@ -48,7 +49,14 @@ class ModelDirs:
 
 def provenance(program: str, argv: Sequence[str]) -> dict[str, str]:
     """How a model was made: the exact command line and the torch / Python versions."""
-    import torch
-
     return {"command": f"python -m {program} {shlex.join(argv)}",
-            "torch": torch.__version__, "python": platform.python_version()}
+            "torch": _torch_version(), "python": platform.python_version()}
+
+
+def _torch_version() -> str:
+    """The installed torch, as ``torch.__version__`` says it (read from the package's
+    metadata: this foundation never imports torch)."""
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "not installed"

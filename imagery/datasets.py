@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from tqdm import tqdm
 
-from classifier.imageio import ImageDecodeError, decode_image, resize_square
+from imagery.decode import ImageDecodeError, decode_image, resize_square
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 
