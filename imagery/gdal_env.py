@@ -17,6 +17,7 @@ it; ``os.environ.setdefault`` lets an operator loosen one knowingly.
 
 from __future__ import annotations
 
+import logging
 import os
 
 # Drivers that open URLs, services or other files named inside the file.
@@ -48,3 +49,15 @@ SAFE_OPTIONS = {
 
 for _name, _value in SAFE_OPTIONS.items():
     os.environ.setdefault(_name, _value)
+
+
+class _AbsentDriverNoise(logging.Filter):
+    """GDAL warns once per process for each GDAL_SKIP name its build lacks ("Unable to
+    find driver X to unload"): the list names drivers some builds have, so that a new
+    wheel cannot bring one back; the warning says nothing an operator can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "to unload from GDAL_SKIP" not in record.getMessage()
+
+
+logging.getLogger("rasterio._env").addFilter(_AbsentDriverNoise())

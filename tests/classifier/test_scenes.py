@@ -369,3 +369,17 @@ def test_tile_rows_read_in_column_blocks_give_the_same_chips(tmp_path, monkeypat
         assert (p1 is None and p2 is None) or np.array_equal(p1, p2)
     assert np.array_equal(overview[0], blocked_overview[0])
     assert np.array_equal(overview[1], blocked_overview[1])
+
+
+def test_skipping_drivers_this_build_lacks_logs_no_warning(tmp_path):
+    """GDAL_SKIP names drivers some GDAL builds lack; a worker's log must not fill with
+    'Unable to find driver' for each (it did, once per process and driver)."""
+    import subprocess
+    import sys
+
+    path = geotiff(tmp_path / "s.tif", width=300, height=64, nodata_corner=0)
+    code = ("import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stdout);"
+            "from imagery import rasters; rasters.inspect_scene(sys.argv[1]); print('read')")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    assert "read" in out and "GDAL_SKIP" not in out
