@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -19,7 +19,7 @@ from webapp.models import (
     Prediction,
     ReviewQueue,
 )
-from webapp.services import access, curation
+from webapp.services import access, curation, labels, splits
 from webapp.services.export import labels_csv
 from webapp.services.gallery import parse_id, without_nul
 from webapp.services.model_registry import activate_model
@@ -98,17 +98,17 @@ class ImageLabelInline(admin.TabularInline):
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
     list_display = ["thumb", "id", "original_name", "tag_list", "confidence", "reviewed",
-                    "status", "created_at"]
+                    "split", "status", "created_at"]
     list_display_links = ["thumb", "id"]
-    list_filter = ["reviewed", "status", LabelFilter, BatchFilter, ConfidenceFilter]
+    list_filter = ["reviewed", "split", "status", LabelFilter, BatchFilter, ConfidenceFilter]
     search_fields = ["original_name", "sha256"]
     list_per_page = 50
     action_form = LabelActionForm
     actions = ["accept_predictions", "mark_reviewed", "add_label", "remove_label",
-               "clear_broken", "export_csv"]
+               "clear_broken", "move_to_train", "move_to_evaluation", "export_csv"]
     readonly_fields = ["preview", "sha256", "format", "width", "height", "size_bytes",
                        "created_at", "uploaded_by", "prediction", "confidence", "status",
-                       "error", "reviewed_by", "reviewed_at", "probabilities"]
+                       "error", "reviewed_by", "reviewed_at", "probabilities", "split"]
     fields = ["preview", "original_name", "reviewed", *readonly_fields[1:]]
     # "reviewed" changes through the curation actions and label edits only
     readonly_fields = [*readonly_fields, "reviewed"]
@@ -196,6 +196,20 @@ class ImageAdmin(admin.ModelAdmin):
         count = curation.clear_broken(queryset)
         self.message_user(request, f"Cleared the broken mark of {count} images.")
 
+    @admin.action(description="Move to the train set", permissions=["move_split"])
+    def move_to_train(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        count = splits.do_move_many(queryset, Image.Split.TRAIN, request.user)
+        self.message_user(request, f"Moved {count} images to the train set.")
+
+    @admin.action(description="Move to the evaluation set (never trained on)",
+                  permissions=["move_split"])
+    def move_to_evaluation(self, request: HttpRequest, queryset: QuerySet[Image]) -> None:
+        count = splits.do_move_many(queryset, Image.Split.EVALUATION, request.user)
+        self.message_user(request, f"Moved {count} images to the evaluation set.")
+
+    def has_move_split_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("webapp.move_split")
+
     @admin.action(description="Export labels as Planet CSV (image_name,tags)")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Image]) -> HttpResponse:
         response = HttpResponse(labels_csv(queryset), content_type="text/csv; charset=utf-8")
@@ -223,16 +237,43 @@ class ReviewQueueAdmin(ImageAdmin):
 
 @admin.register(Label)
 class LabelAdmin(admin.ModelAdmin):
-    list_display = ["name", "active", "description", "images"]
+    """The vocabulary: each label with its reviewed positives per set, whether the active
+    model knows it, and how many reviewed train positives it still needs to be trained."""
+
+    list_display = ["name", "active", "description", "n_images", "reviewed_train",
+                    "reviewed_evaluation", "known", "missing"]
     list_editable = ["active"]
     search_fields = ["name"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_images=Count("image_labels"))
+        return labels.label_table(super().get_queryset(request))
 
-    @admin.display(ordering="n_images")
-    def images(self, label: Label) -> int:
-        return label.n_images
+    def changelist_view(self, request, extra_context=None):
+        self._readiness = labels.readiness()
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request, obj: Label, form, change) -> None:
+        labels.do_save_label(obj)
+
+    @admin.display(ordering="images", description="images")
+    def n_images(self, label: Label) -> int:
+        return label.images
+
+    @admin.display(ordering="reviewed_train", description="reviewed in train")
+    def reviewed_train(self, label: Label) -> int:
+        return label.reviewed_train
+
+    @admin.display(ordering="reviewed_evaluation", description="reviewed in evaluation")
+    def reviewed_evaluation(self, label: Label) -> int:
+        return label.reviewed_evaluation
+
+    @admin.display(boolean=True, description="active model knows it")
+    def known(self, label: Label) -> bool:
+        return label.name in self._readiness.known
+
+    @admin.display(description="reviewed train positives missing")
+    def missing(self, label: Label) -> int:
+        return self._readiness.missing(label.reviewed_train)
 
     def has_delete_permission(self, request, obj=None):
         # Labels in use are protected by the database; deactivate them instead.

@@ -17,7 +17,7 @@ CURATOR_PERMISSIONS = [
     "curate_image", "view_image", "change_image", "view_reviewqueue", "change_reviewqueue",
     "view_imagelabel", "add_imagelabel", "change_imagelabel", "delete_imagelabel",
     "view_label", "add_label", "change_label", "view_batch", "view_prediction",
-    "view_modelversion",
+    "view_modelversion", "move_split",
 ]
 
 

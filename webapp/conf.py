@@ -96,6 +96,11 @@ DEFAULTS: dict[str, Any] = {
     # Celery beat runs every HEAL_INTERVAL_SECONDS inside every worker.
     "BATCH_STALE_SECONDS": 120.0,
     "HEAL_INTERVAL_SECONDS": 30.0,
+    # The frozen evaluation set (webapp.services.splits): this share of images, chosen by
+    # content hash, is never trained on; models are compared on it.
+    "EVALUATION_FRACTION": 0.15,
+    # Reviewed positives in the train set a label needs before a training takes it.
+    "MIN_LABEL_POSITIVES": 10,
     # Password reset needs mail: offered only when an SMTP host is configured (None: on
     # when EMAIL_HOST is set).
     "PASSWORD_RESET": None,

@@ -89,9 +89,21 @@ class Image(models.Model):
         default=False, help_text="known only as a tile of scenes (never uploaded as a file of "
                                  "its own): as private as its scenes (services/access.py)")
 
+    class Split(models.TextChoices):
+        TRAIN = "train", "train"
+        EVALUATION = "evaluation", "evaluation"
+
+    split = models.CharField(
+        max_length=10, choices=Split.choices, default=Split.TRAIN, db_index=True,
+        help_text="train: curated labels may be trained on; evaluation: never trained on, "
+                  "models are compared on it (set from the content hash, "
+                  "webapp.services.splits; curators may move an image)")
+
     class Meta:
         ordering = ["-created_at", "-id"]
-        permissions = [("curate_image", "Can edit an image's labels and review it")]
+        permissions = [("curate_image", "Can edit an image's labels and review it"),
+                       ("move_split", "Can move an image between the train and evaluation "
+                                      "sets")]
         indexes = [models.Index(fields=["status", "-created_at", "-id"], name="gallery_order")]
 
     def __str__(self) -> str:

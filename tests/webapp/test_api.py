@@ -456,7 +456,7 @@ def test_every_operation_documents_its_error_answers(client):
     assert "detail" in schema["components"]["schemas"]["Error"]["properties"]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            assert {"200", "202"} & set(operation["responses"]), (method, path)
+            assert {"200", "201", "202"} & set(operation["responses"]), (method, path)
             assert {"400", "401", "403", "404", "429"} <= set(operation["responses"]), \
                 (method, path)
     similar = schema["paths"]["/api/images/{id}/similar/"]["get"]["responses"]["200"]

@@ -188,7 +188,7 @@ class ImageSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "original_name", "format", "width", "height", "size_bytes",
                   "status", "error", "created_at", "tags", "labels", "predicted_tags",
                   "probabilities", "confidence", "model", "reviewed", "reviewed_by",
-                  "reviewed_at", "urls"]
+                  "reviewed_at", "split", "urls"]
 
     def to_representation(self, image: Image) -> dict:
         data = super().to_representation(image)
@@ -229,14 +229,39 @@ class ImageSerializer(serializers.ModelSerializer):
 class ImageUpdateSerializer(serializers.Serializer):
     tags = serializers.ListField(child=serializers.CharField(max_length=64),
                                  help_text="the image's labels after the edit")
+    split = serializers.ChoiceField(
+        choices=Image.Split.choices, required=False,
+        help_text="move the image to the train or the evaluation set (needs move_split)")
 
 
 class LabelSerializer(serializers.ModelSerializer):
+    """A label, with how far it is from being trainable (context: ``readiness``)."""
+
     images = serializers.IntegerField(read_only=True, help_text="images carrying the label")
+    reviewed_train = serializers.IntegerField(
+        read_only=True, help_text="reviewed positives in the train set")
+    reviewed_evaluation = serializers.IntegerField(
+        read_only=True, help_text="reviewed positives in the evaluation set (never trained on)")
+    known = serializers.SerializerMethodField(help_text="the active model predicts it")
+    missing = serializers.SerializerMethodField(
+        help_text="reviewed train positives still needed before a training takes it")
 
     class Meta:
         model = Label
-        fields = ["id", "name", "description", "active", "images"]
+        fields = ["id", "name", "description", "active", "images", "reviewed_train",
+                  "reviewed_evaluation", "known", "missing"]
+        read_only_fields = ["active"]
+
+    def get_known(self, label: Label) -> bool:
+        return label.name in self.context["readiness"].known
+
+    def get_missing(self, label: Label) -> int:
+        return self.context["readiness"].missing(getattr(label, "reviewed_train", 0))
+
+
+class LabelCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64, help_text="lower-case letters, digits, _ and -")
+    description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -26,14 +25,15 @@ from webapp.api.serializers import (
     FilesSerializer,
     ImageSerializer,
     ImageUpdateSerializer,
+    LabelCreateSerializer,
     LabelSerializer,
     MatchPageSerializer,
     ModelVersionSerializer,
     SceneSerializer,
 )
 from webapp.api.throttles import ScopedThrottle
-from webapp.models import Batch, BatchItem, Label, ModelVersion, Scene
-from webapp.services import access, batches, curation, ingest, scenes, search
+from webapp.models import Batch, BatchItem, ModelVersion, Scene
+from webapp.services import access, batches, curation, ingest, labels, scenes, search, splits
 from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset
 from webapp.services.model_registry import active_model
 
@@ -180,12 +180,20 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         image = self.get_object()
         form = ImageUpdateSerializer(data=request.data, partial=True)
         form.is_valid(raise_exception=True)
-        if "tags" not in form.validated_data:  # a partial update that changes nothing
-            return Response(self.get_serializer(image).data)
-        try:
-            curation.set_labels(image, form.validated_data["tags"], request.user)
-        except curation.UnknownLabels as exc:
-            return Response({"tags": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        changes = form.validated_data
+        if "split" in changes:
+            try:
+                splits.check_move(request.user, changes["split"])
+            except splits.SplitRefused as exc:
+                return Response({"split": [str(exc)]}, status=status.HTTP_403_FORBIDDEN
+                                if exc.forbidden else status.HTTP_400_BAD_REQUEST)
+        if "tags" in changes:
+            try:
+                curation.set_labels(image, changes["tags"], request.user)
+            except curation.UnknownLabels as exc:
+                return Response({"tags": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        if "split" in changes:
+            splits.do_move(image, changes["split"], request.user)
         image = get_object_or_404(self.get_queryset(), pk=image.pk)
         return Response(self.get_serializer(image).data)
 
@@ -293,10 +301,31 @@ class SceneViewSet(viewsets.ReadOnlyModelViewSet):
         return response
 
 
-class LabelViewSet(viewsets.ReadOnlyModelViewSet):
+class LabelViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """The label vocabulary, with how far each label is from being trainable; curators
+    (add_label) create labels the model does not know yet."""
+
     serializer_class = LabelSerializer
     permission_classes = [ReadAccess]
-    queryset = Label.objects.annotate(images=Count("image_labels")).order_by("name")
+
+    def get_queryset(self):
+        return labels.label_table()
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "readiness": labels.readiness()}
+
+    @extend_schema(request=LabelCreateSerializer, responses={201: LabelSerializer})
+    def create(self, request, *args, **kwargs):
+        form = LabelCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            label = labels.do_create_label(request.user, form.validated_data["name"],
+                                           form.validated_data["description"])
+        except labels.LabelRefused as exc:
+            return Response({"name": [str(exc)]}, status=status.HTTP_403_FORBIDDEN
+                            if exc.forbidden else status.HTTP_400_BAD_REQUEST)
+        label = self.get_queryset().get(pk=label.pk)
+        return Response(self.get_serializer(label).data, status=status.HTTP_201_CREATED)
 
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):

@@ -20,7 +20,7 @@ from imagery import formats
 from imagery.decode import plain_message
 from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, Scene
-from webapp.services import batches, scenes
+from webapp.services import batches, scenes, splits
 from webapp.services.model_registry import active_model
 from webapp.services.storage import FORMATS, save_original, upload_sha256
 from webapp.services.upload_limits import Quota, UploadRejected, format_size, safe_filename
@@ -91,7 +91,8 @@ def _image_for(upload: UploadedFile, name: str, owner, quota: Quota) -> tuple[Im
             with transaction.atomic():
                 image = Image.objects.create(
                     sha256=sha, file=path, original_name=name, format=image_format,
-                    size_bytes=upload.size, width=width, height=height, uploaded_by=owner)
+                    size_bytes=upload.size, width=width, height=height, uploaded_by=owner,
+                    split=splits.split_for(sha))
             return image, True
         except IntegrityError:  # the same file arrived in a parallel request
             return Image.objects.get(sha256=sha), False

@@ -34,6 +34,7 @@ from webapp.services import threads
 from webapp.services.batches import do_append_items, set_initial_state
 from webapp.services.leases import Lease, LeaseLost
 from webapp.services.scenes import grid_of, tiling_config
+from webapp.services.splits import split_for
 from webapp.services.storage import FORMATS, save_original
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def _chip_images(scene: Scene, chips: list[rasters.Chip]) -> list[Image]:
         Image(sha256=sha, file=paths[sha], original_name=_chip_name(scene, chip.tile,
                                                                      image_format),
               format=image_format, size_bytes=len(data), width=size, height=size,
-              uploaded_by=scene.batch.owner, scene_only=True)
+              uploaded_by=scene.batch.owner, scene_only=True, split=split_for(sha))
         for sha, (chip, data) in new.items()], ignore_conflicts=True)
     by_sha = Image.objects.select_related("prediction").in_bulk(shas, field_name="sha256")
     return [by_sha[sha] for sha in shas]

@@ -1,0 +1,89 @@
+"""The label vocabulary: curators create labels the model does not know yet, and the
+label list says how close each one is to being trainable.
+
+A label is trained once it has MIN_LABEL_POSITIVES reviewed positives in the train set
+(a positive is reviewed when a person added or checked it, or reviewed its image); the
+evaluation set's positives are counted apart, since they are never trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q, QuerySet
+
+from webapp.conf import app_settings
+from webapp.models import LABEL_NAME, Image, Label
+from webapp.services.model_registry import active_model
+
+__all__ = ["LabelRefused", "Readiness", "check_create_label", "do_create_label",
+           "do_save_label", "label_table", "readiness"]
+
+_REVIEWED = Q(image_labels__reviewed=True) | Q(image_labels__image__reviewed=True)
+
+
+class LabelRefused(Exception):
+    """A label name that is malformed or taken; ``forbidden``: the user may not create."""
+
+    def __init__(self, message: str, forbidden: bool = False) -> None:
+        super().__init__(message)
+        self.forbidden = forbidden
+
+
+def check_create_label(user, name: str) -> None:
+    if not user.has_perm("webapp.add_label"):
+        raise LabelRefused("creating labels needs the add_label permission (curators)",
+                           forbidden=True)
+    try:
+        LABEL_NAME(name)
+    except ValidationError as exc:
+        raise LabelRefused(" ".join(exc.messages)) from None
+    if Label.objects.filter(name=name).exists():
+        raise LabelRefused(f"the label {name!r} exists already")
+
+
+def do_create_label(user, name: str, description: str = "") -> Label:
+    """A new, active label; images carry it like any other (curation.set_labels)."""
+    check_create_label(user, name)
+    try:
+        with transaction.atomic():
+            return Label.objects.create(name=name, description=description)
+    except IntegrityError:  # created by a parallel request
+        raise LabelRefused(f"the label {name!r} exists already") from None
+
+
+def do_save_label(label: Label, fields: list[str] | None = None) -> Label:
+    """The admin's edits of a label (name, description, active), validated as the API's."""
+    label.full_clean()
+    label.save(update_fields=fields)
+    return label
+
+
+def label_table(labels: QuerySet[Label] | None = None) -> QuerySet[Label]:
+    """Labels with ``images`` (all carrying it), ``reviewed_train`` and
+    ``reviewed_evaluation`` (reviewed positives per set), in name order."""
+    return (Label.objects.all() if labels is None else labels).annotate(
+        images=Count("image_labels", distinct=True),
+        reviewed_train=Count("image_labels", distinct=True, filter=_REVIEWED & Q(
+            image_labels__image__split=Image.Split.TRAIN)),
+        reviewed_evaluation=Count("image_labels", distinct=True, filter=_REVIEWED & Q(
+            image_labels__image__split=Image.Split.EVALUATION)),
+    ).order_by("name")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What decides whether a label can be trained now."""
+
+    known: frozenset[str]  # the labels the active model predicts
+    minimum: int  # MIN_LABEL_POSITIVES
+
+    def missing(self, reviewed_train: int) -> int:
+        """Reviewed train positives still needed before a training takes the label."""
+        return max(0, self.minimum - reviewed_train)
+
+
+def readiness() -> Readiness:
+    return Readiness(frozenset(active_model().labels), app_settings.MIN_LABEL_POSITIVES)
