@@ -47,4 +47,4 @@ clean-venv:
 	rm -rf $(VENV)
 
 run: $(STAMP)
-	DEBUG=$${DEBUG:-1} $(PY) manage.py run_app
+	$(PY) manage.py run_app

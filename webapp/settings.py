@@ -1,6 +1,6 @@
 """Settings, all overridable from the environment (twelve-factor style).
 
-`make run` sets DEBUG=1 and leaves everything else at its embedded default (SQLite under
+`make run` leaves everything at its embedded default (DEBUG off, SQLite under
 var/, an embedded Redis, the shipped model). Production sets DATABASE_URL, REDIS_URL,
 SECRET_KEY, ALLOWED_HOSTS, MEDIA_ROOT; see README "Production".
 """

@@ -1,6 +1,7 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -21,6 +22,8 @@ urlpatterns = [
     path("scenes/<int:pk>/", views.scene_detail, name="scene-detail-page"),
     path("scenes/<int:pk>/preview.png", views.scene_preview, name="scene-preview"),
     path("healthz", views.healthz, name="healthz"),
+    # browsers ask for /favicon.ico before they read a page's <link rel="icon">
+    path("favicon.ico", RedirectView.as_view(url=static("webapp/favicon.svg"), permanent=True)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password_change/", auth_views.PasswordChangeView.as_view(),

@@ -337,3 +337,23 @@ def test_image_files_are_read_only(client, pictures):
 def test_healthz(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_first_contact_a_favicon_a_friendly_404_and_a_login_page_that_says_what_this_is(
+        anon, settings):
+    settings.DEBUG = False
+    icon = anon.get("/favicon.ico")
+    assert icon.status_code == 301 and icon["Location"].endswith("webapp/favicon.svg")
+    page = anon.get("/accounts/login/").content.decode()
+    assert 'rel="icon"' in page and "satellite imagery" in page
+    missing = anon.get("/no/such/page/")
+    assert missing.status_code == 404
+    assert "URLconf" not in missing.content.decode()  # not Django's debug page
+
+
+def test_make_run_does_not_turn_debug_pages_on():
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    run = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "DEBUG=" not in run  # DEBUG stays the user's choice (off unless set)
