@@ -469,3 +469,41 @@ def test_unknown_api_paths_answer_json_404(api):
         assert response.status_code == 404, path
         assert response["Content-Type"].startswith("application/json"), path
         assert response.json() == {"detail": "not found"}
+
+
+def test_results_export_as_csv_for_a_batch_and_for_a_gallery_filter(api, user, client, db):
+    import csv as csv_module
+    import io
+
+    from tests.webapp.helpers import predicted_image
+    from webapp.models import Batch
+
+    first = predicted_image(user, seed=901, tags=["clear", "water"], name="river.jpg")
+    batch = Batch.objects.filter(items__image=first).get()
+    predicted_image(user, seed=902, tags=["cloudy"], name="cloud.jpg", batch=batch)
+
+    def rows(response):
+        assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+        assert "attachment" in response["Content-Disposition"]
+        return list(csv_module.DictReader(io.StringIO(
+            b"".join(response.streaming_content).decode())))
+
+    got = rows(api.get(f"/api/batches/{batch.pk}/export/"))
+    assert [r["filename"] for r in got] == ["river.jpg", "cloud.jpg"]
+    assert got[0]["tags"] == "clear water" and got[0]["batch"] == str(batch.pk)
+    assert got[0]["probabilities"].startswith(("clear:0.9000", "water:0.9000"))
+    assert got[1]["tags"] == "cloudy" and got[1]["status"] == "done"
+    refused = api.get(f"/api/batches/{batch.pk}/export/?format=")  # not in the schema's enum
+    assert refused.status_code == 400 and refused["Content-Type"] == "application/json"
+    assert rows(api.get(f"/api/batches/{batch.pk}/export/?format=csv"))
+    only_water = rows(api.get("/api/images/export/", {"tags": "water"}))
+    assert [r["filename"] for r in only_water] == ["river.jpg"]
+    # another user may not export the batch; the images export lists what the gallery
+    # lists for them (the tagged collection, as /api/images/ does)
+    other = User.objects.create_user("stranger")
+    api.force_authenticate(other)
+    assert api.get(f"/api/batches/{batch.pk}/export/").status_code == 404
+    listed = {r["id"] for r in api.get("/api/images/").json()["results"]}
+    assert {int(r["image"]) for r in rows(api.get("/api/images/export/"))} == listed
+    page = client.get(f"/batches/{batch.pk}/").content.decode()
+    assert f"/api/batches/{batch.pk}/export/" in page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -33,9 +33,58 @@ from webapp.api.serializers import (
 )
 from webapp.api.throttles import ScopedThrottle
 from webapp.models import Batch, BatchItem, ModelVersion, Scene
-from webapp.services import access, batches, curation, ingest, labels, scenes, search, splits
+from webapp.services import (
+    access,
+    batches,
+    curation,
+    export,
+    ingest,
+    labels,
+    scenes,
+    search,
+    splits,
+)
 from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset
 from webapp.services.model_registry import active_model
+
+
+class CSVRenderer(BaseRenderer):
+    """Negotiation only: the export views stream CSV; their errors are JSON."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return JSONRenderer().render(data)
+
+
+def _csv_response(rows, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(export.csv_lines(rows), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def check_format(request) -> None:
+    """``?format=`` names one of the view's renderers (the schema's enum), or is absent:
+    an empty or unknown value is refused (DRF would ignore an empty one)."""
+    value = request.query_params.get("format")
+    known = [renderer.format for renderer in request.parser_context["view"].get_renderers()]
+    if value is not None and value not in known:
+        raise ValidationError({"format": [f"format must be one of {', '.join(known)}"]})
+
+
+def _errors_as_json(request, response, action: str, file_actions: set[str]) -> None:
+    """The file views answer with bytes; whatever ``?format=`` or Accept asked for,
+    their errors are JSON, as the schema documents every error."""
+    if isinstance(response, Response) and action in file_actions:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
+
+
+EXPORT_DOC = ("CSV, one row per item: " + ", ".join(export.RESULT_COLUMNS) + ". tags: the "
+              "image's current labels; probabilities: label:probability pairs of the active "
+              "model's prediction, highest first; scene, row, col: a scene tile's position.")
 
 
 class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
@@ -115,6 +164,18 @@ class BatchViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
         data["added"] = [_added(entry) for entry in items]
         return Response(data, status=status.HTTP_202_ACCEPTED)
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        _errors_as_json(request, response, self.action, {"export"})
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR}, description=EXPORT_DOC)
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CSVRenderer])
+    def export(self, request, pk=None):
+        """The batch's results as CSV (streamed), items in upload order."""
+        check_format(request)
+        batch = self.get_object()
+        return _csv_response(export.batch_result_rows(batch), f"batch_{batch.pk}_results.csv")
+
     @extend_schema(request=None, responses={202: BatchSerializer})
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
@@ -157,7 +218,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             image_filter = ImageFilter.from_params(self.request.query_params)
         except TooManyTags as exc:
             raise ValidationError({"tags": [str(exc)]}) from None
-        if self.action != "list":
+        if self.action not in ("list", "export"):
             image_filter = ImageFilter(include_pending=True)
         elif image_filter.batch and not access.visible_batches(self.request.user).filter(
                 pk=image_filter.batch).exists():
@@ -174,6 +235,19 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def list(self, request, *args, **kwargs):
         queries.check(queries.ImageQuery, request)
         return super().list(request, *args, **kwargs)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        _errors_as_json(request, response, self.action, {"export"})
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    @extend_schema(parameters=[queries.ImageQuery], responses={(200, "text/csv"):
+                   OpenApiTypes.STR}, description=EXPORT_DOC.replace("per item", "per image"))
+    @action(detail=False, methods=["get"], renderer_classes=[JSONRenderer, CSVRenderer])
+    def export(self, request):
+        """The images the same filters list, as CSV (streamed), newest first."""
+        check_format(request)
+        queries.check(queries.ImageQuery, request)
+        return _csv_response(export.image_result_rows(self.get_queryset()), "images.csv")
 
     @extend_schema(request=ImageUpdateSerializer, responses=ImageSerializer)
     def partial_update(self, request, *args, **kwargs):
@@ -258,11 +332,7 @@ class SceneViewSet(viewsets.ReadOnlyModelViewSet):
         return found
 
     def finalize_response(self, request, response, *args, **kwargs):
-        """The file views answer with bytes; whatever ``?format=`` or Accept asked for,
-        their errors are JSON, as the schema documents every error."""
-        if isinstance(response, Response) and self.action in FILE_ACTIONS:
-            request.accepted_renderer = JSONRenderer()
-            request.accepted_media_type = JSONRenderer.media_type
+        _errors_as_json(request, response, self.action, FILE_ACTIONS)
         return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(parameters=[queries.SceneQuery])
@@ -276,6 +346,7 @@ class SceneViewSet(viewsets.ReadOnlyModelViewSet):
                                "the top-left tile, 0, 0), tags, probabilities, labels, "
                                "status, coverage, bounds (scene CRS), pixels (x, y, w, h).")
     def tiles_geojson(self, request, pk=None):
+        check_format(request)
         scene = self.get_object()
         response = HttpResponse(json.dumps(scenes.tiles_geojson(scene)),
                                 content_type="application/geo+json")
@@ -288,6 +359,7 @@ class SceneViewSet(viewsets.ReadOnlyModelViewSet):
                                "tile (NaN: no prediction, or an all-nodata tile), with the "
                                "scene's CRS; one cell per tile stride from the scene's origin.")
     def probabilities(self, request, pk=None):
+        check_format(request)
         queries.check(queries.ProbabilityQuery, request)
         scene = self.get_object()
         label = request.query_params["label"]

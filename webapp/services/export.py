@@ -1,6 +1,11 @@
-"""Curated labels out as Planet-format CSV (image_name,tags): what `python -m classifier
-train --labels` reads. Image names are `img_<id>`; `write_dataset` also writes the images
-as <name>.<ext> so the pair trains as is."""
+"""What leaves the app as files.
+
+- Curated labels as Planet-format CSV (image_name,tags): what `python -m classifier train
+  --labels` reads. Image names are `img_<id>`; `write_dataset` also writes the images as
+  <name>.<ext> so the pair trains as is.
+- Results for people (``RESULT_COLUMNS``): a batch's items with their scene tile
+  positions, or a gallery selection, with tags and probabilities; streamed.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from pathlib import Path
 
 from django.db.models import QuerySet
 
-from webapp.models import Image, ImageLabel
+from webapp.models import Batch, BatchItem, Image, ImageLabel
 
 
 def label_rows(images: QuerySet[Image], reviewed_only: bool = False) -> Iterator[tuple[str, str]]:
@@ -53,3 +58,79 @@ def write_dataset(images: QuerySet[Image], out: Path, reviewed_only: bool = Fals
             shutil.copyfileobj(src, dst)
         count += 1
     return count
+
+
+RESULT_COLUMNS = ["filename", "batch", "scene", "row", "col", "image", "status", "tags",
+                  "probabilities", "reviewed", "split", "error"]
+_CHUNK = 1000
+
+
+def _labels_of(image_ids: list[int]) -> dict[int, list[str]]:
+    tags: dict[int, list[str]] = {i: [] for i in image_ids}
+    for image_id, name in (ImageLabel.objects.filter(image_id__in=image_ids)
+                           .order_by("label__name").values_list("image_id", "label__name")):
+        tags[image_id].append(name)
+    return tags
+
+
+def _probabilities(prediction) -> str:
+    """``label:probability`` pairs, highest first, 4 decimals (one CSV cell)."""
+    if prediction is None:
+        return ""
+    pairs = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])
+    return " ".join(f"{name}:{value:.4f}" for name, value in pairs)
+
+
+def batch_result_rows(batch: Batch) -> Iterator[list]:
+    """One row per item of a batch, in upload order (a scene's tiles with their scene,
+    row and column), with the image's current labels and its prediction; streaming in
+    chunks, so memory stays bounded for any batch size."""
+    after = -1
+    while True:
+        items = list(BatchItem.objects.filter(batch=batch, position__gt=after)
+                     .select_related("image__prediction", "scene_tile__scene")
+                     .order_by("position")[:_CHUNK])
+        if not items:
+            return
+        labels = _labels_of([item.image_id for item in items if item.image_id])
+        for item in items:
+            image, tile = item.image, getattr(item, "scene_tile", None)
+            yield [item.filename, batch.pk, tile.scene.filename if tile else "",
+                   tile.row if tile else "", tile.col if tile else "",
+                   image.pk if image else "", item.status,
+                   " ".join(labels.get(item.image_id, [])),
+                   _probabilities(image.prediction if image else None),
+                   image.reviewed if image else "", image.split if image else "",
+                   item.error]
+        after = items[-1].position
+
+
+def image_result_rows(images: QuerySet[Image]) -> Iterator[list]:
+    """One row per image of a (filtered, access-checked) queryset, newest first, in
+    chunks by keyset: the gallery's export."""
+    images = images.select_related("prediction").order_by("-id")
+    last = None
+    while True:
+        chunk = list((images.filter(pk__lt=last) if last else images)[:_CHUNK])
+        if not chunk:
+            return
+        labels = _labels_of([image.pk for image in chunk])
+        for image in chunk:
+            yield [image.original_name, "", "", "", "", image.pk, image.status,
+                   " ".join(labels[image.pk]), _probabilities(image.prediction),
+                   image.reviewed, image.split, image.error]
+        last = chunk[-1].pk
+
+
+def csv_lines(rows: Iterator[list]) -> Iterator[str]:
+    """The header and each row as one CSV line (for a streamed response)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    for row in rows:
+        writer.writerow(row)
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
