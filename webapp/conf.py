@@ -76,6 +76,9 @@ DEFAULTS: dict[str, Any] = {
     # of a scene may pass this (65,536 px: 256 chips a row).
     "MAX_SCENE_SIDE": 65_536,
     "SCENE_PREVIEW_SIZE": 1024,  # overview's longer side, px
+    # Tiles with less data than this (a padded edge of a scene) are hidden from the gallery
+    # and search unless asked for (?partial=true); they are still tagged and exported.
+    "MIN_TILE_COVERAGE": 0.5,
     # Map background of the scene page, e.g. "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     # (its origin is added to the CSP). Empty (the default): no background, works offline.
     "SCENE_BASEMAP_URL": "",

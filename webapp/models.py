@@ -89,6 +89,11 @@ class Image(models.Model):
         default=False, help_text="known only as a tile of scenes (never uploaded as a file of "
                                  "its own): as private as its scenes (services/access.py)")
 
+    coverage = models.FloatField(
+        default=1.0, help_text="share of the pixels that hold data: below 1 for a scene's "
+                               "edge tile padded with black; the gallery and search hide "
+                               "images under MIN_TILE_COVERAGE unless asked")
+
     class Split(models.TextChoices):
         TRAIN = "train", "train"
         EVALUATION = "evaluation", "evaluation"

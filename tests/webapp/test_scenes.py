@@ -317,3 +317,23 @@ def test_files_endpoint_reports_a_scene(user, api, tmp_path):
                     format="multipart").json()
     assert body["added"] == [{"position": None, "filename": "s.tif", "status": "scene",
                               "scene": Scene.objects.get().pk, "error": None}]
+
+
+def test_partial_edge_tiles_are_hidden_unless_asked_for(user, api, client):
+    """A tile that is mostly black padding keeps its coverage; the gallery, the image API
+    and search leave it out by default (MIN_TILE_COVERAGE), ?partial=true shows it."""
+    batch, (scene,) = upload(user, [("strip.png", plain((800, 250)))])
+    recognition.process_batch(do_submit_batch(batch).pk)
+    tiles = {(t.row, t.col): t.image for t in SceneTile.objects.filter(scene=scene)}
+    edge = tiles[(0, 3)]  # 800 - 3 * 256 = 32 of 256 px wide: 250/256 rows hold data
+    assert edge.coverage == pytest.approx(32 * 250 / 256**2, abs=1e-3)
+    assert tiles[(0, 0)].coverage == pytest.approx(250 / 256, abs=1e-3)
+    listed = {row["id"] for row in api.get("/api/images/").json()["results"]}
+    assert tiles[(0, 0)].pk in listed and edge.pk not in listed
+    everything = {row["id"] for row in
+                  api.get("/api/images/", {"partial": "true"}).json()["results"]}
+    assert edge.pk in everything
+    page = client.get("/gallery/").content.decode()
+    assert f"/images/{edge.pk}/" not in page and f"/images/{tiles[(0, 0)].pk}/" in page
+    assert f"/images/{edge.pk}/" in client.get("/gallery/", {"partial": "true"}).content.decode()
+    assert api.get(f"/api/images/{edge.pk}/").status_code == 200  # its own page stays

@@ -41,6 +41,8 @@ class ImageQuery(serializers.Serializer):
     batch = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
     reviewed = serializers.BooleanField(required=False)
     min_confidence = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    partial = serializers.BooleanField(
+        required=False, help_text="also scene tiles under MIN_TILE_COVERAGE (padded edges)")
 
     def validate_min_confidence(self, value: float) -> float:
         if not math.isfinite(value):

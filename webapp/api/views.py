@@ -219,7 +219,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         except TooManyTags as exc:
             raise ValidationError({"tags": [str(exc)]}) from None
         if self.action not in ("list", "export"):
-            image_filter = ImageFilter(include_pending=True)
+            image_filter = ImageFilter(include_pending=True, include_partial=True)
         elif image_filter.batch and not access.visible_batches(self.request.user).filter(
                 pk=image_filter.batch).exists():
             image_filter.batch = 0  # someone else's batch: its images are not listed

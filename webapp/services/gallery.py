@@ -29,6 +29,7 @@ class ImageFilter:
     reviewed: bool | None = None
     min_confidence: float | None = None
     include_pending: bool = False
+    include_partial: bool = False  # tiles under MIN_TILE_COVERAGE (padded scene edges)
 
     @classmethod
     def from_params(cls, params) -> ImageFilter:
@@ -45,11 +46,14 @@ class ImageFilter:
         reviewed = {"true": True, "1": True, "yes": True, "false": False, "0": False,
                     "no": False}.get((params.get("reviewed") or "").lower())
         min_confidence = _float(params.get("min_confidence"))
-        return cls(tags, match, batch, reviewed, min_confidence)
+        partial = (params.get("partial") or "").lower() in ("true", "1", "yes", "on")
+        return cls(tags, match, batch, reviewed, min_confidence, include_partial=partial)
 
     def apply(self, images: QuerySet[Image]) -> QuerySet[Image]:
         if not self.include_pending:
             images = images.filter(status=Image.Status.READY)
+        if not self.include_partial:
+            images = images.filter(coverage__gte=app_settings.MIN_TILE_COVERAGE)
         if self.tags and self.match == "all":
             for tag in self.tags:
                 images = images.filter(Exists(ImageLabel.objects.filter(
@@ -109,9 +113,8 @@ def visible_matches(matches: Sequence[Match], user,
                     image_filter: ImageFilter | None = None) -> list[Match]:
     """The search matches this user may see in the collection (and that pass the
     filter), in rank order: decided before paging, so no page holds a hidden image."""
-    images = Image.objects.filter(pk__in=[match.image_id for match in matches])
-    if image_filter is not None:
-        images = image_filter.apply(images)
+    images = (image_filter or ImageFilter()).apply(
+        Image.objects.filter(pk__in=[match.image_id for match in matches]))
     allowed = set(access.collection_images(user, images).values_list("pk", flat=True))
     return [match for match in matches if match.image_id in allowed]
 
