@@ -240,8 +240,8 @@ class LabelAdmin(admin.ModelAdmin):
     """The vocabulary: each label with its reviewed positives per set, whether the active
     model knows it, and how many reviewed train positives it still needs to be trained."""
 
-    list_display = ["name", "active", "description", "n_images", "reviewed_train",
-                    "reviewed_evaluation", "known", "missing"]
+    list_display = ["name", "display_name", "active", "description", "n_images",
+                    "reviewed_train", "reviewed_evaluation", "known", "missing"]
     list_editable = ["active"]
     search_fields = ["name"]
 

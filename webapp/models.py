@@ -22,6 +22,8 @@ class Label(models.Model):
     """The label vocabulary; inactive labels stay on old images but cannot be added."""
 
     name = models.CharField(max_length=64, unique=True, validators=[LABEL_NAME])
+    display_name = models.CharField(max_length=80, blank=True,
+                                    help_text="what people read; the name stays the key")
     description = models.TextField(blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -31,6 +33,11 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def shown(self) -> str:
+        """The name people read: the display name, else the key in words."""
+        return self.display_name or self.name.replace("_", " ")
 
 
 class ModelVersion(models.Model):

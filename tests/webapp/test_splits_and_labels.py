@@ -103,3 +103,15 @@ def test_the_admin_label_list_shows_readiness(admin_client):
     assert page.status_code == 200
     html = page.content.decode()
     assert "reviewed in train" in html.lower() and "flooded" in html
+
+
+def test_labels_have_words_for_people_while_the_key_stays(api, client, user, media):
+    image = predicted_image(user, seed=31, tags=["artisinal_mine", "primary"])
+    mine = Label.objects.get(name="artisinal_mine")  # the data set's key, typo and all
+    assert mine.shown == "Artisanal mine" and "small-scale" in mine.description.lower()
+    rows = {row["name"]: row for row in api.get("/api/labels/").json()["results"]}
+    assert rows["artisinal_mine"]["display_name"] == "Artisanal mine"
+    page = client.get(f"/images/{image.pk}/").content.decode()
+    assert "Artisanal mine" in page and "Primary rainforest" in page
+    created = Label.objects.create(name="solar_farm")
+    assert created.shown == "solar farm"  # no display name yet: the key in words

@@ -248,8 +248,8 @@ class LabelSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Label
-        fields = ["id", "name", "description", "active", "images", "reviewed_train",
-                  "reviewed_evaluation", "known", "missing"]
+        fields = ["id", "name", "display_name", "description", "active", "images",
+                  "reviewed_train", "reviewed_evaluation", "known", "missing"]
         read_only_fields = ["active"]
 
     def get_known(self, label: Label) -> bool:
@@ -261,6 +261,8 @@ class LabelSerializer(serializers.ModelSerializer):
 
 class LabelCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64, help_text="lower-case letters, digits, _ and -")
+    display_name = serializers.CharField(max_length=80, required=False, allow_blank=True,
+                                         default="", help_text="what people read")
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 

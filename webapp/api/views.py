@@ -392,7 +392,8 @@ class LabelViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         form.is_valid(raise_exception=True)
         try:
             label = labels.do_create_label(request.user, form.validated_data["name"],
-                                           form.validated_data["description"])
+                                           form.validated_data["description"],
+                                           form.validated_data["display_name"])
         except labels.LabelRefused as exc:
             return Response({"name": [str(exc)]}, status=status.HTTP_403_FORBIDDEN
                             if exc.forbidden else status.HTTP_400_BAD_REQUEST)

@@ -44,12 +44,13 @@ def check_create_label(user, name: str) -> None:
         raise LabelRefused(f"the label {name!r} exists already")
 
 
-def do_create_label(user, name: str, description: str = "") -> Label:
+def do_create_label(user, name: str, description: str = "", display_name: str = "") -> Label:
     """A new, active label; images carry it like any other (curation.set_labels)."""
     check_create_label(user, name)
     try:
         with transaction.atomic():
-            return Label.objects.create(name=name, description=description)
+            return Label.objects.create(name=name, description=description,
+                                        display_name=display_name)
     except IntegrityError:  # created by a parallel request
         raise LabelRefused(f"the label {name!r} exists already") from None
 

@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from classifier import model_info
 from webapp.conf import app_settings
 from webapp.models import Label, ModelVersion
+from webapp.services.label_words import words_for
 
 
 def register_model(path: str, activate: bool = False) -> ModelVersion:
@@ -23,7 +24,7 @@ def register_model(path: str, activate: bool = False) -> ModelVersion:
                       "labels": spec["labels"], "metrics": metrics},
         )
         for name in spec["labels"]:
-            Label.objects.get_or_create(name=name)
+            Label.objects.get_or_create(name=name, defaults=words_for(name))
         if activate:
             activate_model(model)
     return model
