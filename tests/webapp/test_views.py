@@ -153,7 +153,9 @@ def test_image_page_shows_probability_bars_highest_first(client, user):
     assert [(on, width) for on, name, width in rows[:3]] == [(" on", "95.0"), (" on", "70.0"),
                                                                ("", "40.0")]
     assert {name for on, name, _ in rows if on} == {"water", "primary"}
-    assert "confidence 0.42" in html and active_model().version in html
+    # the model by name and date (its version id as a tooltip); certainty explained
+    assert "</dt><dd>0.42 <span" in html and "least certain label" in html
+    assert active_model().name in html and active_model().version in html
 
 
 def test_image_page_of_a_pending_image(client, pictures):
