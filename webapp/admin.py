@@ -313,8 +313,32 @@ class BatchAdmin(admin.ModelAdmin):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["version", "name", "is_active", "created_at", "test_f2"]
-    readonly_fields = ["version", "name", "path", "labels", "metrics", "created_at"]
+    readonly_fields = ["version", "name", "path", "created_at", "summary", "per_label"]
+    fields = readonly_fields
     actions = ["activate"]
+
+    @admin.display(description="F2 (sample-averaged)")
+    def summary(self, model: ModelVersion) -> str:
+        parts = [f"{split}: {model.metrics[split]['f2']:.4f} on "
+                 f"{model.metrics[split].get('n_images', '?')} images"
+                 for split in ("val", "test") if "f2" in model.metrics.get(split, {})]
+        return "; ".join(parts) or "-"
+
+    @admin.display(description="per label (test split), weakest first")
+    def per_label(self, model: ModelVersion) -> str:
+        """A row per label, weakest F2 first, so that a label the model never gets right
+        (F2 = 0 on a rare label) is the first thing read, not lost in JSON."""
+        rows = sorted(model.metrics.get("per_label_test", {}).items(),
+                      key=lambda kv: (kv[1].get("f2", 0.0), kv[0]))
+        if not rows:
+            return "-"
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                                "<td>{}</td></tr>", (
+            (name, f"{m.get('f2', 0):.3f}", f"{m.get('precision', 0):.3f}",
+             f"{m.get('recall', 0):.3f}", m.get("support", "")) for name, m in rows))
+        return format_html('<table class="per-label"><thead><tr><th>label</th><th>F2</th>'
+                           "<th>precision</th><th>recall</th><th>support</th></tr></thead>"
+                           "<tbody>{}</tbody></table>", body)
 
     @admin.display(description="test F2")
     def test_f2(self, model: ModelVersion) -> str:

@@ -4,6 +4,7 @@ queue, who may enter, and the export_labels command feeding `classifier train`."
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -399,3 +400,17 @@ def test_admin_label_inline_writes_through_the_curation_rules(curator, images, m
     assert ImageLabel.objects.get(image=image, label__name="road").probability is None
     assert image.reviewed and image.reviewed_by == curator
     assert sent == [([image.pk], True)]
+
+
+def test_the_model_page_shows_its_figures_per_label_weakest_first(admin_client):
+    from webapp.services.model_registry import active_model
+
+    model = active_model()
+    page = admin_client.get(f"/admin/webapp/modelversion/{model.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    rows = re.findall(r"<tr><td>([a-z_]+)</td><td>([\d.]+)</td>", html)
+    assert len(rows) == len(model.metrics["per_label_test"]) == 17
+    f2s = [float(f2) for _name, f2 in rows]
+    assert f2s == sorted(f2s)  # the weakest label first
+    assert "F2 (sample-averaged)" in html and "test: 0.9032" in html
