@@ -166,6 +166,8 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def upload(request: HttpRequest) -> HttpResponse:
     return render(request, "webapp/upload.html", {
         "max_bytes": app_settings.MAX_UPLOAD_BYTES, "model": active_model(),
+        "tile": app_settings.SCENE_TILE_SIZE, "scene_side": app_settings.SCENE_MIN_SIDE,
+        "min_coverage": int(app_settings.MIN_TILE_COVERAGE * 100),
     })
 
 

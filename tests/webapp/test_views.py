@@ -246,6 +246,7 @@ def test_upload_page_needs_a_login(anon, user):
     assert 'data-api="/api/batches/"' in html
     assert 'data-max-bytes="52428800"' in html
     assert active_model().version in html
+    assert "longer than 512 px are scenes" in html and "256 x 256 px tiles" in html
 
 
 def test_batch_page_only_for_its_owner_and_view_all_batches_holders(anon, user, pictures):
