@@ -248,3 +248,20 @@ def test_search_results_take_the_same_queries_whatever_the_page_size(
         response = api.get("/api/search/", {"q": "water", "k": 12, "page_size": page_size})
     assert response.status_code == 200
     assert len(response.json()["results"]) == min(12, page_size)
+
+
+def test_the_search_box_examples_are_queries_the_model_understands() -> None:
+    """The gallery's example queries use only words the shipped search model knows (an
+    example answered with "Ignored words" teaches the wrong thing)."""
+    import re
+    from pathlib import Path
+
+    from retrieval import Retriever
+
+    html = (Path(__file__).resolve().parents[2] / "templates/webapp/gallery.html").read_text()
+    placeholder = re.search(r'name="q"[^>]*placeholder="Search by text, e\.g\. ([^"]+)"',
+                            html).group(1)
+    examples = [q.strip() for q in placeholder.split(";")]
+    assert len(examples) >= 2
+    vocabulary = Retriever("default").vocabulary
+    assert {q: vocabulary.check(q) for q in examples} == {q: [] for q in examples}
