@@ -22,18 +22,19 @@ def spec() -> dict:
 
 def test_default_model_is_the_documented_model() -> None:
     model = spec()
-    assert model["members"] == {"original": ["original-1"], "dehazed": ["dehazed"]}
+    members = ["original-1", "original-3"]
+    assert model["members"] == {"original": members}
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
     assert size <= 40 * 2**20, f"the default model takes {size / 2**20:.1f} MB"
-    efficientnet = model["networks"]["original-1"]
-    assert efficientnet["model"]["arch"] == "efficientnet_lite0"
-    assert efficientnet["model"]["input_size"] == 96
-    assert efficientnet["pretrained"]["sha256"] == file_sha256(packaged_weights())
-    blob = torch.load(DEFAULT_MODEL_DIR / "original-1.pt", map_location="cpu", weights_only=True)
-    assert not any(v.dtype == torch.int8 for v in blob["state_dict"].values())  # fp16
-    blob = torch.load(DEFAULT_MODEL_DIR / "dehazed.pt", map_location="cpu", weights_only=True)
-    assert blob["config"].get("arch", "vgg16_bn") == "vgg16_bn"
-    assert any(v.dtype == torch.int8 for v in blob["state_dict"].values())
+    for name in members:
+        efficientnet = model["networks"][name]
+        assert efficientnet["model"]["arch"] == "efficientnet_lite0"
+        assert efficientnet["model"]["input_size"] == 128
+        assert efficientnet["pretrained"]["sha256"] == file_sha256(packaged_weights())
+        blob = torch.load(DEFAULT_MODEL_DIR / f"{name}.pt", map_location="cpu",
+                          weights_only=True)
+        assert {v.dtype for v in blob["state_dict"].values() if v.is_floating_point()} == {
+            torch.float16}
 
 
 def test_default_model_decides_consistent_sets() -> None:
@@ -42,7 +43,7 @@ def test_default_model_decides_consistent_sets() -> None:
     assert model["metrics"]["val"]["violations"] == {
         "two_or_more_weather": 0.0, "no_weather": 0.0, "cloudy_with_land": 0.0}
     predictor = load_predictor("default", device="cpu")
-    assert [n.config.arch for n in predictor.networks["original"]] == ["efficientnet_lite0"]
+    assert [n.config.arch for n in predictor.networks["original"]] == ["efficientnet_lite0"] * 2
     rng = np.random.default_rng(0)
     chips = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(6)]
     results = predictor.predict(chips)
@@ -55,5 +56,6 @@ def test_default_model_decides_consistent_sets() -> None:
 
 def test_stored_validation_outputs_are_the_networks() -> None:
     val = ValOutputs.load(DEFAULT_MODEL_DIR / "val_outputs.npz")
-    assert val.get("original", 8).shape == val.get("dehazed", 8).shape == (3238, 17)
+    assert val.get("original", 8).shape == (3238, 17)
+    assert val.member_names("original") == ["original-1", "original-3"]
     assert val.get("original", 1) is not None
