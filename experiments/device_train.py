@@ -26,17 +26,14 @@ RUNS = (("original", 1, 128), ("original", 2, 128), ("original", 3, 128), ("orig
         ("dehazed", 1, 128))
 
 
-DEVICE = "cuda"
-
-
 def train_command(data: Path, kind: str, member: int, size: int, epochs: int, out: Path,
-                  extra: tuple[str, ...] = ()) -> list[str]:
+                  device: str, extra: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, "-m", "classifier", "train",
             "--labels", str(data / "train_v2.csv"), "--images", str(data / "train-jpg.tar"),
             "--size", "32", "--arch", "efficientnet_lite0", "--pretrained",
             "--input-size", str(size), "--network", kind, "--member", str(member),
             "--epochs", str(epochs), "--schedule", "cosine", "--lr", "5e-4",
-            "--patience", "5", "--threads", "3", "--device", DEVICE, "--out", str(out), *extra]
+            "--patience", "5", "--threads", "3", "--device", device, "--out", str(out), *extra]
 
 
 def epoch_seconds(log: Path) -> float:
@@ -49,8 +46,9 @@ def probe_epochs(args: argparse.Namespace, started: float) -> int:
     epoch pays for CUDA's start-up; on an H200 it took 40 s, the next ones 16 s each with
     four networks in parallel)."""
     probe = args.out / "runs" / "probe"
+    # exits 1: paused after its one epoch
     subprocess.run(train_command(args.data, "original", 9, 128, args.max_epochs, probe,
-                                 ("--max-epochs-this-run", "1")), check=False)  # 1: paused
+                                 args.device, ("--max-epochs-this-run", "1")), check=False)
     per_epoch = epoch_seconds(probe / "train_log_original-9.csv")
     left = args.budget - (time.time() - started) - args.reserve
     # parallel processes share the GPU and the host: count each epoch 1.5x the probe's,
@@ -72,8 +70,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=0, help="skip the probe: train this many")
     parser.add_argument("--device", default="cuda", help="cpu only for a smoke run")
     args = parser.parse_args(argv)
-    global DEVICE
-    DEVICE = args.device
     started = time.time()
     runs = args.out / "runs"
 
@@ -84,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         out = runs / f"{kind}-{member}"
         log = (args.out / f"log_{kind}-{member}.txt").open("w")
         procs.append((out / f"{kind}-{member}.pt",
-                      subprocess.Popen(train_command(args.data, kind, member, size, epochs, out),
+                      subprocess.Popen(train_command(args.data, kind, member, size, epochs, out,
+                                                     args.device),
                                        stdout=log, stderr=subprocess.STDOUT)))
     deadline = started + args.budget - args.reserve
     for _, proc in procs:
@@ -98,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run([sys.executable, "-m", "classifier", "assemble", *done,
                         "--images", str(args.data / "train-jpg.tar"), "--out",
                         str(args.out / "cand"), "--weights", "fp16", "--no-test",
-                        "--device", DEVICE, "--name", "planet32-effl0x128-cand"], check=True)
+                        "--device", args.device, "--name", "planet32-effl0x128-cand"], check=True)
     print(f"finished at {time.time() - started:.0f} s", flush=True)
 
 
