@@ -4,7 +4,8 @@ augmentation and consistent tag sets.
 
 Plain Python/PyTorch; no web framework. What the web app uses is exported here, and only
 this (tests/webapp/test_layers.py): find and verify a model directory, load a predictor
-and predict, and the dehazed display copy.
+and predict, the dehazed display copy, fine-tune a model on curated images, and the
+metrics that compare two models.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from classifier.dehaze import dehaze
+from classifier.evaluation import paired_bootstrap
+from classifier.fine_tune import FineTuneSettings, TrainingHooks, fine_tune
+from classifier.metrics import fbeta_per_sample, per_label_scores
 from classifier.predictor import Prediction, Predictor, load_predictor
 from classifier.store import CLASSIFIER_DIRS, read_pipeline, verify_model_files
 
-__all__ = ["ModelInfo", "Prediction", "Predictor", "dehaze", "load_predictor",
-           "model_info", "verify_model"]
+__all__ = ["FineTuneSettings", "ModelInfo", "Prediction", "Predictor", "TrainingHooks",
+           "dehaze", "fbeta_per_sample", "fine_tune", "load_predictor", "model_info",
+           "paired_bootstrap", "per_label_scores", "verify_model"]
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ class MultiLabelNetwork(nn.Module):
     """What prediction, training and search rely on, whatever the architecture."""
 
     config: ModelConfig
+    output_layer: str = ""  # the layer with one row per label (its weight and bias)
 
     @property
     def embedding_dim(self) -> int:
@@ -90,6 +91,8 @@ class MultiLabelNetwork(nn.Module):
 
 class VGGMultiLabel(MultiLabelNetwork):
     """VGG16-BN features -> flatten -> Linear/BN/LeakyReLU/Dropout -> Linear (logits)."""
+
+    output_layer = "head.5"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -148,6 +151,8 @@ class VGGMultiLabel(MultiLabelNetwork):
 class EfficientNetMultiLabel(EfficientNetLite0, MultiLabelNetwork):
     """EfficientNet-Lite0 with one logit per label; its descriptor is the pooled 1280-d
     feature vector before the classifier."""
+
+    output_layer = "_fc"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(LiteConfig(config.num_labels, config.input_size, config.dropout))

@@ -194,6 +194,8 @@ class NetworkInfo:
 
     def split_names(self, part: str) -> list[str]:
         """Image names of this network's ``val`` or ``test`` split (``train`` too)."""
+        if not self.split.get("n_images", {}).get(part, 1):
+            return []  # an empty part (e.g. no test split: a candidate compared elsewhere)
         folder = (self.path or Path(".")).parent
         path = folder / f"{part}.csv"
         if not path.exists():

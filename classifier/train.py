@@ -91,14 +91,29 @@ class TrainConfig:
         return asdict(self)
 
 
+@dataclass
+class TrainingHooks:
+    """What a caller that runs training for someone else (the web app's training jobs)
+    hears while it runs. ``on_batch(done, total)`` is called after every batch and
+    ``on_epoch(name, history)`` after every epoch's checkpoint; either may raise to stop
+    the run (the checkpoint of the last finished epoch stays, and the same command
+    resumes from it)."""
+
+    on_batch: Callable[[int, int], None] | None = None
+    on_epoch: Callable[[str, list[dict[str, float]]], None] | None = None
+
+
 def train_one_epoch(model: MultiLabelNetwork, optimizer: torch.optim.Optimizer, images: np.ndarray,
                     targets: np.ndarray, config: TrainConfig, device: torch.device,
-                    scaler: torch.amp.GradScaler, generator: torch.Generator, desc: str) -> float:
+                    scaler: torch.amp.GradScaler, generator: torch.Generator, desc: str,
+                    on_batch: Callable[[int, int], None] | None = None) -> float:
     model.train()
     order = torch.randperm(len(images), generator=generator).numpy()
     total, seen = 0.0, 0
     bar = tqdm(range(0, len(order), config.batch_size), desc=desc, unit="batch", leave=False)
-    for start in bar:
+    for step, start in enumerate(bar):
+        if on_batch is not None:
+            on_batch(step, len(bar))
         idx = np.sort(order[start:start + config.batch_size])
         if len(idx) < 2:
             continue
@@ -133,13 +148,19 @@ def evaluate(model: MultiLabelNetwork, images: np.ndarray, targets: np.ndarray,
             "val_f2": f2_score(targets, apply_thresholds(probs, thresholds))}
 
 
-def _load_initial_weights(model: MultiLabelNetwork, path: Path) -> None:
+def _load_initial_weights(model: MultiLabelNetwork, path: Path,
+                          labels: list[str] | None = None) -> None:
     """Start from an earlier network file (continued training: the optimizer and the
     schedule start afresh). The architectures must match, except that a network with
-    ``keep_resolution_after`` may start from one without it (see ``adapt_head``)."""
+    ``keep_resolution_after`` may start from one without it (see ``adapt_head``).
+    ``labels`` (fine-tuning): this run's labels, matched to the file's by name
+    (``map_label_rows``), so the head may grow, shrink or reorder."""
     if not path.is_file():
         raise FileNotFoundError(f"--init-from: {path} is no network file")
     config, state = read_network_file(path)
+    if labels is not None:
+        state = map_label_rows(state, model, NetworkInfo.read(path).labels, labels)
+        config = {**config, "num_labels": len(labels)}
     ours = model.config.to_dict()
     theirs = {**config, "keep_resolution_after": config.get("keep_resolution_after", 0)}
     if {**theirs, "keep_resolution_after": 0} != {**ours, "keep_resolution_after": 0}:
@@ -149,6 +170,25 @@ def _load_initial_weights(model: MultiLabelNetwork, path: Path) -> None:
         state = adapt_head(state, model)
     model.load_state_dict(state)
     print(f"initialised from {path}")
+
+
+def map_label_rows(state: dict[str, torch.Tensor], model: MultiLabelNetwork,
+                   theirs: list[str], ours: list[str]) -> dict[str, torch.Tensor]:
+    """The trained output layer's rows for this run's labels, by name: a label both
+    know keeps its trained row; a new label starts as the fresh model starts it (so the
+    head grows for labels the trained network never saw); a label only they know is
+    dropped. Everything before the output layer is taken as trained."""
+    fresh = model.state_dict()
+    layer = model.output_layer
+    index = {name: i for i, name in enumerate(theirs)}
+    mapped = dict(state)
+    for key in (f"{layer}.weight", f"{layer}.bias"):
+        rows = fresh[key].clone()
+        for j, name in enumerate(ours):
+            if name in index:
+                rows[j] = state[key][index[name]]
+        mapped[key] = rows
+    return mapped
 
 
 def adapt_head(state: dict[str, torch.Tensor], model: VGGMultiLabel) -> dict[str, torch.Tensor]:
@@ -184,10 +224,13 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
                   checkpoint_dir: Path, device: torch.device,
                   max_epochs_this_run: int | None = None,
                   on_epoch: Callable[[str, list[dict[str, float]]], None] | None = None,
+                  on_batch: Callable[[int, int], None] | None = None,
+                  init_labels: list[str] | None = None,
                   ) -> tuple[MultiLabelNetwork, list[dict[str, float]], bool]:
     """Train (or resume) one network; returns the best model by validation F2, the log and
     whether training has finished (False when ``max_epochs_this_run`` paused it).
-    ``config.init_from``: a network file to start from."""
+    ``config.init_from``: a network file to start from (``init_labels``: this run's
+    labels, matched to that network's by name)."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     last_path = checkpoint_dir / f"{name}_last.pt"
     best_path = checkpoint_dir / f"{name}_best.pt"
@@ -199,7 +242,7 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
         model_config = ModelConfig(**state["model_config"])
     model = create_model(model_config, config.imagenet_weights or config.pretrained or None)
     if config.init_from and not last_path.exists():
-        _load_initial_weights(model, Path(config.init_from))
+        _load_initial_weights(model, Path(config.init_from), init_labels)
     model = model.to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -230,7 +273,8 @@ def train_network(name: str, model_config: ModelConfig, config: TrainConfig,
             break
         started = time.time()
         loss = train_one_epoch(model, optimizer, train[0], train[1], config, device, scaler,
-                               generator, f"{name} epoch {epoch + 1}/{config.epochs}")
+                               generator, f"{name} epoch {epoch + 1}/{config.epochs}",
+                               on_batch)
         row = {"epoch": epoch + 1, "train_loss": loss,
                **evaluate(model, val[0], val[1], device, config.amp),
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - started}
@@ -316,6 +360,14 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     parser.add_argument("--init-from", default=None, metavar="NETWORK.pt",
                         help="start from this network file (continued training with a fresh "
                              "optimizer and schedule; trained on the same split)")
+    parser.add_argument("--vocabulary", default=None, metavar="LABEL,LABEL,...",
+                        help="the labels to learn, in this order (default: every tag of "
+                             "--labels, sorted); other tags are ignored")
+    parser.add_argument("--fine-tune", action="store_true",
+                        help="with --init-from: the network was trained on other images or "
+                             "labels; its output rows are matched to this run's labels by "
+                             "name (new labels start fresh) and its split is not checked "
+                             "against this run's (the caller keeps its held-out images out)")
     parser.add_argument("--imagenet-weights", default=None,
                         help="local ImageNet state dict: torchvision vgg16_bn (width 1.0 only) "
                              "or EfficientNet-Lite0")
@@ -334,10 +386,18 @@ def _write_split(out: Path, split: dict[str, list[str]], tags: dict[str, list[st
     every network of a model must validate on the same images."""
     for part, names in split.items():
         path = out / f"{part}.csv"
-        if path.exists() and read_labels(path).names != names:
+        if path.exists() and _split_names(path) != names:
             raise SystemExit(f"{path} holds another split (other --labels, --seed or "
                              "fractions): use another --out")
         write_labels(path, names, [tags[name] for name in names])
+
+
+def _split_names(path: Path) -> list[str]:
+    """The names a split CSV holds; none for a header only (an empty part)."""
+    try:
+        return read_labels(path).names
+    except ValueError:
+        return []
 
 
 def check_unseen(init_from: Path, held_out: set[str]) -> None:
@@ -385,11 +445,13 @@ def pretrained_record(config: ModelConfig, args: argparse.Namespace) -> dict[str
 TrainingSet = Callable[[str, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None) -> Path | None:
+def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None,
+         hooks: TrainingHooks | None = None) -> Path | None:
     """Train one network; returns its file, or None when ``--max-epochs-this-run``
     paused the run (the same command resumes it). ``make_training_set(kind, decoded,
     inputs, targets)`` may replace the training images and targets (research runs such
-    as ``experiments/distill.py``)."""
+    as ``experiments/distill.py``); ``hooks`` hear every batch and epoch."""
+    hooks = hooks or TrainingHooks()
     started = time.time()
     if args.member < 0:
         raise SystemExit("--member must be 0 or more")
@@ -406,7 +468,7 @@ def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None)
     name = member_name(args.network, args.member)
 
     table = read_labels(args.labels)
-    labels = table.vocabulary()
+    labels = args.vocabulary.split(",") if args.vocabulary else table.vocabulary()
     data = load_images(table, args.images, args.size, labels)
     if data.errors:
         print(f"{len(data.errors)} images skipped, e.g. {next(iter(data.errors.items()))}")
@@ -417,7 +479,9 @@ def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None)
                                                                      parts)}
     _write_split(out, split, {n: [labels[j] for j in np.flatnonzero(data.targets[i])]
                               for i, n in enumerate(data.names)})
-    if args.init_from:
+    if args.fine_tune and not args.init_from:
+        raise SystemExit("--fine-tune needs --init-from (the network to start from)")
+    if args.init_from and not args.fine_tune:
         check_unseen(Path(args.init_from), set(split["val"]) | set(split["test"]))
     train_idx, val_idx, _ = parts
     print(f"[{name}] {len(labels)} labels; {len(train_idx)} train / {len(val_idx)} val images "
@@ -440,9 +504,14 @@ def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None)
         schedule=args.schedule,
         run_seed=args.seed + args.member if args.member else None)
 
-    def on_epoch(_name: str, history: list[dict[str, float]]) -> None:
+    def write_log(history: list[dict[str, float]]) -> None:
         _write_log(out / f"train_log_{name}.csv", history)
         plots.learning_curves({name: history}, out / f"learning_curves_{name}.png")
+
+    def on_epoch(_name: str, history: list[dict[str, float]]) -> None:
+        write_log(history)
+        if hooks.on_epoch is not None:
+            hooks.on_epoch(name, history)
 
     y = data.targets
     train_set = (images[train_idx], y[train_idx])
@@ -450,8 +519,9 @@ def main(args: argparse.Namespace, make_training_set: TrainingSet | None = None)
         train_set = make_training_set(args.network, data.images[train_idx], *train_set)
     model, history, finished = train_network(
         name, model_config, config, train_set, (images[val_idx], y[val_idx]),
-        out / "checkpoints", device, args.max_epochs_this_run, on_epoch)
-    on_epoch(name, history)
+        out / "checkpoints", device, args.max_epochs_this_run, on_epoch, hooks.on_batch,
+        labels if args.fine_tune else None)
+    write_log(history)
     if not finished:
         print(f"[{name}] paused; run the same command again to resume")
         return None

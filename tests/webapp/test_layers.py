@@ -56,7 +56,8 @@ def test_a_batch_life_has_one_owner_that_calls_none_of_its_callers():
 # (classifier/__init__.py, retrieval/__init__.py) and the imagery foundation.
 WEB_APP_MAY_IMPORT = {
     "classifier": {"Prediction", "Predictor", "load_predictor", "model_info", "verify_model",
-                   "dehaze"},
+                   "dehaze", "FineTuneSettings", "TrainingHooks", "fine_tune",
+                   "fbeta_per_sample", "per_label_scores", "paired_bootstrap"},
     "retrieval": {"Retriever", "LiveHammingIndex", "UnknownQuery", "find_model", "from_int",
                   "to_int", "set_search_threads"},
 }
