@@ -58,7 +58,9 @@ def fit_calibrator(kind: str, probs: np.ndarray, y_true: np.ndarray, seed: int =
     y = np.asarray(y_true, dtype=np.float64)
     if kind == "ridge":
         model = RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True).fit(x, y)
-        return Calibrator("ridge", np.asarray(model.coef_), np.asarray(model.intercept_))
+        # one label: scikit-learn returns a 1-D coef and a scalar intercept
+        return Calibrator("ridge", np.asarray(model.coef_).reshape(n_labels, n_inputs),
+                          np.asarray(model.intercept_).reshape(n_labels))
     coef = np.zeros((n_labels, n_inputs))
     intercept = np.zeros(n_labels)
     for j in range(n_labels):

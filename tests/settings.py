@@ -19,6 +19,7 @@ MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="webapp-test-media-"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = f"test-{uuid.uuid4().hex[:10]}"
+TRAINING_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}-training"
 # A killed worker's task comes back after this many seconds (production: one hour).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

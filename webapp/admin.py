@@ -19,10 +19,9 @@ from webapp.models import (
     Prediction,
     ReviewQueue,
 )
-from webapp.services import access, curation, labels, splits
+from webapp.services import access, activation, curation, labels, splits
 from webapp.services.export import labels_csv
 from webapp.services.gallery import parse_id, without_nul
-from webapp.services.model_registry import activate_model
 
 
 def thumbnail(image: Image, size: int = 64) -> str:
@@ -312,7 +311,7 @@ class BatchAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["version", "name", "is_active", "created_at", "test_f2"]
+    list_display = ["version", "name", "state", "is_active", "created_at", "test_f2"]
     readonly_fields = ["version", "name", "path", "created_at", "summary", "per_label"]
     fields = readonly_fields
     actions = ["activate"]
@@ -345,13 +344,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
         f2 = model.metrics.get("test", {}).get("f2")
         return f"{f2:.4f}" if f2 is not None else "-"
 
-    @admin.action(description="Make active (tags new uploads)", permissions=["change"])
+    @admin.action(description="Make active (tags new uploads) and re-tag unreviewed images",
+                  permissions=["change"])
     def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Choose exactly one model.", messages.ERROR)
             return
-        model = activate_model(queryset.get())
-        self.message_user(request, f"{model.version} is now active.")
+        model = queryset.get()
+        job = activation.do_activate(model, request.user, retag=True)
+        self.message_user(request, f"{model.version} is now active; re-tagging "
+                                   f"{job.total if job else 0} unreviewed images.")
 
     def has_add_permission(self, request):
         return False  # models come from `manage.py register_model DIR`

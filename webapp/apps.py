@@ -17,7 +17,8 @@ CURATOR_PERMISSIONS = [
     "curate_image", "view_image", "change_image", "view_reviewqueue", "change_reviewqueue",
     "view_imagelabel", "add_imagelabel", "change_imagelabel", "delete_imagelabel",
     "view_label", "add_label", "change_label", "view_batch", "view_prediction",
-    "view_modelversion", "move_split",
+    "view_modelversion", "move_split", "add_trainingjob", "view_trainingjob",
+    "view_retagjob",
 ]
 
 

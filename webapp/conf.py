@@ -104,6 +104,18 @@ DEFAULTS: dict[str, Any] = {
     "EVALUATION_FRACTION": 0.15,
     # Reviewed positives in the train set a label needs before a training takes it.
     "MIN_LABEL_POSITIVES": 10,
+    # Training jobs (webapp.services.trainings): their Celery queue, run folders (under
+    # var/ by default), CPU threads (1 of 2 cores leaves the other to tagging), device
+    # ("cpu", "cuda"), default and largest epochs budget per network, images per step.
+    "TRAINING_QUEUE": "training",
+    "TRAINING_DIR": "",
+    "TRAINING_THREADS": 1,
+    "TRAINING_DEVICE": "cpu",
+    "TRAINING_EPOCHS": 4,
+    "TRAINING_MAX_EPOCHS": 50,
+    "TRAINING_MIN_IMAGES": 10,
+    # Images per re-tagging chunk (one transaction, one forward pass).
+    "RETAG_CHUNK_SIZE": 64,
     # Password reset needs mail: offered only when an SMTP host is configured (None: on
     # when EMAIL_HOST is set).
     "PASSWORD_RESET": None,

@@ -48,7 +48,12 @@ class ModelVersion(models.Model):
     path = models.CharField(max_length=500, help_text="model directory, or 'default'")
     labels = models.JSONField(default=list)
     metrics = models.JSONField(default=dict, blank=True)
+    card = models.JSONField(default=dict, blank=True,
+                            help_text="how a trained candidate was made: labels, image "
+                                      "counts, commands, settings (webapp.services.trainings)")
     is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="when it last became the active model")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -60,6 +65,13 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.version + (" (active)" if self.is_active else "")
+
+    @property
+    def state(self) -> str:
+        """active; candidate (never activated yet); retired (was active before)."""
+        if self.is_active:
+            return "active"
+        return "retired" if self.activated_at else "candidate"
 
 
 class Image(models.Model):
@@ -406,3 +418,82 @@ class UploadReservation(models.Model):
     size_bytes = models.BigIntegerField(default=0)
     pixels = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+
+class LongWork(models.Model):
+    """The fields every kind of long work shares (webapp.services.leases): status,
+    progress, and the lease a worker holds while it runs the row."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
+
+    UNFINISHED = (Status.QUEUED, Status.RUNNING)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED,
+                              db_index=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="when a worker message was last sent")
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="last sign of life of its worker")
+    worker = models.CharField(max_length=200, blank=True,
+                              help_text="lease of the worker running it (empty: none)")
+
+    class Meta:
+        abstract = True
+
+
+class TrainingJob(LongWork):
+    """A fine-tune of a model on the curated train images, ending as a candidate model
+    (webapp.services.trainings); runs on the ``training`` queue."""
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    base = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+",
+                             help_text="the model whose networks are fine-tuned")
+    options = models.JSONField(default=dict, help_text="as asked: labels, epochs, "
+                                                       "reviewed_only")
+    labels = models.JSONField(default=list, help_text="the labels it learns")
+    images = models.JSONField(default=dict, help_text="image counts of its data set")
+    phase = models.CharField(max_length=12, blank=True,
+                             help_text="exporting, training, assembling, evaluating")
+    progress = models.FloatField(default=0.0)
+    epoch = models.PositiveIntegerField(default=0, help_text="epochs done, all networks")
+    epochs = models.PositiveIntegerField(default=0, help_text="epochs budget, all networks")
+    history = models.JSONField(default=list, help_text="one row per network and epoch")
+    eta_seconds = models.FloatField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    result = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="trainings", help_text="the candidate it made")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"training {self.pk} ({self.status})"
+
+
+class RetagJob(LongWork):
+    """Re-predicting every unreviewed image with a newly activated model, in chunks of
+    images in id order (``cursor``: the last id done), on the tagging queue."""
+
+    model = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="retags")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    predicted = models.PositiveIntegerField(default=0,
+                                            help_text="new predictions (the rest were kept)")
+    failed = models.PositiveIntegerField(default=0)
+    cursor = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"re-tagging with {self.model_id} ({self.status})"

@@ -269,6 +269,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # "status" names several choice sets: each gets its own stable component name
+    "ENUM_NAME_OVERRIDES": {
+        "LongWorkStatusEnum": [(s, s) for s in ("queued", "running", "done", "failed",
+                                                "cancelled")],
+        "ImageStatusEnum": [("pending", "waiting for a worker"), ("ready", "predicted"),
+                            ("broken", "cannot be decoded")]},
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "webapp.api.schema.document_errors"],
 }

@@ -14,7 +14,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from webapp.conf import prepare_var_dir
-from webapp.services import healing, recognition, search
+from webapp.services import activation, healing, recognition, search, trainings
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +71,17 @@ def encode_images(image_ids: list[int], text_only: bool = False) -> int:
 def heal_queue() -> dict[str, int]:
     """Periodic (Celery beat): resend stalled or lost batches, purge old tombstones."""
     return healing.heal()
+
+
+@shared_task(base=WorkerTask)
+def train_model(job_id: int) -> dict[str, object] | None:
+    """Run or resume a training job (on the training queue). Idempotent."""
+    job = trainings.run(job_id)
+    return None if job is None else {"training": job.pk, "status": job.status}
+
+
+@shared_task(base=WorkerTask)
+def retag_images(job_id: int) -> dict[str, object] | None:
+    """Re-tag the unreviewed images with an activated model. Idempotent, resumable."""
+    job = activation.run_retag(job_id)
+    return None if job is None else {"retag": job.pk, "status": job.status, "done": job.done}

@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -17,8 +18,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from webapp.api.throttles import page_allowed
 from webapp.conf import app_settings
-from webapp.models import Image, Label
+from webapp.models import Image, Label, ModelVersion, TrainingJob
 from webapp.services import access, curation, scenes, search
+from webapp.services import labels as label_service
 from webapp.services.gallery import (
     ImageFilter,
     TooManyTags,
@@ -251,6 +253,44 @@ def image_file(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+def _may_train(user) -> bool:
+    return user.has_perm("webapp.add_trainingjob") or user.has_perm("webapp.view_trainingjob")
+
+
+@login_required
+@require_GET
+def trainings_page(request: HttpRequest) -> HttpResponse:
+    """"Train a model": which labels are ready, the form, and every job with live
+    progress (the page's JavaScript posts to and polls the trainings API)."""
+    if not _may_train(request.user):
+        raise PermissionDenied("training needs curator rights")
+    ready = label_service.readiness()
+    table = [{"label": label, "known": label.name in ready.known,
+              "missing": ready.missing(label.reviewed_train)}
+             for label in label_service.label_table(Label.objects.filter(active=True))]
+    return render(request, "webapp/trainings.html", {
+        "labels": table, "models": ModelVersion.objects.all(), "active": active_model(),
+        "epochs": app_settings.TRAINING_EPOCHS, "max_epochs": app_settings.TRAINING_MAX_EPOCHS,
+        "minimum": ready.minimum, "may_start": request.user.has_perm("webapp.add_trainingjob"),
+        "jobs": TrainingJob.objects.select_related("result", "base")[:50],
+    })
+
+
+@reads
+@require_GET
+def model_compare(request: HttpRequest, pk: int) -> HttpResponse:
+    """A model against another (default: the active one) on the evaluation images; the
+    numbers, curves and disagreements come from the compare API."""
+    model = get_object_or_404(ModelVersion, pk=pk)
+    against = parse_id(request.GET.get("against"))
+    against_model = (ModelVersion.objects.filter(pk=against).first() if against else None) \
+        or active_model()
+    return render(request, "webapp/model_compare.html", {
+        "model": model, "against": against_model, "models": ModelVersion.objects.all(),
+        "may_activate": request.user.has_perm("webapp.change_modelversion"),
+    })
 
 
 @require_GET

@@ -119,3 +119,14 @@ def test_invalid_kind_raises(kind, mutually_exclusive_data):
         fit_calibrator(kind, probs, y)
     with pytest.raises(ValueError):
         cross_fitted_scores(kind, probs, y, folds=2)
+
+
+@pytest.mark.parametrize("kind", ["ridge", "lasso"])
+def test_a_single_label_calibrates_like_many(kind, rng):
+    """A model of one label (a curator's first new label) keeps 2-D scores."""
+    y = (rng.random((40, 1)) < 0.4).astype(float)
+    probs = np.clip(y * 0.6 + rng.random((40, 1)) * 0.4, 0, 1)
+    scores = cross_fitted_scores(kind, probs, y)
+    assert scores.shape == (40, 1)
+    layer = fit_calibrator(kind, probs, y)
+    assert layer.coef.shape == (1, 1) and layer.transform(probs).shape == (40, 1)

@@ -139,6 +139,7 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "REDIS_URL": settings.CELERY_BROKER_URL,
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "TRAINING_QUEUE": settings.TRAINING_QUEUE,
         "CELERY_VISIBILITY_TIMEOUT": str(
             settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]),
         "PREDICT_CHUNK_SIZE": str(app_settings.PREDICT_CHUNK_SIZE),
@@ -159,14 +160,15 @@ class WorkerProcess:
     (one child process that the main process replaces when it dies)."""
 
     def __init__(self, log_path: Path, extra_env: dict[str, str] | None = None,
-                 pool: str = "solo", app: str = "webapp") -> None:
+                 pool: str = "solo", app: str = "webapp", queues: str | None = None) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
         self.log_path = log_path
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", pool,
              "--concurrency", "1", "--beat", "--loglevel", "INFO", "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "--hostname", self.name],
+             "--without-mingle", "--without-heartbeat", "--hostname", self.name,
+             *(["--queues", queues] if queues else [])],
             cwd=ROOT, env=worker_env(extra_env), stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
         self.wait_ready()
@@ -201,8 +203,10 @@ class WorkerProcess:
 def start_worker(tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
-    def start(pool: str = "solo", app: str = "webapp", **extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", extra_env, pool, app)
+    def start(pool: str = "solo", app: str = "webapp", queues: str | None = None,
+              **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", extra_env, pool, app,
+                               queues)
         workers.append(worker)
         return worker
 

@@ -14,14 +14,16 @@ MAX_K = 500
 MAX_ID = 2**63 - 1
 
 
-def check(query: type[serializers.Serializer], request) -> None:
+def check(query: type[serializers.Serializer], request) -> dict:
     """Raise a 400 (ValidationError) when a query parameter has a value not allowed.
 
     A plain dict of the last value of each parameter, not the QueryDict: DRF reads an
     empty value in form data as "not given", but ``?batch=`` is no integer.
     """
     params = request.query_params
-    query(data={key: params.getlist(key)[-1] for key in params}).is_valid(raise_exception=True)
+    form = query(data={key: params.getlist(key)[-1] for key in params})
+    form.is_valid(raise_exception=True)
+    return form.validated_data
 
 
 class AnyText(serializers.CharField):
@@ -84,3 +86,9 @@ class BatchQuery(serializers.Serializer):
         help_text="item position the page of `images` starts after (see `images_next`)")
     images_status = serializers.ChoiceField(["queued", "done", "failed"], required=False,
                                             help_text="only items in this state")
+
+
+class CompareQuery(serializers.Serializer):
+    against = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False,
+                                       help_text="model id to compare with (default: the "
+                                                 "active model)")

@@ -6,8 +6,18 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from webapp.models import Batch, BatchItem, Image, ImageLabel, Label, ModelVersion, Scene
+from webapp.models import (
+    Batch,
+    BatchItem,
+    Image,
+    ImageLabel,
+    Label,
+    ModelVersion,
+    Scene,
+    TrainingJob,
+)
 from webapp.services import access
+from webapp.services.activation import retag_status
 from webapp.services.scenes import with_progress
 
 
@@ -266,10 +276,100 @@ class LabelCreateSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
+class RetagSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField(help_text="queued, running, done, failed, cancelled")
+    done = serializers.IntegerField(help_text="images re-tagged so far")
+    total = serializers.IntegerField(help_text="unreviewed images when it started")
+    predicted = serializers.IntegerField(help_text="new predictions (a model's earlier "
+                                                   "predictions are re-used)")
+    failed = serializers.IntegerField()
+    error = serializers.CharField()
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True,
+                                  help_text="active; candidate (never activated); retired")
+    retag = serializers.SerializerMethodField()
+
     class Meta:
         model = ModelVersion
-        fields = ["id", "version", "name", "labels", "metrics", "is_active", "created_at"]
+        fields = ["id", "version", "name", "state", "labels", "metrics", "card", "is_active",
+                  "activated_at", "created_at", "retag"]
+
+    @extend_schema_field(RetagSerializer(allow_null=True))
+    def get_retag(self, model: ModelVersion) -> dict | None:
+        return retag_status(model)
+
+
+class ActivateSerializer(serializers.Serializer):
+    retag = serializers.BooleanField(default=True, help_text="re-tag every unreviewed image "
+                                                             "with it, in the background")
+
+
+class TrainingCreateSerializer(serializers.Serializer):
+    base = serializers.CharField(default="active", max_length=20,
+                                 help_text="'active' or a model id: whose networks to fine-tune")
+    labels = serializers.ListField(child=serializers.CharField(max_length=64), required=False,
+                                   allow_empty=True, max_length=500,
+                                   help_text="default: every active label with enough "
+                                             "reviewed positives in the train set")
+    epochs = serializers.IntegerField(required=False, min_value=1, max_value=1000,
+                                      help_text="epochs budget per network")
+    reviewed_only = serializers.BooleanField(default=True,
+                                             help_text="learn from reviewed images only")
+
+
+class TrainingHistorySerializer(serializers.Serializer):
+    network = serializers.CharField()
+    epoch = serializers.IntegerField()
+    train_loss = serializers.FloatField()
+    val_f2 = serializers.FloatField()
+    seconds = serializers.FloatField()
+
+
+class TrainingSerializer(serializers.ModelSerializer):
+    model = serializers.PrimaryKeyRelatedField(source="result", read_only=True,
+                                               help_text="the candidate's id once done")
+    history = serializers.ListField(child=serializers.DictField(), read_only=True,
+                                    help_text="per network and epoch: train_loss, val_f2, ...")
+
+    class Meta:
+        model = TrainingJob
+        fields = ["id", "status", "phase", "progress", "epoch", "epochs", "eta_seconds",
+                  "history", "model", "error", "base", "labels", "options", "images",
+                  "cancel_requested", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class CompareF2Serializer(serializers.Serializer):
+    candidate = serializers.FloatField(allow_null=True)
+    active = serializers.FloatField(allow_null=True, help_text="the model compared against")
+    difference = serializers.FloatField(allow_null=True)
+    interval = serializers.ListField(child=serializers.FloatField(),
+                                     help_text="paired bootstrap 95% interval")
+
+
+class CompareLabelSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    support = serializers.IntegerField()
+    f2_candidate = serializers.FloatField(allow_null=True, help_text="null: unknown to it")
+    f2_active = serializers.FloatField(allow_null=True)
+    precision_candidate = serializers.FloatField(allow_null=True)
+    precision_active = serializers.FloatField(allow_null=True)
+    recall_candidate = serializers.FloatField(allow_null=True)
+    recall_active = serializers.FloatField(allow_null=True)
+
+
+class CompareSerializer(serializers.Serializer):
+    candidate = serializers.IntegerField()
+    against = serializers.IntegerField()
+    evaluation_images = serializers.IntegerField()
+    missing = serializers.DictField(child=serializers.IntegerField())
+    f2 = CompareF2Serializer()
+    labels = CompareLabelSerializer(many=True)
+    pr_curves = serializers.DictField(child=serializers.ListField())
+    disagreements = serializers.ListField(child=serializers.DictField())
 
 
 class MatchSerializer(ImageSerializer):

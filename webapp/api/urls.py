@@ -11,6 +11,7 @@ router.register("images", views.ImageViewSet, basename="image")
 router.register("labels", views.LabelViewSet, basename="label")
 router.register("models", views.ModelVersionViewSet, basename="modelversion")
 router.register("scenes", views.SceneViewSet, basename="scene")
+router.register("trainings", views.TrainingViewSet, basename="training")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

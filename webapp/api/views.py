@@ -19,8 +19,10 @@ from webapp.api import queries
 from webapp.api.permissions import CanCurate, ReadAccess
 from webapp.api.search import matches_response, parse_k, unavailable
 from webapp.api.serializers import (
+    ActivateSerializer,
     BatchCreateSerializer,
     BatchSerializer,
+    CompareSerializer,
     DescriptionSerializer,
     FilesSerializer,
     ImageSerializer,
@@ -30,12 +32,16 @@ from webapp.api.serializers import (
     MatchPageSerializer,
     ModelVersionSerializer,
     SceneSerializer,
+    TrainingCreateSerializer,
+    TrainingSerializer,
 )
 from webapp.api.throttles import ScopedThrottle
-from webapp.models import Batch, BatchItem, ModelVersion, Scene
+from webapp.models import Batch, BatchItem, ModelVersion, Scene, TrainingJob
 from webapp.services import (
     access,
+    activation,
     batches,
+    comparison,
     curation,
     export,
     ingest,
@@ -43,6 +49,7 @@ from webapp.services import (
     scenes,
     search,
     splits,
+    trainings,
 )
 from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset
 from webapp.services.model_registry import active_model
@@ -402,6 +409,72 @@ class LabelViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Model versions: the active one, candidates from trainings, retired ones; compare
+    two on the evaluation images; activate one (with re-tagging; rollback = activate the
+    previous one)."""
+
     serializer_class = ModelVersionSerializer
     permission_classes = [ReadAccess]
     queryset = ModelVersion.objects.all()
+
+    @extend_schema(parameters=[queries.CompareQuery], responses={200: CompareSerializer})
+    @action(detail=True, methods=["get"])
+    def compare(self, request, pk=None):
+        """This model against another (``against``: a model id, default the active one)
+        on the evaluation images: F2 of both with the difference's paired bootstrap 95%
+        interval, per label scores, PR curves, the images they disagree on most."""
+        params = queries.check(queries.CompareQuery, request)
+        candidate = self.get_object()
+        against_id = params.get("against")
+        against = (get_object_or_404(ModelVersion, pk=against_id) if against_id is not None
+                   else active_model())
+        return Response(comparison.compare(candidate, against))
+
+    @extend_schema(request=ActivateSerializer, responses={202: ModelVersionSerializer})
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        """Make this model the active one (it tags new uploads at once); with ``retag``
+        (default) every unreviewed image is re-tagged in the background. Reviewed labels
+        never change. Needs the change_modelversion permission."""
+        form = ActivateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        model = self.get_object()
+        try:
+            activation.do_activate(model, request.user, form.validated_data["retag"])
+        except activation.ActivationRefused as exc:
+            raise PermissionDenied(str(exc)) from None
+        model.refresh_from_db()
+        return Response(self.get_serializer(model).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin,
+                      mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Training jobs: fine-tune a model on the curated train images; the result is a
+    candidate model version (compare it, then activate it)."""
+
+    serializer_class = TrainingSerializer
+    permission_classes = [ReadAccess]
+    queryset = TrainingJob.objects.select_related("result")
+
+    @extend_schema(request=TrainingCreateSerializer, responses={202: TrainingSerializer})
+    def create(self, request, *args, **kwargs):
+        """Queue a training (curators: add_trainingjob). 202; poll the job."""
+        form = TrainingCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            job = trainings.do_create(request.user, **form.validated_data)
+        except trainings.TrainingRefused as exc:
+            if exc.forbidden:
+                raise PermissionDenied(str(exc)) from None
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: TrainingSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel: a queued job at once, a running one at its next training step."""
+        try:
+            job = trainings.do_cancel(self.get_object(), request.user)
+        except trainings.TrainingRefused as exc:
+            raise PermissionDenied(str(exc)) from None
+        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -1,6 +1,6 @@
 """Long work, one mechanism: who runs a job, its heartbeat, and resending it when it stalls.
 
-A kind of long work (batches today; training jobs and re-tagging next) is a model whose
+A kind of long work (batches, training jobs, re-tagging) is a model whose
 rows carry three fields: ``worker`` (the lease holder's token), ``heartbeat_at`` (renewed
 while it runs) and ``queued_at`` (when its task was last sent). A ``WorkKind`` names the
 model, which of its rows are unfinished, what a worker does when it takes one, and how
@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, models
+from django.db import DatabaseError, connections, models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -36,7 +37,7 @@ from webapp.conf import app_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Lease", "LeaseLost", "WorkKind", "resend_stalled", "stalled"]
+__all__ = ["Heartbeat", "Lease", "LeaseLost", "WorkKind", "resend_stalled", "stalled"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,44 @@ class Lease:
             self._rows.filter(worker=self.token).update(worker="")
         except DatabaseError:  # the heartbeat goes stale and the lease with it
             log.warning("could not release the lease on %s %s", self.kind.name, self.pk)
+
+
+class Heartbeat:
+    """The lease renewed by a thread, for work whose steps outlast the stale time (a
+    training epoch): the thread beats every ``lease.every`` seconds and then calls
+    ``on_beat`` (e.g. to write progress or read a cancel request). ``lost`` is set when
+    another worker took the row over; the work checks it between its own steps."""
+
+    def __init__(self, lease: Lease, on_beat: Callable[[], None] | None = None) -> None:
+        self.lease, self.on_beat = lease, on_beat
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"heartbeat-{lease.kind.name}-{lease.pk}")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.lease.every):
+                try:
+                    self.lease.beat(force=True)
+                    if self.on_beat is not None:
+                        self.on_beat()
+                except LeaseLost:
+                    self.lost.set()
+                    return
+                except DatabaseError:  # a hiccup: the next beat tries again
+                    log.warning("heartbeat of %s %s failed", self.lease.kind.name,
+                                self.lease.pk, exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connection
 
 
 def stalled(kind: WorkKind, now: datetime | None = None) -> QuerySet:

