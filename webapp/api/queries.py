@@ -92,3 +92,13 @@ class CompareQuery(serializers.Serializer):
     against = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False,
                                        help_text="model id to compare with (default: the "
                                                  "active model)")
+
+
+class ReviewQuery(serializers.Serializer):
+    order = serializers.ChoiceField(["informative", "uncertain"], required=False,
+                                    help_text="informative (default): uncertainty mixed "
+                                              "with diversity; uncertain: least certain first")
+    label = serializers.RegexField(r"^[a-z0-9][a-z0-9_\-]{0,63}$", required=False,
+                                   help_text="only images likely to carry this label")
+    limit = serializers.IntegerField(min_value=1, max_value=500, required=False,
+                                     help_text="images, at most 500 (default 50)")

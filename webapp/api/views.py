@@ -46,6 +46,7 @@ from webapp.services import (
     export,
     ingest,
     labels,
+    review_order,
     scenes,
     search,
     splits,
@@ -278,6 +279,22 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         image = get_object_or_404(self.get_queryset(), pk=image.pk)
         return Response(self.get_serializer(image).data)
 
+
+    @extend_schema(parameters=[queries.ReviewQuery], responses=ImageSerializer(many=True))
+    @action(detail=False, methods=["get"])
+    def review(self, request):
+        """The next unreviewed images to review: ``informative`` (default: uncertainty
+        mixed with diversity over the search codes, so a few reviews cover different
+        kinds of images) or ``uncertain`` (least certain first); ``label``: images
+        likely to carry that label (by the model, or by text search for a label it does
+        not know yet)."""
+        params = queries.check(queries.ReviewQuery, request)
+        try:
+            images = review_order.review_queue(request.user, params.get("order", "informative"),
+                                               params.get("label"), params.get("limit", 50))
+        except review_order.ReviewOrderRefused as exc:
+            raise ValidationError({"label": [str(exc)]}) from None
+        return Response(self.get_serializer(images, many=True).data)
 
     @extend_schema(parameters=[queries.NearestQuery], responses=MatchPageSerializer)
     @action(detail=True, methods=["get"])
