@@ -160,6 +160,7 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .distinct()[:20],
         "tiles": scenes.tiles_of_image(image, request.user)[:20],
         "show_people": access.can_see_people(request.user),
+        "predictions": image.predictions.select_related("model").order_by("-created_at")[:20],
     })
 
 

@@ -295,3 +295,17 @@ def test_the_compare_page_names_both_models(curator, media):
     html = page.get(f"/models/{other.pk}/compare/").content.decode()
     assert other.name in html and active_model().name in html
     assert "activate-form" not in html  # curators compare; activating needs its permission
+
+
+def test_the_image_page_shows_what_each_model_said(curator, media):
+    from django.test import Client
+
+    image = predict_unreviewed(curator)
+    other = second_model()
+    Prediction.objects.create(image=image, model=other, tags=["haze"], confidence=0.4,
+                              probabilities={"haze": 0.8})
+    page = Client()
+    page.force_login(curator)
+    html = page.get(f"/images/{image.pk}/").content.decode()
+    history = html[html.index('id="model-history"'):]
+    assert other.name in history and "haze" in history and active_model().name in history
