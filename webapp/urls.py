@@ -21,6 +21,7 @@ urlpatterns = [
     path("batches/<int:pk>/", views.batch_detail, name="batch-detail-page"),
     path("scenes/<int:pk>/", views.scene_detail, name="scene-detail-page"),
     path("scenes/<int:pk>/preview.png", views.scene_preview, name="scene-preview"),
+    path("review/", views.review_page, name="review-page"),
     path("trainings/", views.trainings_page, name="trainings-page"),
     path("models/<int:pk>/compare/", views.model_compare, name="model-compare-page"),
     path("healthz", views.healthz, name="healthz"),

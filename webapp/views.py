@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from webapp.api.throttles import page_allowed
 from webapp.conf import app_settings
 from webapp.models import Image, Label, ModelVersion, TrainingJob
-from webapp.services import access, curation, scenes, search
+from webapp.services import access, curation, review_order, scenes, search
 from webapp.services import labels as label_service
 from webapp.services.gallery import (
     ImageFilter,
@@ -276,6 +276,29 @@ def trainings_page(request: HttpRequest) -> HttpResponse:
         "epochs": app_settings.TRAINING_EPOCHS, "max_epochs": app_settings.TRAINING_MAX_EPOCHS,
         "minimum": ready.minimum, "may_start": request.user.has_perm("webapp.add_trainingjob"),
         "jobs": TrainingJob.objects.select_related("result", "base")[:50],
+    })
+
+
+REVIEW_KEYS = "1234567890qwertyiodfghlzxcvbm"  # label toggles; n p s u a: navigation
+
+
+@login_required
+@require_GET
+def review_page(request: HttpRequest) -> HttpResponse:
+    """The review page: one image at a time, keyboard first; the queue comes from the
+    review API (its order and label filter), every save is a PATCH of the image's tags
+    (the curation service)."""
+    if not request.user.has_perm("webapp.curate_image"):
+        raise PermissionDenied("reviewing needs curator rights")
+    vocabulary = list(Label.objects.filter(active=True))
+    order = request.GET.get("order") if request.GET.get("order") in review_order.ORDERS \
+        else "informative"
+    label = request.GET.get("label", "")
+    return render(request, "webapp/review.html", {
+        "keys": list(zip(REVIEW_KEYS, vocabulary)), "unkeyed": vocabulary[len(REVIEW_KEYS):],
+        "order": order, "orders": review_order.ORDERS,
+        "label": label if Label.objects.filter(name=label).exists() else "",
+        "labels": vocabulary,
     })
 
 

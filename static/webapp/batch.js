@@ -51,6 +51,9 @@
     const total = Math.max(b.total, 1);
     $("n-done").textContent = b.done; $("n-failed").textContent = b.failed;
     $("n-remaining").textContent = b.remaining; $("n-total").textContent = b.total;
+    const eta = b.eta_seconds;
+    $("eta").textContent = eta === null || eta === undefined ? "" :
+      ` · about ${eta < 90 ? Math.max(1, Math.round(eta)) + " s" : Math.round(eta / 60) + " min"} left`;
     $("bar-done").style.width = (100 * b.done / total) + "%";
     $("bar-failed").style.width = (100 * b.failed / total) + "%";
     const status = $("batch-status");

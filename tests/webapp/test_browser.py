@@ -339,3 +339,55 @@ def test_scene_page_overlays_tiles_by_label_with_a_map(
         context.close()
         connections.close_all()  # as in the test above
         print(f"worker log:\n{worker.log_path.read_text()[-4000:]}")  # shown on failure
+
+
+def test_review_page_keyboard_flow(browser, live_server, tmp_path):
+    """A curator reviews with the keyboard only: toggle a label by its key, accept (the
+    image is saved and the next one shown), skip, go back, undo the accept."""
+    from django.contrib.auth.models import Group
+
+    from tests.webapp.helpers import predict, upload
+    from webapp.models import Image
+
+    curator = User.objects.create_user("reviewer", password=PASSWORD)
+    curator.groups.add(Group.objects.get(name="curators"))
+    _, items = upload(curator, [(f"r{i}.png", landscape(40 + i, "PNG", 96)) for i in range(3)])
+    for n, item in enumerate(items):
+        predict(Image.objects.get(pk=item.image_id), ["clear", "primary"], 0.1 + n * 0.1)
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    js_errors: list[str] = []
+    page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+    page.goto(f"{live_server.url}/review/?order=uncertain")
+    page.fill("#id_username", "reviewer")
+    page.fill("#id_password", PASSWORD)
+    page.click("main form button[type=submit]")
+    page.wait_for_url(re.compile(r"/review/"))
+    expect(page.locator("#position")).to_have_text(re.compile(r"^1 of 3"))
+    expect(page.locator("#left")).to_have_text("3 unreviewed images left")
+    first = items[0].image_id  # confidence 0.1: the least certain comes first
+    water = page.locator("#toggles input[value=water]")
+    key = water.get_attribute("data-key")
+    expect(water).not_to_be_checked()
+    page.keyboard.press(key)
+    expect(water).to_be_checked()
+    page.keyboard.press("Enter")
+    expect(page.locator("#position")).to_have_text(re.compile(r"^2 of 3"))
+    expect(page.locator("#left")).to_have_text("2 unreviewed images left")
+    image = Image.objects.get(pk=first)
+    assert image.reviewed and {il.label.name for il in ImageLabel.objects.filter(
+        image=image)} == {"clear", "primary", "water"}
+    page.keyboard.press("s")  # skip the second
+    expect(page.locator("#position")).to_have_text(re.compile(r"^3 of 3"))
+    page.keyboard.press("p")
+    expect(page.locator("#position")).to_have_text(re.compile(r"^2 of 3"))
+    page.keyboard.press("u")  # undo the accept: the first image's labels come back
+    expect(page.locator("#position")).to_have_text(re.compile(r"^1 of 3"))
+    expect(water).not_to_be_checked()
+    assert {il.label.name for il in ImageLabel.objects.filter(image_id=first)} == \
+        {"clear", "primary"}
+    assert not Image.objects.get(pk=items[1].image_id).reviewed  # skipped: untouched
+    page.screenshot(path=str(screenshot_path(tmp_path, "review.png")))
+    assert not js_errors, js_errors
+    context.close()

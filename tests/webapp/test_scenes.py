@@ -337,3 +337,39 @@ def test_partial_edge_tiles_are_hidden_unless_asked_for(user, api, client):
     assert f"/images/{edge.pk}/" not in page and f"/images/{tiles[(0, 0)].pk}/" in page
     assert f"/images/{edge.pk}/" in client.get("/gallery/", {"partial": "true"}).content.decode()
     assert api.get(f"/api/images/{edge.pk}/").status_code == 200  # its own page stays
+
+
+def test_a_scene_batch_total_is_known_at_submit_and_never_grows(user, tmp_path):
+    """Forward-only progress: the grid comes from the scene's header at upload, so the
+    total is final at submit (it drops only by the all-nodata tiles tiling skips)."""
+    from webapp.services.batches import do_refresh_counts, seconds_left
+
+    batch, _ = upload(user, [("scene.tif", scene_bytes(tmp_path, width=512, height=768)),
+                             ("chip.png", plain((32, 32)))])
+    batch = do_submit_batch(batch)
+    totals = [batch.total]
+    assert batch.total == 6 + 1 and batch.remaining == 7  # 2 x 3 tiles and the chip
+    model = active_model()
+    while tiling.tile_some(batch.pk, model, want=1):
+        totals.append(do_refresh_counts(batch.pk).total)
+    recognition.process_batch(batch.pk)
+    batch.refresh_from_db()
+    totals.append(batch.total)
+    assert totals == sorted(totals, reverse=True) and totals[-1] == 5 + 1  # 1 nodata tile
+    assert (batch.status, batch.done) == ("done", 6)
+    assert seconds_left(batch) is None
+
+
+def test_time_left_follows_the_measured_rate(user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.models import Batch
+    from webapp.services.batches import seconds_left
+
+    batch = Batch(owner=user, status="running", total=10, done=4, failed=1,
+                  started_at=timezone.now() - timedelta(seconds=50))
+    assert seconds_left(batch) == pytest.approx(50, abs=1)  # 5 in 50 s, 5 to go
+    batch.done = batch.failed = 0
+    assert seconds_left(batch) is None

@@ -18,6 +18,7 @@ from webapp.models import (
 )
 from webapp.services import access
 from webapp.services.activation import retag_status
+from webapp.services.batches import seconds_left
 from webapp.services.scenes import with_progress
 
 
@@ -105,6 +106,9 @@ class BatchSerializer(serializers.ModelSerializer):
     position: the page starts after it), ``images_status`` (only items in that state)."""
 
     remaining = serializers.IntegerField(read_only=True)
+    eta_seconds = serializers.SerializerMethodField(
+        help_text="time left at the rate measured since the batch started (null before "
+                  "a first result and once done)")
     images = serializers.SerializerMethodField()
     images_next = serializers.SerializerMethodField()
     scenes = serializers.SerializerMethodField()
@@ -113,8 +117,11 @@ class BatchSerializer(serializers.ModelSerializer):
     class Meta:
         model = Batch
         fields = ["id", "owner", "status", "submitted", "total", "done", "failed", "remaining",
-                  "reused", "created_at", "started_at", "finished_at", "scenes", "images",
-                  "images_next"]
+                  "eta_seconds", "reused", "created_at", "started_at", "finished_at",
+                  "scenes", "images", "images_next"]
+
+    def get_eta_seconds(self, batch: Batch) -> float | None:
+        return seconds_left(batch)
 
     def _page(self, batch: Batch) -> tuple[list, int | None]:
         """(this page's items, the position the next page starts after, or None)."""

@@ -27,6 +27,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
+from imagery.rasters import TileGrid
 from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene
 from webapp.services import jobs
@@ -103,6 +104,7 @@ def refresh_counts(batch: Batch) -> Batch:
         failed=Count("id", filter=Q(status=BatchItem.Status.FAILED)),
         reused=Count("id", filter=Q(reused=True)),
     )
+    counts["total"] += tiles_to_come(batch)
     for key, value in counts.items():
         setattr(batch, key, value)
     fields = list(counts)
@@ -117,6 +119,29 @@ def refresh_counts(batch: Batch) -> Batch:
         fields += ["status", "finished_at"]
     batch.save(update_fields=fields)
     return batch
+
+
+def tiles_to_come(batch: Batch) -> int:
+    """Tiles of the batch's scenes that are not items yet: each scene's grid is known
+    from its header at upload, so the batch's total is final when it is submitted and
+    progress only moves forward (the total drops only by the all-nodata tiles that
+    tiling skips)."""
+    pending = 0
+    for scene in Scene.objects.filter(batch=batch, status__in=[
+            Scene.Status.QUEUED, Scene.Status.TILING]).annotate(cut=Count("tile_set")):
+        grid = TileGrid(scene.width, scene.height, scene.tile_size, scene.overlap, scene.edge)
+        pending += max(len(grid) - scene.tiles_nodata - scene.cut, 0)
+    return pending
+
+
+def seconds_left(batch: Batch) -> float | None:
+    """Time left at the rate measured since the batch started (None before a first
+    result, and once it is done)."""
+    finished = batch.done + batch.failed
+    if batch.status == Batch.Status.DONE or not batch.started_at or finished == 0:
+        return None
+    elapsed = (timezone.now() - batch.started_at).total_seconds()
+    return round(elapsed / finished * batch.remaining, 1)
 
 
 def do_refresh_counts(batch_id: int) -> Batch:

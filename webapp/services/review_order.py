@@ -131,6 +131,7 @@ def review_queue(user, order: str = "informative", label: str | None = None,
         ids = [c.image_id for c in ranked[:limit]]
     else:
         ids = diverse_order(candidates, _codes([c.image_id for c in candidates]), limit)
-    found = Image.objects.filter(pk__in=ids).select_related("prediction__model")
+    found = (Image.objects.filter(pk__in=ids).select_related("prediction__model", "reviewed_by")
+             .prefetch_related("labels__label", "labels__added_by"))
     by_id = {image.pk: image for image in found}
     return [by_id[i] for i in ids if i in by_id]
