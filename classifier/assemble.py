@@ -13,7 +13,9 @@ The paper's method after training, in one place:
    (``consistency.py``; its F2 cost on validation is recorded);
 5. score validation and, once, test (``--no-test`` for candidates that are compared on
    validation only); write ``pipeline.json`` with each network's own command, configs and
-   training log, plus ``val_outputs.npz`` for the ablations.
+   training log, plus ``val_outputs.npz`` for the ablations;
+6. fit the "unlike the training imagery" detector on the validation descriptors
+   (``novelty.py``).
 
 Networks of different architectures and input sizes (VGG16-BN at 32 px, EfficientNet-
 Lite0 upsampling to 96 px) assemble alike: every network reads the same 32 px chips.
@@ -40,9 +42,10 @@ from tqdm import tqdm
 
 from classifier.consistency import violations
 from classifier.dehaze import DehazeParams, dehaze
-from classifier.inference import predict_batches
+from classifier.inference import predict_batches, predict_with_embeddings
 from classifier.metrics import f2_score, per_label_scores
 from classifier.model import ModelConfig, create_model, resolve_device
+from classifier.novelty import fit_novelty, save_novelty
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
 from classifier.store import (
     MEMBER_PREFIX,
@@ -158,6 +161,21 @@ def _training_logs(infos: list[NetworkInfo], out: Path) -> None:
         plots.learning_curves(histories, out / "learning_curves.png")
 
 
+def fit_model_novelty(model_dir: Path, network: str, val_images: np.ndarray,
+                      device: torch.device, amp: bool = False) -> dict[str, Any]:
+    """Fit the model's "unlike the training imagery" detector (``classifier.novelty``) on
+    the stored network's descriptors of the validation images; writes it beside it."""
+    stored = load_network(model_dir / f"{network}.pt", device)
+    _, features = predict_with_embeddings(stored, val_images, device, 1, amp=amp,
+                                          progress=True, desc=f"{network} features")
+    try:
+        detector, record = fit_novelty(features)
+    except ValueError as exc:  # too few validation images: the model has no detector
+        return {"skipped": str(exc)}
+    save_novelty(model_dir, detector, {**record, "network": network})
+    return record
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
     if args.threads:
@@ -259,6 +277,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     write_pipeline(out, spec)
     _training_logs(infos, out)
+    novelty = fit_model_novelty(out, members["original"][0], inputs["val", "original"],
+                                device, amp)
+    if "skipped" in novelty:
+        print(f"no novelty detector: {novelty['skipped']}")
+    else:
+        print(f"novelty detector: threshold {novelty['threshold']:.2f} "
+              f"({novelty['quantile']:.0%} of out-of-fold validation scores), "
+              f"{novelty['flagged_out_of_fold']:.1%} flagged")
     print(f"use_dehazed for: {[lab for lab, u in zip(labels, post.use_dehazed) if u]}")
     print("  ".join(f"{part} F2 {m['f2']:.4f}" for part, m in metrics.items()))
     if post.consistent:

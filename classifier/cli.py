@@ -1,5 +1,5 @@
 """Command line: ``python -m classifier {train,assemble,evaluate,report,predict,predict-scene,
-dehaze}``."""
+novelty,dehaze}``."""
 
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ from classifier.evaluation import (
     per_label_table,
     validation_cv,
 )
+from classifier.model import resolve_device
 from classifier.predictor import Predictor
+from classifier.store import CLASSIFIER_DIRS, read_pipeline
 from imagery import plots, rasters
+from imagery.datasets import load_images, read_labels
 from imagery.decode import ImageDecodeError, decode_image
 
 
@@ -106,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     scene.add_argument("--bands", type=_bands, default=None, metavar="R,G,B",
                        help="1-based bands shown as red, green, blue (default: from the "
                             "file, else Planet's B,G,R,NIR order -> 3,2,1)")
+
+    nov = sub.add_parser("novelty", help="fit a model's 'unlike the training imagery' "
+                                         "detector on its validation images")
+    nov.add_argument("--model", default="default", help="model directory, or 'default'")
+    nov.add_argument("--images", required=True, help="folder or .tar with its val images")
+    nov.add_argument("--device", default="auto")
 
     dh = sub.add_parser("dehaze", help="dehaze one image (dark channel prior)")
     dh.add_argument("input")
@@ -286,6 +295,22 @@ def cmd_dehaze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_novelty(args: argparse.Namespace) -> int:
+    """The detector of an assembled model, from the validation split it was fitted on."""
+    model_dir = CLASSIFIER_DIRS.resolve(args.model)
+    spec = read_pipeline(model_dir)
+    table = read_labels(model_dir / "val.csv")
+    data = load_images(table, args.images, spec["image_size"], spec["labels"])
+    if data.errors:
+        raise SystemExit(f"{len(data.errors)} validation images cannot be read from "
+                         f"{args.images} (e.g. {next(iter(data.errors))})")
+    device = resolve_device(args.device)
+    record = assemble.fit_model_novelty(model_dir, spec["members"]["original"][0],
+                                        data.images, device)
+    print(json.dumps(record))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -297,5 +322,5 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     commands = {"evaluate": cmd_evaluate, "report": cmd_report,
                 "predict": cmd_predict, "predict-scene": cmd_predict_scene,
-                "dehaze": cmd_dehaze}
+                "dehaze": cmd_dehaze, "novelty": cmd_novelty}
     return commands[args.command](args)

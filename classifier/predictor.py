@@ -24,6 +24,7 @@ import torch
 from classifier.dehaze import DehazeParams, dehaze_many
 from classifier.inference import predict_batches, predict_with_embeddings
 from classifier.model import MultiLabelNetwork, resolve_device
+from classifier.novelty import load_novelty
 from classifier.postprocess import Postprocessor
 from classifier.store import (
     CLASSIFIER_DIRS,
@@ -47,6 +48,10 @@ class Prediction:
     tags: list[str]
     confidence: float = 1.0
     features: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: out-of-distribution score (classifier.novelty; about 1 for chips like the training
+    #: imagery) and whether it is above the model's threshold; None without a detector
+    novelty: float | None = None
+    unusual: bool | None = None
 
 
 def decision_confidence(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -82,6 +87,7 @@ class Predictor:
         first = network_members(self.model_dir, self.spec)["original"][0]
         #: sha256 of the network file whose descriptors ``features=True`` returns
         self.feature_network_digest = file_sha256(self.model_dir / f"{first}.pt")
+        self.novelty = load_novelty(self.model_dir)
 
     @property
     def is_ensemble(self) -> bool:
@@ -147,16 +153,21 @@ class Predictor:
         results: list[Prediction] = []
         for start in range(0, len(images), self.batch_size):
             outputs, descriptors = self._outputs(
-                self.prepare(images[start:start + self.batch_size]), features=features)
+                self.prepare(images[start:start + self.batch_size]),
+                features=features or self.novelty is not None)
             scores = self.postprocessor.scores(outputs.get("original"), outputs.get("dehazed"))
             decided = self.postprocessor.decide(scores)
             confidence = decision_confidence(scores, self.postprocessor.thresholds)
+            novelty = (self.novelty.score(descriptors) if self.novelty is not None
+                       else [None] * len(scores))
             for i, (row, tags, sure) in enumerate(zip(scores, decided, confidence)):
                 results.append(Prediction(
                     {label: round(float(p), 4) for label, p in zip(self.labels, row)},
                     [label for label, on in zip(self.labels, tags) if on],
                     round(float(sure), 4),
-                    descriptors[i] if descriptors is not None else None))
+                    descriptors[i] if features and descriptors is not None else None,
+                    None if novelty[i] is None else round(float(novelty[i]), 4),
+                    None if novelty[i] is None else bool(novelty[i] > self.novelty.threshold)))
         return results
 
     def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction | ImageDecodeError]:

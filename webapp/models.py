@@ -100,6 +100,12 @@ class Image(models.Model):
                                    help_text="latest prediction of the active model")
     confidence = models.FloatField(null=True, blank=True, db_index=True,
                                    help_text="0: some label sits on its threshold; 1: sure")
+    novelty = models.FloatField(null=True, blank=True,
+                                help_text="how unlike the training imagery (about 1: alike; "
+                                          "classifier.novelty); null: no detector")
+    unusual = models.BooleanField(default=False, db_index=True,
+                                  help_text="novelty above the model's threshold (chosen on "
+                                            "held-out chips): its tags deserve doubt")
     reviewed = models.BooleanField(default=False, db_index=True)
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                     on_delete=models.SET_NULL, related_name="+")
@@ -160,6 +166,8 @@ class Prediction(models.Model):
     probabilities = models.JSONField()
     tags = models.JSONField()
     confidence = models.FloatField()
+    novelty = models.FloatField(null=True, blank=True)
+    unusual = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -80,6 +80,22 @@ def test_assemble_writes_a_complete_model_directory(model_dir: Path) -> None:
     assert spec["assembly"]["command"].startswith("python -m classifier assemble")
     log = (model_dir / "train_log.csv").read_text().splitlines()
     assert sorted({row.split(",")[0] for row in log[1:]}) == ["dehazed", "original"]
+    # the "unlike the training imagery" detector, fitted on the validation descriptors
+    novelty = json.loads((model_dir / "novelty.json").read_text())
+    assert novelty["n_images"] == 30 and novelty["network"] == "original"
+
+
+def test_predictions_carry_a_novelty_score(model_dir: Path, dataset: tuple[Path, Path]) -> None:
+    from classifier.predictor import Predictor
+
+    predictor = Predictor(model_dir, batch_size=8)
+    chips = load_images(read_labels(model_dir / "test.csv"), dataset[1], 32, LABELS).images
+    alike = predictor.predict(list(chips[:16]))
+    stripes = np.zeros((32, 32, 3), np.uint8)
+    stripes[:, ::2] = (255, 0, 255)  # nothing like the chips the model saw
+    odd = predictor.predict([stripes])[0]
+    assert all(p.novelty is not None and isinstance(p.unusual, bool) for p in alike)
+    assert odd.unusual and odd.novelty > max(p.novelty for p in alike)
 
 
 def test_evaluate_beats_predicting_every_label(model_dir: Path, dataset: tuple[Path, Path],

@@ -45,6 +45,9 @@ class ImageQuery(serializers.Serializer):
     min_confidence = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     partial = serializers.BooleanField(
         required=False, help_text="also scene tiles under MIN_TILE_COVERAGE (padded edges)")
+    unusual = serializers.BooleanField(
+        required=False, help_text="true: only images unlike the training imagery (their "
+                                  "tags deserve doubt); false: only the others")
 
     def validate_min_confidence(self, value: float) -> float:
         if not math.isfinite(value):

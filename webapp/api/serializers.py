@@ -204,8 +204,8 @@ class ImageSerializer(serializers.ModelSerializer):
         model = Image
         fields = ["id", "name", "original_name", "format", "width", "height", "size_bytes",
                   "status", "error", "created_at", "tags", "labels", "predicted_tags",
-                  "probabilities", "confidence", "model", "reviewed", "reviewed_by",
-                  "reviewed_at", "split", "urls"]
+                  "probabilities", "confidence", "novelty", "unusual", "model", "reviewed",
+                  "reviewed_by", "reviewed_at", "split", "urls"]
 
     def to_representation(self, image: Image) -> dict:
         data = super().to_representation(image)

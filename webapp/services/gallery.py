@@ -30,6 +30,7 @@ class ImageFilter:
     min_confidence: float | None = None
     include_pending: bool = False
     include_partial: bool = False  # tiles under MIN_TILE_COVERAGE (padded scene edges)
+    unusual: bool | None = None  # unlike the training imagery (classifier.novelty)
 
     @classmethod
     def from_params(cls, params) -> ImageFilter:
@@ -47,7 +48,10 @@ class ImageFilter:
                     "no": False}.get((params.get("reviewed") or "").lower())
         min_confidence = _float(params.get("min_confidence"))
         partial = (params.get("partial") or "").lower() in ("true", "1", "yes", "on")
-        return cls(tags, match, batch, reviewed, min_confidence, include_partial=partial)
+        unusual = {"true": True, "1": True, "yes": True, "false": False, "0": False,
+                   "no": False}.get((params.get("unusual") or "").lower())
+        return cls(tags, match, batch, reviewed, min_confidence, include_partial=partial,
+                   unusual=unusual)
 
     def apply(self, images: QuerySet[Image]) -> QuerySet[Image]:
         if not self.include_pending:
@@ -68,6 +72,8 @@ class ImageFilter:
             images = images.filter(reviewed=self.reviewed)
         if self.min_confidence is not None:
             images = images.filter(confidence__gte=self.min_confidence)
+        if self.unusual is not None:
+            images = images.filter(unusual=self.unusual)
         return images
 
 

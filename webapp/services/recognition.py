@@ -270,9 +270,11 @@ def store_predictions(images: list[Image], model: ModelVersion,
     for image in images:  # one UPDATE each: cheaper than bulk_update's CASE per column
         prediction = stored[image.pk]
         image.prediction, image.confidence = prediction, prediction.confidence
+        image.novelty, image.unusual = prediction.novelty, prediction.unusual
         image.status, image.error = Image.Status.READY, ""
         Image.objects.filter(pk=image.pk).update(
             prediction=prediction, confidence=prediction.confidence, status=image.status,
+            novelty=prediction.novelty, unusual=prediction.unusual,
             error="", display=image.display.name, dehazed=image.dehazed.name)
     apply_model_labels_many([(image, stored[image.pk]) for image in images])
     return {image.pk: image.pk not in existing for image in images}
@@ -289,7 +291,8 @@ def store_prediction_rows(images: list[Image], model: ModelVersion,
                    .values_list("image_id", flat=True))
     Prediction.objects.bulk_create([
         Prediction(image=image, model=model, probabilities=outputs[image.pk].probabilities,
-                   tags=outputs[image.pk].tags, confidence=outputs[image.pk].confidence)
+                   tags=outputs[image.pk].tags, confidence=outputs[image.pk].confidence,
+                   novelty=outputs[image.pk].novelty, unusual=bool(outputs[image.pk].unusual))
         for image in images if image.pk not in existing], ignore_conflicts=True)
     stored = {p.image_id: p for p in Prediction.objects.filter(model=model, image_id__in=ids)}
     return stored, existing
