@@ -283,8 +283,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         print(f"no novelty detector: {novelty['skipped']}")
     else:
         print(f"novelty detector: threshold {novelty['threshold']:.2f} "
-              f"({novelty['quantile']:.0%} of out-of-fold validation scores), "
-              f"{novelty['flagged_out_of_fold']:.1%} flagged")
+              f"({novelty['quantile']:.0%} of the scores of {novelty['n_calibration']} "
+              "validation images it was not fitted on)")
     print(f"use_dehazed for: {[lab for lab, u in zip(labels, post.use_dehazed) if u]}")
     print("  ".join(f"{part} F2 {m['f2']:.4f}" for part, m in metrics.items()))
     if post.consistent:

@@ -48,8 +48,8 @@ class Prediction:
     tags: list[str]
     confidence: float = 1.0
     features: np.ndarray | None = field(default=None, repr=False, compare=False)
-    #: out-of-distribution score (classifier.novelty; about 1 for chips like the training
-    #: imagery) and whether it is above the model's threshold; None without a detector
+    #: out-of-distribution score in units of the model's threshold (classifier.novelty:
+    #: above 1 is unusual, as 1% of chips like the training imagery); None without one
     novelty: float | None = None
     unusual: bool | None = None
 
@@ -158,7 +158,7 @@ class Predictor:
             scores = self.postprocessor.scores(outputs.get("original"), outputs.get("dehazed"))
             decided = self.postprocessor.decide(scores)
             confidence = decision_confidence(scores, self.postprocessor.thresholds)
-            novelty = (self.novelty.score(descriptors) if self.novelty is not None
+            novelty = (self.novelty.relative(descriptors) if self.novelty is not None
                        else [None] * len(scores))
             for i, (row, tags, sure) in enumerate(zip(scores, decided, confidence)):
                 results.append(Prediction(
@@ -167,7 +167,7 @@ class Predictor:
                     round(float(sure), 4),
                     descriptors[i] if features and descriptors is not None else None,
                     None if novelty[i] is None else round(float(novelty[i]), 4),
-                    None if novelty[i] is None else bool(novelty[i] > self.novelty.threshold)))
+                    None if novelty[i] is None else bool(novelty[i] > 1.0)))
         return results
 
     def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction | ImageDecodeError]:

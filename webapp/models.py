@@ -101,8 +101,9 @@ class Image(models.Model):
     confidence = models.FloatField(null=True, blank=True, db_index=True,
                                    help_text="0: some label sits on its threshold; 1: sure")
     novelty = models.FloatField(null=True, blank=True,
-                                help_text="how unlike the training imagery (about 1: alike; "
-                                          "classifier.novelty); null: no detector")
+                                help_text="how unlike the training imagery, in units of the "
+                                          "model's threshold (classifier.novelty); null: no "
+                                          "detector")
     unusual = models.BooleanField(default=False, db_index=True,
                                   help_text="novelty above the model's threshold (chosen on "
                                             "held-out chips): its tags deserve doubt")

@@ -82,7 +82,8 @@ def test_assemble_writes_a_complete_model_directory(model_dir: Path) -> None:
     assert sorted({row.split(",")[0] for row in log[1:]}) == ["dehazed", "original"]
     # the "unlike the training imagery" detector, fitted on the validation descriptors
     novelty = json.loads((model_dir / "novelty.json").read_text())
-    assert novelty["n_images"] == 30 and novelty["network"] == "original"
+    assert novelty["n_fit"] + novelty["n_calibration"] == 30
+    assert novelty["network"] == "original"
 
 
 def test_predictions_carry_a_novelty_score(model_dir: Path, dataset: tuple[Path, Path]) -> None:
