@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from retrieval.codes import from_int, to_int
+from retrieval.cutoffs import Cutoffs, read_cutoffs
 from retrieval.index import LiveHammingIndex, set_search_threads
 from retrieval.retriever import Retriever
 from retrieval.store import RETRIEVAL_DIRS
 from retrieval.text import UnknownQuery
 
-__all__ = ["LiveHammingIndex", "Retriever", "UnknownQuery", "find_model", "from_int",
-           "set_search_threads", "to_int"]
+__all__ = ["Cutoffs", "LiveHammingIndex", "Retriever", "UnknownQuery", "find_model",
+           "from_int", "read_cutoffs", "set_search_threads", "to_int"]
 
 
 def find_model(name_or_path: str | Path) -> Path:

@@ -11,10 +11,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from imagery.datasets import LabelTable, load_images
+from imagery.datasets import LabelTable, load_images, read_labels
 from imagery.decode import ImageDecodeError, decode_image
 from imagery.plots import pr_curves
 from retrieval import pipeline
+from retrieval.cutoffs import fit_cutoffs, write_cutoffs
 from retrieval.data import Collection, load_collection
 from retrieval.evaluation import TOP_K, evaluate_codes, label_queries, word_query_precision
 from retrieval.retriever import Retriever
@@ -53,6 +54,36 @@ def verify_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="folder or .tar with the database images")
     parser.add_argument("--n", type=int, default=500, help="database items to re-encode")
     return parser
+
+
+def cutoffs_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--labels", required=True, help="Planet CSV with the images' tags")
+    parser.add_argument("--images", required=True,
+                        help="folder or .tar with the model's validation images")
+    return parser
+
+
+def cmd_cutoffs(args: argparse.Namespace) -> int:
+    """Text search cut-offs (strong / weaker) from the model's validation split."""
+    retriever = Retriever(args.model)
+    table = read_labels(args.labels)
+    wanted = set(retriever.spec["val_names"])
+    rows = [i for i, name in enumerate(table.names) if name in wanted]
+    if not rows:
+        print(f"error: none of the model's validation images is in {args.labels}",
+              file=sys.stderr)
+        return 2
+    data = load_images(table.subset(rows), args.images, retriever.image_size,
+                       retriever.label_names)
+    tags = [[name for name, on in zip(retriever.label_names, row) if on]
+            for row in data.targets]
+    found = fit_cutoffs(retriever, data.images, tags)
+    write_cutoffs(retriever.model_dir, found,
+                  {"command": "python -m retrieval " + " ".join(args.argv)})
+    print(json.dumps({bits: {k: v[k] for k in ("strong", "weaker", "queries", "images")}
+                      for bits, v in found.items()}))
+    return 0
 
 
 def database_from(retriever: Retriever, data: Collection) -> Database:
@@ -209,6 +240,8 @@ COMMANDS = {
     "search": Command("text -> images, image -> images or texts", search_args, cmd_search),
     "verify": Command("do the model's codes still match its stored database?", verify_args,
                       cmd_verify),
+    "cutoffs": Command("text search cut-offs (strong / weaker) chosen on validation",
+                       cutoffs_args, cmd_cutoffs),
 }
 
 

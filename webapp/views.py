@@ -116,6 +116,8 @@ def _ranked_page(request: HttpRequest, image_filter: ImageFilter, text: str,
             matches = search.similar_images(anchor, SEARCH_RESULTS)
             context["similar_to"] = anchor
     matches = visible_matches(matches, request.user, image_filter)
+    context["strong"] = sum(match.strength == "strong" for match in matches)
+    context["weaker"] = len(matches) - context["strong"]
     page = Paginator(matches, GALLERY_PAGE_SIZE).get_page(request.GET.get("page"))
     page.object_list = ranked_images(page.object_list)
     return page, context

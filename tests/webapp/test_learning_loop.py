@@ -309,3 +309,19 @@ def test_the_image_page_shows_what_each_model_said(curator, media):
     html = page.get(f"/images/{image.pk}/").content.decode()
     history = html[html.index('id="model-history"'):]
     assert other.name in history and "haze" in history and active_model().name in history
+
+
+def test_cancel_stops_a_queued_job_at_once_and_a_running_one_at_its_next_step(
+        curator, user, media, settings):
+    curated_collection(curator, count=16, evaluation=4)
+    queued = trainings.do_create(curator, epochs=1)
+    with pytest.raises(trainings.TrainingRefused):
+        trainings.do_cancel(queued, user)  # not a curator
+    assert trainings.do_cancel(queued, curator).status == "cancelled"
+    assert trainings.run(queued.pk).status == "cancelled"  # a late message does nothing
+    settings.BATCH_STALE_SECONDS = 0.4  # the heartbeat (and its cancel check) every 0.1 s
+    running = trainings.do_create(curator, epochs=50)
+    TrainingJob.objects.filter(pk=running.pk).update(cancel_requested=True)  # asked meanwhile
+    job = trainings.run(running.pk)
+    assert job.status == "cancelled" and job.error == "cancelled by a curator"
+    assert job.epoch < 100 and job.result is None

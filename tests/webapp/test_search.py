@@ -15,10 +15,11 @@ from django.core.management import call_command
 from PIL import Image as PILImage
 from rest_framework.test import APIClient
 
+from retrieval import read_cutoffs
 from retrieval.cli import main as retrieval_main
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import predicted_image
-from webapp.models import ImageCode
+from webapp.models import Image, ImageCode
 from webapp.services import search
 
 KINDS = {"water": ["water", "primary", "clear"], "farm": ["agriculture", "clear", "road"],
@@ -52,6 +53,9 @@ def retrieval_dir(tmp_path_factory) -> Path:
                            str(root / "images.tar"), "--out", str(out), "--backbone", "default",
                            "--text-encoder", "bow", "--bits", "16,32", "--epochs", "12",
                            "--batch-size", "16", "--val-fraction", "0.2", "--threads", "1"]) == 0
+    # relevance cut-offs of text search, chosen on the model's own validation split
+    assert retrieval_main(["cutoffs", "--model", str(out), "--labels",
+                           str(root / "labels.csv"), "--images", str(root / "images.tar")]) == 0
     return out
 
 
@@ -60,6 +64,7 @@ def use_model(retrieval_dir, settings):
     settings.RETRIEVAL_MODEL = str(retrieval_dir)
     settings.RETRIEVAL_BITS = 32
     search._retrievers.clear()
+    search._cutoffs.clear()
     search._indexes.clear()
     yield retrieval_dir
     search._indexes.clear()
@@ -104,13 +109,36 @@ def test_text_search_ranks_matching_images_first(collection, client, api):
     assert response.status_code == 200, response.content
     body = response.json()
     distances = [r["distance"] for r in body["results"]]
-    assert distances == sorted(distances) and len(distances) == 12
+    strengths = [r["strength"] for r in body["results"]]
+    # strong matches first, each group nearest first; nothing beyond the weaker cut-off
+    assert strengths == sorted(strengths, key=["strong", "weaker"].index)
+    for group in ("strong", "weaker"):
+        within = [d for d, s in zip(distances, strengths) if s == group]
+        assert within == sorted(within)
+    cutoff = read_cutoffs(search.retriever().model_dir)[str(search.code_bits())]
+    assert max(distances) <= cutoff["weaker"] and 4 <= len(distances) <= 12
+    assert all(s == "strong" for d, s in zip(distances, strengths) if d <= cutoff["strong"])
     top = [r["tags"] for r in body["results"][:4]]
     assert sum("water" in tags for tags in top) >= 3, top
     assert body["ignored_words"] == []
-    # the browser shows the same ranking with distances
+    # the browser shows the same ranking, named strong / weaker
     page = client.get("/gallery/", {"q": "river water"})
-    assert page.status_code == 200 and b"d=" in page.content
+    assert page.status_code == 200 and b'class="match weaker"' in page.content
+    assert f"{strengths.count('weaker')} weaker matches".encode() in page.content
+
+
+@pytest.mark.django_db
+def test_results_beyond_the_cutoff_are_dropped_and_doubtful_images_come_last(collection):
+    """Cut-offs chosen on validation name each result; an unusual image (or a mostly
+    padded tile) comes after the others of its group."""
+    matches, _ = search.search_text("river water", k=12)
+    cutoff = read_cutoffs(search.retriever().model_dir)[str(search.code_bits())]
+    assert all(m.distance <= cutoff["weaker"] for m in matches)
+    first = matches[0]
+    Image.objects.filter(pk=first.image_id).update(unusual=True)
+    again, _ = search.search_text("river water", k=12)
+    group = [m.image_id for m in again if m.strength == first.strength]
+    assert group[-1] == first.image_id and len(again) == len(matches)
 
 
 @pytest.mark.django_db

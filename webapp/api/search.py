@@ -43,7 +43,7 @@ def matches_response(view: APIView, request, matches: list[search.Match], **extr
     paginator = PageNumberPagination()
     page = paginator.paginate_queryset(visible_matches(matches, request.user), request,
                                        view=view)
-    results = [{"distance": image.distance,
+    results = [{"distance": image.distance, "strength": image.strength,
                 **ImageSerializer(image, context={"request": request}).data}
                for image in ranked_images(page)]
     response = paginator.get_paginated_response(results)

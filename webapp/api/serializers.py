@@ -383,9 +383,13 @@ class MatchSerializer(ImageSerializer):
     """An image found by search, with its Hamming distance to the query."""
 
     distance = serializers.IntegerField()
+    strength = serializers.ChoiceField(
+        ["strong", "weaker"], help_text="text search: within the strong or the weaker "
+                                        "relevance cut-off chosen on validation (results "
+                                        "beyond it are not returned); image search: strong")
 
     class Meta(ImageSerializer.Meta):
-        fields = ["distance", *ImageSerializer.Meta.fields]
+        fields = ["distance", "strength", *ImageSerializer.Meta.fields]
 
 
 class MatchPageSerializer(serializers.Serializer):

@@ -133,6 +133,6 @@ def ranked_images(matches: Sequence[Match]) -> list[Image]:
     for match in matches:
         image = images.get(match.image_id)
         if image is not None:  # removed since the search
-            image.distance = match.distance
+            image.distance, image.strength = match.distance, match.strength
             ranked.append(image)
     return ranked

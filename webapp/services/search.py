@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from imagery.decode import ImageDecodeError, decode_image, resize_square
@@ -31,6 +32,7 @@ from retrieval import (
     UnknownQuery,
     find_model,
     from_int,
+    read_cutoffs,
     set_search_threads,
     to_int,
 )
@@ -42,6 +44,7 @@ from webapp.services.process_cache import ProcessCache
 log = logging.getLogger(__name__)
 _lock = threading.RLock()  # re-entered: _search_images -> _collection_index
 _retrievers: ProcessCache[Retriever] = ProcessCache()
+_cutoffs: ProcessCache = ProcessCache()
 
 __all__ = ["UnknownQuery", "available", "Match", "search_text", "similar_images", "search_upload",
            "describe", "encode_images", "store_codes", "code_plan", "retriever",
@@ -264,6 +267,7 @@ def _search_images(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 class Match:
     image_id: int
     distance: int
+    strength: str = "strong"  # text search: "strong" or "weaker" (retrieval.cutoffs)
 
 
 def _matches(distances: np.ndarray, ids: np.ndarray, exclude: int | None = None) -> list[Match]:
@@ -279,7 +283,24 @@ def search_text(query: str, k: int = 50) -> tuple[list[Match], list[str]]:
     unknown = model.vocabulary.check(query)
     codes = model.text_codes([query], bits)
     distances, ids = _search_images(codes, k)
-    return _matches(distances[0], ids[0]), unknown
+    return _within_cutoffs(_matches(distances[0], ids[0]), bits), unknown
+
+
+def _within_cutoffs(matches: list[Match], bits: int) -> list[Match]:
+    """Text search results within the model's relevance cut-off (chosen on validation:
+    ``retrieval.cutoffs``), each named strong or weaker; strong ones first, and within
+    each, images unlike the training imagery or mostly padding after the others."""
+    cutoffs = _cutoffs.get(model_version(), lambda: read_cutoffs(retriever().model_dir))
+    kept = []
+    for match in matches:
+        match.strength = cutoffs.strength(bits, match.distance)
+        if match.strength is not None:
+            kept.append(match)
+    doubtful = set(Image.objects.filter(pk__in=[m.image_id for m in kept]).filter(
+        Q(unusual=True) | Q(coverage__lt=app_settings.MIN_TILE_COVERAGE))
+        .values_list("pk", flat=True))
+    order = {"strong": 0, "weaker": 1}
+    return sorted(kept, key=lambda m: (order[m.strength], m.image_id in doubtful))
 
 
 def similar_images(image: Image, k: int = 50) -> list[Match]:
