@@ -12,14 +12,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from classifier.dehaze import dehaze
 from classifier.evaluation import paired_bootstrap
-from classifier.fine_tune import FineTuneSettings, TrainingHooks, fine_tune
 from classifier.metrics import fbeta_per_sample, per_label_scores
 from classifier.predictor import Prediction, Predictor, load_predictor
 from classifier.store import CLASSIFIER_DIRS, read_pipeline, verify_model_files
+
+if TYPE_CHECKING:
+    from classifier.fine_tuning import FineTuneSettings, TrainingHooks, fine_tune
+
+_TRAINING = {"FineTuneSettings", "TrainingHooks", "fine_tune"}
+
+
+def __getattr__(name: str):
+    """The training side (``fine_tune`` and its settings) is imported on first use only:
+    prediction and search never load the training loop."""
+    if name in _TRAINING:
+        from classifier import fine_tuning as module
+
+        globals().update({n: getattr(module, n) for n in _TRAINING})
+        return getattr(module, name)
+    raise AttributeError(f"module 'classifier' has no attribute {name!r}")
+
 
 __all__ = ["FineTuneSettings", "ModelInfo", "Prediction", "Predictor", "TrainingHooks",
            "dehaze", "fbeta_per_sample", "fine_tune", "load_predictor", "model_info",

@@ -89,3 +89,12 @@ def test_distillation_trains_a_network_on_teacher_targets(
     with pytest.raises(SystemExit, match="--teacher .* were its training images"):
         distill.main([*args[:args.index("--out")], "--out", str(tmp_path / "other"),
                       *args[args.index("--out") + 2:], "--seed", "1"])
+
+
+def test_novelty_rates_auroc_and_the_loop_driver_import():
+    from experiments import learning_loop_api, novelty_rates
+
+    inside, outside = np.array([0.1, 0.2, 0.3]), np.array([0.25, 0.9])
+    assert novelty_rates.auroc(inside, outside) == pytest.approx(5 / 6)
+    assert novelty_rates.auroc(inside, inside + 10) == 1.0
+    assert callable(learning_loop_api.main)

@@ -315,8 +315,9 @@ class ActivateSerializer(serializers.Serializer):
 
 
 class TrainingCreateSerializer(serializers.Serializer):
-    base = serializers.CharField(default="active", max_length=20,
-                                 help_text="'active' or a model id: whose networks to fine-tune")
+    base = serializers.RegexField(r"^(active|[1-9][0-9]{0,17})$", default="active",
+                                  help_text="'active' or a model id: whose networks to "
+                                            "fine-tune")
     labels = serializers.ListField(child=serializers.CharField(max_length=64), required=False,
                                    allow_empty=True, max_length=500,
                                    help_text="default: every active label with enough "

@@ -1,8 +1,9 @@
 """Training jobs: curated labels -> a fine-tuned candidate model, inside the app.
 
 A job fine-tunes a base model (the active one by default) on the curated ``train``
-images with ``classifier.fine_tune``: the same ``train`` and ``assemble`` code as the
-command line, from argument lists recorded in the candidate's card. Evaluation images
+images with ``classifier.fine_tune`` (``classifier/fine_tuning.py``): the same ``train``
+and ``assemble`` code as the command line, from argument lists recorded in the
+candidate's card. Evaluation images
 are never in its data set (they are filtered out by split before anything is written),
 so the comparison on them (``webapp.services.comparison``) is honest.
 
@@ -29,7 +30,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from classifier import FineTuneSettings, TrainingHooks, fine_tune, model_info
+from classifier import model_info
 from webapp.conf import app_settings
 from webapp.models import Image, Label, ModelVersion, TrainingJob
 from webapp.services import comparison, jobs
@@ -267,7 +268,9 @@ class _Run:
             self.fraction_at_start = self.fraction
             self.started = time.monotonic()
 
-    def hooks_for(self, network: str) -> TrainingHooks:
+    def hooks_for(self, network: str):
+        from classifier import TrainingHooks  # the training loop loads in training workers only
+
         def on_batch(done: int, total: int) -> None:
             self._check()
             epochs = len(self.histories.get(network, []))
@@ -288,6 +291,8 @@ class _Run:
         return TrainingHooks(on_batch=on_batch, on_epoch=on_epoch)
 
     def run(self) -> None:
+        from classifier import FineTuneSettings, fine_tune
+
         budget = self.job.options.get("epochs", app_settings.TRAINING_EPOCHS)
         self._write(epochs=budget * self.networks, phase="exporting")
         data = self._export()

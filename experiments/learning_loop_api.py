@@ -1,7 +1,7 @@
 """The learning loop end to end, through the HTTP API of a running app (``make run``):
 labels -> upload -> curate -> train -> compare -> activate with re-tagging.
 
-    python bench/bench_learning_loop.py --url http://127.0.0.1:8000 --token TOKEN \\
+    python -m experiments.learning_loop_api --url http://127.0.0.1:8000 --token TOKEN \\
         --ucm ../shared/data/ucm --probe ../shared/data/planet-32px/train-jpg.tar \\
         [--limit 0] [--reviewed-share 0.7] [--probe-n 24] [--probes 3] [--epochs N]
 
