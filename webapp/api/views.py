@@ -281,7 +281,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
 
     @extend_schema(parameters=[queries.ReviewQuery], responses=ImageSerializer(many=True))
-    @action(detail=False, methods=["get"])
+    @action(detail=False, methods=["get"], pagination_class=None)
     def review(self, request):
         """The next unreviewed images to review: ``informative`` (default: uncertainty
         mixed with diversity over the search codes, so a few reviews cover different
