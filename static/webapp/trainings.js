@@ -28,7 +28,8 @@
     const epochs = Math.max(...history.map((r) => r.epoch), 2);
     const title = document.createElementNS(SVG, "title");
     title.textContent = Object.entries(byNetwork).map(([n, rows]) =>
-      `${n}: ${rows.map((r) => r.val_f2.toFixed(3)).join(", ")}`).join("; ");
+      `${n}: validation F2 ${rows.map((r) => r.val_f2.toFixed(3)).join(", ")}; ` +
+      `training loss ${rows.map((r) => r.train_loss.toFixed(3)).join(", ")}`).join("\n");
     svg.appendChild(title);
     Object.values(byNetwork).forEach((rows, i) => {
       const line = document.createElementNS(SVG, "polyline");
