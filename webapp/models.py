@@ -209,7 +209,23 @@ class ImageLabel(models.Model):
         return f"{self.label.name} ({self.source})"
 
 
-class Batch(models.Model):
+class Leased(models.Model):
+    """The lease of a row of long work (webapp.services.leases): the worker running it
+    holds ``worker`` and renews ``heartbeat_at``; a row with neither a fresh heartbeat
+    nor a recent message (``queued_at``) is sent again by the heal job."""
+
+    queued_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="when a worker message was last sent")
+    heartbeat_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="last sign of life of its worker")
+    worker = models.CharField(max_length=200, blank=True,
+                              help_text="lease of the worker running it (empty: none)")
+
+    class Meta:
+        abstract = True
+
+
+class Batch(Leased):
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
         RUNNING = "running", "running"
@@ -229,15 +245,6 @@ class Batch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # Self-healing queue (webapp.services.recognition / healing): the worker running the
-    # batch holds a lease (``worker``) that it renews (``heartbeat_at``) per chunk; a
-    # batch with neither a fresh heartbeat nor a recent message is sent again.
-    queued_at = models.DateTimeField(null=True, blank=True,
-                                     help_text="when a worker message was last sent")
-    heartbeat_at = models.DateTimeField(null=True, blank=True,
-                                        help_text="last sign of life of its worker")
-    worker = models.CharField(max_length=200, blank=True,
-                              help_text="lease of the worker running it (empty: none)")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -429,9 +436,9 @@ class UploadReservation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
 
-class LongWork(models.Model):
-    """The fields every kind of long work shares (webapp.services.leases): status,
-    progress, and the lease a worker holds while it runs the row."""
+class LongWork(Leased):
+    """A kind of long work with the usual life (queued -> running -> done, failed or
+    cancelled), its times, and the lease (``Leased``) a worker holds while it runs it."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "queued"
@@ -448,12 +455,6 @@ class LongWork(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    queued_at = models.DateTimeField(null=True, blank=True,
-                                     help_text="when a worker message was last sent")
-    heartbeat_at = models.DateTimeField(null=True, blank=True,
-                                        help_text="last sign of life of its worker")
-    worker = models.CharField(max_length=200, blank=True,
-                              help_text="lease of the worker running it (empty: none)")
 
     class Meta:
         abstract = True

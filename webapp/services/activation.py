@@ -25,7 +25,7 @@ from django.utils import timezone
 from webapp.conf import app_settings
 from webapp.models import Image, ModelVersion, RetagJob
 from webapp.services import jobs, recognition
-from webapp.services.leases import Lease, LeaseLost, WorkKind, resend_stalled
+from webapp.services.leases import Lease, LeaseLost, long_work_kind, resend_stalled
 from webapp.services.model_registry import activate_model
 
 log = logging.getLogger(__name__)
@@ -40,17 +40,7 @@ class ActivationRefused(Exception):
         self.forbidden = forbidden
 
 
-def _unfinished():
-    return RetagJob.objects.filter(status__in=RetagJob.UNFINISHED)
-
-
-def _start(pk: int, now: datetime) -> None:
-    RetagJob.objects.filter(pk=pk, status=RetagJob.Status.QUEUED).update(
-        status=RetagJob.Status.RUNNING, started_at=now)
-
-
-RETAGS = WorkKind(name="re-tagging", plural="re-taggings", model=RetagJob,
-                  unfinished=_unfinished, send=jobs.send_retag, on_claim=_start)
+RETAGS = long_work_kind("re-tagging", "re-taggings", RetagJob, jobs.send_retag)
 
 
 def do_resend_stalled(now: datetime | None = None) -> list[int]:
@@ -74,12 +64,12 @@ def do_activate(model: ModelVersion, user, retag: bool = True) -> RetagJob | Non
     check_activate(user, model)
     with transaction.atomic():
         activate_model(model)
-        _unfinished().exclude(model=model).update(
+        RETAGS.unfinished().exclude(model=model).update(
             status=RetagJob.Status.CANCELLED, finished_at=timezone.now(),
             error="another model was activated")
         if not retag:
             return None
-        running = _unfinished().filter(model=model).first()
+        running = RETAGS.unfinished().filter(model=model).first()
         if running is not None:
             return running
         job = RetagJob.objects.create(model=model, total=_to_retag().count(),

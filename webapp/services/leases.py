@@ -37,7 +37,8 @@ from webapp.conf import app_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Heartbeat", "Lease", "LeaseLost", "WorkKind", "resend_stalled", "stalled"]
+__all__ = ["Heartbeat", "Lease", "LeaseLost", "WorkKind", "long_work_kind", "resend_stalled",
+           "stalled"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,21 @@ class WorkKind:
     @property
     def stale_seconds(self) -> float:
         return app_settings.BATCH_STALE_SECONDS
+
+
+def long_work_kind(name: str, plural: str, model: type[models.Model],
+                   send: Callable[[int], None]) -> WorkKind:
+    """The kind of a model with the usual life of long work (``webapp.models.LongWork``:
+    ``status`` queued -> running -> done / failed / cancelled): its queued and running
+    rows are unfinished, and claiming a queued row starts it."""
+    def unfinished() -> QuerySet:
+        return model.objects.filter(status__in=model.UNFINISHED)
+
+    def start(pk: int, now: datetime) -> None:
+        model.objects.filter(pk=pk, status=model.Status.QUEUED).update(
+            status=model.Status.RUNNING, started_at=now)
+
+    return WorkKind(name, plural, model, unfinished, send, start)
 
 
 class LeaseLost(Exception):

@@ -36,7 +36,13 @@ from webapp.models import Image, Label, ModelVersion, TrainingJob
 from webapp.services import comparison, jobs
 from webapp.services.export import write_dataset
 from webapp.services.labels import label_table
-from webapp.services.leases import Heartbeat, Lease, LeaseLost, WorkKind, resend_stalled
+from webapp.services.leases import (
+    Heartbeat,
+    Lease,
+    LeaseLost,
+    long_work_kind,
+    resend_stalled,
+)
 from webapp.services.model_registry import active_model, register_model
 
 log = logging.getLogger(__name__)
@@ -60,17 +66,7 @@ class Cancelled(Exception):
     """A curator cancelled the running job."""
 
 
-def _unfinished():
-    return TrainingJob.objects.filter(status__in=TrainingJob.UNFINISHED)
-
-
-def _start(pk: int, now: datetime) -> None:
-    TrainingJob.objects.filter(pk=pk, status=TrainingJob.Status.QUEUED).update(
-        status=TrainingJob.Status.RUNNING, started_at=now)
-
-
-TRAININGS = WorkKind(name="training", plural="trainings", model=TrainingJob,
-                     unfinished=_unfinished, send=jobs.send_training, on_claim=_start)
+TRAININGS = long_work_kind("training", "trainings", TrainingJob, jobs.send_training)
 
 
 def do_resend_stalled(now: datetime | None = None) -> list[int]:
