@@ -26,7 +26,7 @@ from classifier.evaluation import (
 from classifier.model import resolve_device
 from classifier.predictor import Predictor
 from classifier.store import CLASSIFIER_DIRS, read_pipeline
-from imagery import plots, rasters
+from imagery import partial, plots, rasters
 from imagery.datasets import load_images, read_labels
 from imagery.decode import ImageDecodeError, decode_image
 
@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     scene.add_argument("--overlap", type=int, default=0, help="px shared by neighbours")
     scene.add_argument("--edge", choices=rasters.EDGES, default="pad",
                        help="partial edge tiles: pad with black, or drop")
+    scene.add_argument("--partial-view", choices=partial.VIEWS, default=partial.DEFAULT_VIEW,
+                       help="what the model sees of a partial tile: its data reflected over "
+                            "the padding (mirror, chosen on validation), the mean colour "
+                            "(fill), the data alone resized (crop), or the padded tile (pad)")
     scene.add_argument("--bands", type=_bands, default=None, metavar="R,G,B",
                        help="1-based bands shown as red, green, blue (default: from the "
                             "file, else Planet's B,G,R,NIR order -> 3,2,1)")
@@ -270,7 +274,8 @@ def cmd_predict_scene(args: argparse.Namespace) -> int:
             total = len(scene.grid)
         with tqdm(total=total, unit="tile", desc=Path(args.scene).name) as bar:
             result = scenes.predict_scene(args.scene, predictor, config, args.batch_size,
-                                          progress=bar.update)
+                                          progress=bar.update,
+                                          partial_view=args.partial_view)
     except rasters.SceneError as exc:
         print(f"{args.scene}: ERROR: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from imagery.partial import DEFAULT_VIEW, model_view
 from imagery.rasters import (
     SceneReader,
     Tile,
@@ -60,9 +61,11 @@ class ScenePrediction:
 
 
 def predict_scene(source: str | Path, predictor, config: TilingConfig = TilingConfig(),
-                  batch_size: int = 64, progress=None) -> ScenePrediction:
+                  batch_size: int = 64, progress=None,
+                  partial_view: str = DEFAULT_VIEW) -> ScenePrediction:
     """Tile a scene and tag every tile with ``predictor`` (classifier.predictor), one
-    strip of tile rows at a time; ``progress(n)`` is called with tiles done per strip."""
+    strip of tile rows at a time; ``progress(n)`` is called with tiles done per strip. A
+    partial tile is seen as ``partial_view`` says (imagery.partial)."""
     results: list[TileResult] = []
     skipped = 0
     with SceneReader(source, config) as scene:
@@ -86,7 +89,8 @@ def predict_scene(source: str | Path, predictor, config: TilingConfig = TilingCo
                     if progress is not None:
                         progress(1)
                 else:
-                    pending.append((chip.tile, chip.pixels))
+                    pending.append((chip.tile, model_view(chip.pixels, chip.window,
+                                                          partial_view)))
             if len(pending) >= batch_size:
                 flush()
         if pending:

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 import imagery.gdal_env  # noqa: F401 - GDAL confined (no network, few drivers) before use
-from imagery import formats
+from imagery import formats, partial
 
 PLANET_RGB = (3, 2, 1)  # Planet analytic band order B, G, R, NIR -> R, G, B (1-based)
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -86,11 +86,13 @@ class Tile:
 
 @dataclass(frozen=True)
 class Chip:
-    """A tile's pixels (None: all nodata) and the share of its footprint holding data."""
+    """A tile's pixels (None: all nodata), the share of its footprint holding data and
+    the box of its pixels that do (None: all of them; see imagery.partial)."""
 
     tile: Tile
     pixels: np.ndarray | None
     coverage: float
+    window: partial.Window | None = None
 
 
 @dataclass(frozen=True)
@@ -470,7 +472,10 @@ class SceneReader:
                     pixels = np.zeros((size, size, 3), np.uint8)
                     pixels[:tile.height, :tile.width] = to_rgb8(
                         bands[:, :, left:left + tile.width], limits, tile_valid)
-                    out.append(Chip(tile, pixels, float(tile_valid.sum()) / (size * size)))
+                    held = np.zeros((size, size), bool)
+                    held[:tile.height, :tile.width] = tile_valid
+                    out.append(Chip(tile, pixels, float(tile_valid.sum()) / (size * size),
+                                    partial.data_window(held)))
                 del bands, valid
             yield row, out
 

@@ -7,8 +7,10 @@ class WebappConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core import checks
         from django.db.models.signals import post_delete, post_migrate
 
+        checks.register(_settings_check)
         post_migrate.connect(_curators_group, sender=self)
         post_delete.connect(_tombstone, sender="webapp.ImageCode")
 
@@ -20,6 +22,19 @@ CURATOR_PERMISSIONS = [
     "view_modelversion", "move_split", "add_trainingjob", "view_trainingjob",
     "view_retagjob",
 ]
+
+
+def _settings_check(app_configs=None, **kwargs) -> list:
+    """Settings a worker would otherwise trip over in the middle of a batch."""
+    from django.core import checks
+
+    from imagery.partial import VIEWS
+    from webapp.conf import app_settings
+
+    if app_settings.PARTIAL_TILE_VIEW not in VIEWS:
+        return [checks.Error(f"PARTIAL_TILE_VIEW is {app_settings.PARTIAL_TILE_VIEW!r}",
+                             hint=f"use one of {', '.join(VIEWS)}", id="webapp.E001")]
+    return []
 
 
 def _curators_group(sender, **kwargs) -> None:

@@ -119,6 +119,11 @@ class Image(models.Model):
         default=1.0, help_text="share of the pixels that hold data: below 1 for a scene's "
                                "edge tile padded with black; the gallery and search hide "
                                "images under MIN_TILE_COVERAGE unless asked")
+    data_window = models.JSONField(
+        null=True, blank=True,
+        help_text="[x, y, width, height] of the stored pixels that hold data (a scene's "
+                  "partial tile); null: all of them. The model sees these pixels only, "
+                  "as PARTIAL_TILE_VIEW says (imagery.partial)")
 
     class Split(models.TextChoices):
         TRAIN = "train", "train"

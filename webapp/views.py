@@ -144,18 +144,27 @@ def image_detail(request: HttpRequest, pk: int) -> HttpResponse:
     labels = list(image.labels.select_related("label", "added_by"))
     current = {il.label.name for il in labels}
     prediction = image.prediction
-    bars = []
+    bars, predicted = [], []
     if prediction:
         tags = set(prediction.tags)
-        bars = sorted(({"label": name, "p": p, "percent": round(p * 100, 1),
+        known = Label.objects.in_bulk(list(prediction.probabilities), field_name="name")
+
+        def word(name: str) -> dict[str, str]:  # the name people read, and what it means
+            label = known.get(name)
+            return {"shown": label.shown if label else name.replace("_", " "),
+                    "description": label.description if label else ""}
+
+        bars = sorted(({"label": name, **word(name), "p": p, "percent": round(p * 100, 1),
                         "predicted": name in tags}
                        for name, p in prediction.probabilities.items()),
                       key=lambda bar: -bar["p"])
+        predicted = [word(name) for name in prediction.tags]
     descriptions = (search.describe(image) if image.status == Image.Status.READY
                     and search.available() else [])
     return render(request, "webapp/image_detail.html", {
         "descriptions": descriptions, "search_available": search.available(),
-        "image": image, "labels": labels, "bars": bars, "can_curate": can_curate,
+        "image": image, "labels": labels, "bars": bars, "predicted": predicted,
+        "can_curate": can_curate,
         "vocabulary": [(label, label.name in current)
                        for label in Label.objects.filter(active=True)],
         "batches": access.visible_batches(request.user).filter(items__image=image)
@@ -203,8 +212,11 @@ def scene_detail(request: HttpRequest, pk: int) -> HttpResponse:
     labels = sorted({name for r in records for name in r.probabilities}) or \
         list(active_model().labels)
     counts = scenes.label_counts(records)
+    min_coverage = app_settings.MIN_TILE_COVERAGE
     return render(request, "webapp/scene_detail.html", {
         "scene": scene, "labels": labels, "counts": counts,
+        "min_coverage": min_coverage, "min_coverage_percent": round(min_coverage * 100),
+        "partial_tiles": sum(1 for r in records if r.tile.image.coverage < min_coverage),
         "default_label": next(iter(counts), labels[0] if labels else ""),
         "basemap_url": app_settings.SCENE_BASEMAP_URL,
         "basemap_attribution": app_settings.SCENE_BASEMAP_ATTRIBUTION,

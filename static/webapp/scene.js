@@ -47,6 +47,11 @@
 
   function imageUrl(id) { return conf.imageUrl.replace(/0\/$/, `${id}/`); }
 
+  // A scene edge tile with less data than MIN_TILE_COVERAGE (hidden from lists).
+  function isPartial(props) {
+    return typeof props.coverage === "number" && props.coverage < Number(conf.minCoverage);
+  }
+
   function describe(props) {
     const p = probability(props);
     const lines = [`row ${props.row}, col ${props.col}`];
@@ -55,6 +60,10 @@
     else lines.push(`${label()}: ${p.toFixed(3)}`);
     if (props.tags && props.tags.length) lines.push(`tags: ${props.tags.join(", ")}`);
     else if (p !== null) lines.push("tags: none");
+    if (isPartial(props)) {
+      lines.push(`partial: ${Math.round(props.coverage * 100)}% data, tagged from it; ` +
+                 "hidden from the gallery and search");
+    }
     return lines.join("\n");
   }
 
@@ -114,6 +123,7 @@
       rect.setAttribute("fill-opacity", p === null ? 0.35 : OPACITY);
       rect.classList.toggle("untagged", p === null);
       rect.classList.toggle("failed", props.status === "failed");
+      rect.classList.toggle("partial", isPartial(props));
       rect.dataset.row = props.row;
       rect.dataset.col = props.col;
       rect.dataset.image = props.image;

@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
-from classifier import cli
+from classifier import cli, scenes
 from imagery import rasters
 from tests.scene_files import ORIGIN, PIXEL, UTM33, geotiff
 
@@ -95,6 +95,12 @@ def test_nodata_tiles_are_skipped_and_partial_ones_kept(tmp_path):
     edge = by_cell[1, 2]
     assert edge.pixels.shape == (256, 256, 3) and edge.pixels[:, 128:].max() == 0
     assert edge.coverage == pytest.approx(0.5)
+    # the data window: what the model sees of a partial tile (imagery.partial)
+    assert edge.window == (0, 0, 128, 256)
+    assert by_cell[0, 1].window == (44, 0, 212, 256)
+    assert by_cell[1, 0].window == (0, 44, 256, 212)
+    # an L of nodata in a corner leaves the box whole: the window is a bounding box
+    assert by_cell[1, 1].window is None and by_cell[1, 1].coverage < 1
 
 
 def test_drop_leaves_out_partial_tiles(tmp_path):
@@ -261,6 +267,23 @@ def test_predict_scene_cli_writes_geojson_and_raster(tmp_path, capsys):
     assert np.isnan(values[:, 0, 0]).all()  # the nodata tile
     assert values[band, 1, 0] == pytest.approx(props["probabilities"]["primary"], abs=1e-4)
     assert "5 tiles tagged, 1 all-nodata" in capsys.readouterr().out
+
+
+def test_predict_scene_sees_partial_tiles_as_told(tmp_path):
+    """The edge tile (1, 2) is tagged from its mirrored data by default and from the
+    padded tile with --partial-view pad; whole tiles are the same either way."""
+    from classifier.predictor import Predictor
+
+    path = geotiff(tmp_path / "scene.tif", width=640, height=512)
+    predictor = Predictor("default", tta_views=1)
+
+    def probabilities(view):
+        result = scenes.predict_scene(path, predictor, partial_view=view)
+        return {(t.tile.row, t.tile.col): t.probabilities for t in result.tiles}
+
+    mirror, pad = probabilities("mirror"), probabilities("pad")
+    assert mirror[1, 0] == pad[1, 0]
+    assert mirror[1, 2] != pytest.approx(pad[1, 2], abs=1e-3)
 
 
 def test_predict_scene_cli_reports_an_unreadable_scene(tmp_path, capsys):

@@ -98,3 +98,22 @@ def test_novelty_rates_auroc_and_the_loop_driver_import():
     assert novelty_rates.auroc(inside, outside) == pytest.approx(5 / 6)
     assert novelty_rates.auroc(inside, inside + 10) == 1.0
     assert callable(learning_loop_api.main)
+
+
+def test_partial_tiles_scores_every_view_on_validation_cuts(ensemble: Path,
+                                                            dataset: tuple[Path, Path],
+                                                            tmp_path: Path) -> None:
+    from experiments import partial_tiles
+
+    report = partial_tiles.main(["--model", str(ensemble), "--chips", str(dataset[1]),
+                                 "--n", "6", "--out", str(tmp_path)])
+    views = {row["view"] for row in report["rows"]}
+    assert views == {"whole chip", "pad", "fill", "mirror", "crop"}
+    assert len(report["rows"]) == 1 + 3 * 4 and report["best"] in views
+    assert all(0 <= row["f2"] <= 1 for row in report["rows"])
+    assert (tmp_path / "partial_tiles.png").stat().st_size > 0
+    padded, window = partial_tiles.cut(np.full((8, 8, 3), 9, np.uint8), "corner", 0.25)
+    assert window == (0, 0, 4, 4) and padded[4:].max() == 0 and padded[:4, :4].min() == 9
+    with pytest.raises(SystemExit, match="validation"):
+        partial_tiles.main(["--model", str(ensemble), "--chips", str(dataset[1]),
+                            "--split", "test"])

@@ -33,7 +33,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "pw-e2e-uploader-1"
-N_VALID = 6  # two chunks of PREDICT_CHUNK_SIZE=4, so the progress has a middle
+N_VALID = 7  # two chunks of PREDICT_CHUNK_SIZE=4, so the progress has a middle
+
+
+def ground_photo() -> bytes:
+    """scikit-image's coffee cup, small enough to be tagged whole: a ground-level photo,
+    which the model flags as unlike its training imagery (novelty 1.6 x the threshold)."""
+    import skimage.data
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(skimage.data.coffee()).resize((300, 200)).save(buffer, "JPEG",
+                                                                       quality=90)
+    return buffer.getvalue()
 
 
 def landscape(seed: int, image_format: str, size: int = 192) -> bytes:
@@ -101,10 +112,11 @@ def test_upload_with_a_broken_file_ends_in_the_tagged_gallery(
     worker = start_worker(WORKER_CHUNK_PAUSE="1.0")  # progress visible for a few seconds
     User.objects.create_user("uploader", password=PASSWORD)
     valid = {}
-    for seed in range(N_VALID):
+    for seed in range(N_VALID - 1):
         jpeg = seed % 2 == 0
         valid[f"scene{seed}.{'jpg' if jpeg else 'png'}"] = landscape(
             seed, "JPEG" if jpeg else "PNG")
+    valid["coffee.jpg"] = ground_photo()
     files = {**valid, "broken.jpg": make_image("text")}  # fails already at upload
     paths = []
     for name, data in files.items():
@@ -202,6 +214,15 @@ def test_upload_with_a_broken_file_ends_in_the_tagged_gallery(
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=screenshot_path(tmp_path, "gallery.png"), full_page=True)
         assert not js_errors, js_errors
+
+        # The ground-level photo is flagged: a badge in the gallery, a note on its page.
+        photo = tiles.filter(has_text="coffee.jpg")
+        expect(photo.locator(".unusual-badge")).to_have_text("unusual")
+        photo.locator("a").first.click()
+        page.wait_for_url(re.compile(r"/images/\d+/$"))
+        expect(page.locator("#unusual")).to_contain_text("Unlike the training imagery")
+        page.screenshot(path=screenshot_path(tmp_path, "unusual.png"), full_page=True)
+        assert not js_errors, js_errors
     finally:
         context.close()
         # ORM calls made while Playwright's event loop runs get their own connection
@@ -226,12 +247,14 @@ def wait_for_scene(scene_id: int, timeout: float = 120) -> Scene:
 def test_scene_page_overlays_tiles_by_label_with_a_map(
         browser, live_server, start_worker, tmp_path):
     """A 4-band 16-bit GeoTIFF through the upload page: cut into 6 tiles (one all nodata,
-    skipped), tagged; its page shows the tiles over the overview coloured by the chosen
-    label's probability, the counts per label, and the tiles on a Leaflet map, all under
-    the site's CSP and without a background map (offline)."""
+    skipped; the right column's two only 48 px wide, partial), tagged; its page shows the
+    tiles over the overview coloured by the chosen label's probability, the partial ones
+    marked, the counts per label, and the tiles on a Leaflet map, all under the site's
+    CSP and without a background map (offline). The gallery hides the partial tiles
+    unless asked for."""
     worker = start_worker()
     User.objects.create_user("surveyor", password=PASSWORD)
-    path = geotiff(tmp_path / "scene.tif", width=640, height=512)
+    path = geotiff(tmp_path / "scene.tif", width=560, height=512)
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -274,6 +297,12 @@ def test_scene_page_overlays_tiles_by_label_with_a_map(
         tiles = page.locator(".tile")
         expect(tiles).to_have_count(5)  # 2 x 3 grid, the all-nodata corner tile skipped
         page.wait_for_function("() => document.getElementById('preview').naturalWidth > 0")
+        # the right column's tiles hold 48 of 256 px: marked, counted, and hidden from lists
+        partial = page.locator("rect.tile.partial")
+        expect(partial).to_have_count(2)
+        assert {partial.nth(i).get_attribute("data-col") for i in range(2)} == {"2"}
+        expect(page.locator("#tiles-partial b")).to_have_text("2")
+        expect(partial.first.locator("title")).to_contain_text("partial: 19% data")
 
         records = {(t.row, t.col): t for t in
                    SceneTile.objects.filter(scene=scene).select_related("image__prediction")}
@@ -327,8 +356,17 @@ def test_scene_page_overlays_tiles_by_label_with_a_map(
                     for path in page.locator("#map path.leaflet-interactive").all()}
         assert map_fill == overview_fill
 
-        page.screenshot(path=screenshot_path(tmp_path, "scene_page.png"), full_page=True)
+        page.screenshot(path=screenshot_path(tmp_path, "scene.png"), full_page=True)
         assert not errors, errors
+
+        page.click("#tiles-partial a")
+        page.wait_for_url(re.compile(r"/gallery/\?batch=\d+&partial=true$"))
+        expect(page.locator("#gallery .tile")).to_have_count(5)
+        page.goto(f"{live_server.url}/gallery/?batch={scene.batch_id}")
+        expect(page.locator("#gallery .tile")).to_have_count(3)
+        page.goto(f"{live_server.url}/scenes/{scene.pk}/")
+        tiles = page.locator(".tile")
+        expect(tiles).to_have_count(5)
 
         tile = tiles.first
         image_id = int(tile.get_attribute("data-image"))

@@ -62,3 +62,16 @@ def test_the_app_reads_its_settings_only_through_conf():
                  if path.name not in ("settings.py", "conf.py")
                  for match in pattern.finditer(path.read_text())]
     assert offenders == []
+
+
+def test_an_unknown_partial_tile_view_stops_the_start(settings):
+    """A typo in PARTIAL_TILE_VIEW would fail every partial tile in the middle of a
+    batch; Django's checks (run by migrate, which `make run` starts with, and runserver)
+    refuse it."""
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    call_command("check")
+    settings.PARTIAL_TILE_VIEW = "stretch"
+    with pytest.raises(SystemCheckError, match="PARTIAL_TILE_VIEW"):
+        call_command("check")

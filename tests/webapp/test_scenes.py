@@ -339,6 +339,32 @@ def test_partial_edge_tiles_are_hidden_unless_asked_for(user, api, client):
     assert api.get(f"/api/images/{edge.pk}/").status_code == 200  # its own page stays
 
 
+def test_partial_tiles_are_predicted_from_their_real_pixels(user, settings):
+    """An edge tile stores its data window; the model sees that window reflected over
+    the padding (PARTIAL_TILE_VIEW), not the black band, while its display copy and the
+    scene keep the tile as cut. With "pad" the stored prediction would be the padded
+    tile's, which is what the last assertion tells apart."""
+    from imagery.partial import model_view
+
+    assert app_settings.PARTIAL_TILE_VIEW == "mirror"
+    batch, (scene,) = upload(user, [("strip.png", plain((800, 250)))])
+    recognition.process_batch(do_submit_batch(batch).pk)
+    tiles = {(t.row, t.col): t.image for t in SceneTile.objects.filter(scene=scene)}
+    edge, inner = tiles[(0, 3)], tiles[(0, 0)]
+    assert edge.data_window == [0, 0, 32, 250] and inner.data_window == [0, 0, 256, 250]
+    predictor = recognition.predictor_for(active_model())
+    seen = recognition.decode_for_pipeline(edge, 256).model_input
+    assert seen.shape == (256, 256, 3) and seen.reshape(-1, 3).max(axis=1).min() >= 40
+    with edge.file.open("rb") as handle:
+        stored = np.asarray(PILImage.open(handle).convert("RGB"))
+    assert stored[:, 32:].max() == 0  # the tile itself stays as cut
+    mirrored, padded = predictor.predict([model_view(stored, edge.data_window, "mirror"),
+                                          stored])
+    kept = edge.prediction.probabilities
+    assert kept == pytest.approx(mirrored.probabilities, abs=2e-3)
+    assert kept != pytest.approx(padded.probabilities, abs=2e-3)
+
+
 def test_a_scene_batch_total_is_known_at_submit_and_never_grows(user, tmp_path):
     """Forward-only progress: the grid comes from the scene's header at upload, so the
     total is final at submit (it drops only by the all-nodata tiles tiling skips)."""

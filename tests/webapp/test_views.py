@@ -146,13 +146,17 @@ def test_image_page_shows_probability_bars_highest_first(client, user):
     image.prediction.probabilities.update({"water": 0.95, "primary": 0.7, "haze": 0.4})
     image.prediction.save()
     html = client.get(f"/images/{image.pk}/").content.decode()
-    rows = re.findall(r'<div class="bar-row( on)?">\s*<span class="bar-label">([a-z_]+)</span>'
+    rows = re.findall(r'<div class="bar-row( on)?">\s*<span class="bar-label" title="[^"]*" '
+                      r'data-label="([a-z_]+)">[^<]+</span>'
                       r'\s*<span class="bar"><span data-percent="([\d.]+)"></span></span>', html)
     assert len(rows) == 17 and {name for _, name, _ in rows} == set(LABELS)
     assert [name for _, name, _ in rows[:3]] == ["water", "primary", "haze"]
     assert [(on, width) for on, name, width in rows[:3]] == [(" on", "95.0"), (" on", "70.0"),
                                                                ("", "40.0")]
     assert {name for on, name, _ in rows if on} == {"water", "primary"}
+    # labels as people read them, with their meaning; the data set's typo shown corrected
+    assert 'data-label="artisinal_mine">Artisanal mine</span>' in html
+    assert '<span class="chip model" title="' in html and ">Primary rainforest</span>" in html
     # the model by name and date (its version id as a tooltip); certainty explained
     assert "</dt><dd>0.42 <span" in html and "least certain label" in html
     assert active_model().name in html and active_model().version in html

@@ -31,6 +31,7 @@ from django.db import DatabaseError, transaction
 
 from classifier import Prediction as ModelOutput
 from classifier import Predictor, load_predictor, verify_model
+from imagery import partial
 from imagery.decode import ImageDecodeError, decode_image, resize_square
 from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Prediction
@@ -156,17 +157,21 @@ def _run(lease: Lease, chunk_size: int) -> None:
 
 def decode_for_pipeline(image: Image, model_size: int,
                         search_size: int | None = None) -> Decoded:
-    """Decode one stored image straight to the model input and the display copy."""
+    """Decode one stored image straight to the model input and the display copy. A
+    partial tile's model and search inputs are made of its data window alone
+    (imagery.partial, PARTIAL_TILE_VIEW); its display copy is the tile as stored."""
     display_size = app_settings.DISPLAY_SIZE
     keep_shortest = 2 * max(model_size, search_size or 0)
     with image.file.open("rb") as handle:
         rgb = decode_image(handle, app_settings.MAX_IMAGE_PIXELS, keep_longest=2 * display_size,
                            keep_shortest=keep_shortest)
-    model_input = resize_square(rgb, model_size)
+    seen = partial.model_view(rgb, image.data_window, app_settings.PARTIAL_TILE_VIEW,
+                              source=(image.width, image.height))
+    model_input = resize_square(seen, model_size)
     search_input = None
     if search_size:
         search_input = model_input if search_size == model_size else \
-            resize_square(rgb, search_size)
+            resize_square(seen, search_size)
     return Decoded(model_input, display_array(rgb, display_size), search_input)
 
 

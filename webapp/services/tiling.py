@@ -172,7 +172,8 @@ def _chip_images(scene: Scene, chips: list[rasters.Chip]) -> list[Image]:
                                                                      image_format),
               format=image_format, size_bytes=len(data), width=size, height=size,
               uploaded_by=scene.batch.owner, scene_only=True, split=split_for(sha),
-              coverage=round(chip.coverage, 4))
+              coverage=round(chip.coverage, 4),
+              data_window=list(chip.window) if chip.window is not None else None)
         for sha, (chip, data) in new.items()], ignore_conflicts=True)
     by_sha = Image.objects.select_related("prediction").in_bulk(shas, field_name="sha256")
     return [by_sha[sha] for sha in shas]
