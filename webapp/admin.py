@@ -28,7 +28,8 @@ def thumbnail(image: Image, size: int = 64) -> str:
     if not image.display:
         return "-"
     url = reverse("image-file", kwargs={"pk": image.pk, "kind": "display"})
-    return format_html('<img src="{}" width="{}" height="{}" style="object-fit:cover" '
+    # styled by class (static/webapp/admin.css): the CSP allows no inline style
+    return format_html('<img class="admin-thumb" src="{}" width="{}" height="{}" '
                        'loading="lazy" alt="">', url, size, size)
 
 
@@ -96,6 +97,9 @@ class ImageLabelInline(admin.TabularInline):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["webapp/admin.css"]}
+
     list_display = ["thumb", "id", "original_name", "tag_list", "confidence", "reviewed",
                     "split", "status", "created_at"]
     list_display_links = ["thumb", "id"]
