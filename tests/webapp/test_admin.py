@@ -65,14 +65,16 @@ def test_changelist_shows_thumbnails(admin_client, images):
     assert response.status_code == 200
     html = response.content.decode()
     for image in (images.low, images.mid, images.high):
-        assert f'<img src="/images/{image.pk}/display" width="64" height="64"' in html
+        assert (f'<img class="admin-thumb" src="/images/{image.pk}/display" width="64" '
+                'height="64"') in html
     assert f'src="/images/{images.pending.pk}/display"' not in html
     assert set(shown(admin_client, CHANGELIST)) == {i.pk for i in images.all()}
 
 
 def test_change_page_shows_a_preview_and_probabilities(admin_client, images):
     html = admin_client.get(f"{CHANGELIST}{images.low.pk}/change/").content.decode()
-    assert f'<img src="/images/{images.low.pk}/display" width="256" height="256"' in html
+    assert (f'<img class="admin-thumb" src="/images/{images.low.pk}/display" width="256" '
+            'height="256"') in html
     assert "water: 0.90" in html and "cloudy: 0.05" in html
 
 
