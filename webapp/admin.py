@@ -19,7 +19,7 @@ from webapp.models import (
     Prediction,
     ReviewQueue,
 )
-from webapp.services import access, activation, curation, labels, splits
+from webapp.services import access, activation, curation, label_index, labels, splits
 from webapp.services.export import labels_csv
 from webapp.services.gallery import parse_id, without_nul
 
@@ -42,7 +42,7 @@ class LabelFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(labels__label__name=without_nul(self.value()))
+            return queryset.filter(label_index.tag_filter([without_nul(self.value())]))
         return queryset
 
 

@@ -12,6 +12,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from webapp.fields import LabelIdsField
+
 LABEL_NAME = RegexValidator(
     r"^[a-z0-9][a-z0-9_\-]{0,63}$",
     "Label names are lower-case letters, digits, '_' and '-' (Planet style), up to 64.",
@@ -119,6 +121,10 @@ class Image(models.Model):
         default=1.0, help_text="share of the pixels that hold data: below 1 for a scene's "
                                "edge tile padded with black; the gallery and search hide "
                                "images under MIN_TILE_COVERAGE unless asked")
+    label_ids = LabelIdsField(
+        default=list, blank=True, editable=False,
+        help_text="ids of the current labels, sorted: the tag filters' indexed form "
+                  "(webapp.services.label_index), kept by the curation service")
     data_window = models.JSONField(
         null=True, blank=True,
         help_text="[x, y, width, height] of the stored pixels that hold data (a scene's "

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from webapp.api.throttles import page_allowed
 from webapp.conf import app_settings
 from webapp.models import Image, Label, ModelVersion, TrainingJob
-from webapp.services import access, curation, review_order, scenes, search
+from webapp.services import access, curation, keyset, review_order, scenes, search
 from webapp.services import labels as label_service
 from webapp.services.gallery import (
     ImageFilter,
@@ -74,10 +74,10 @@ def gallery(request: HttpRequest) -> HttpResponse:
     if text or similar_to:
         page, search_context = _ranked_page(request, image_filter, text, similar_to)
     else:
-        page = Paginator(gallery_queryset(image_filter, request.user), GALLERY_PAGE_SIZE).get_page(
-            request.GET.get("page"))
+        page = _gallery_page(request, gallery_queryset(image_filter, request.user))
     query = request.GET.copy()
     query.pop("page", None)
+    query.pop("cursor", None)
     failures = (batch.items.filter(status="failed").order_by("position")[:FAILURES_SHOWN]
                 if batch else [])
     return render(request, "webapp/gallery.html", {
@@ -85,6 +85,26 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "query": query.urlencode(), "batch": batch, "failures": failures, "q": text,
         "search_available": search.available(), **search_context,
     }, status=status)
+
+
+MAX_PAGE_NUMBER = 10_000  # deeper by number reads too much; the links go on by cursor
+
+
+def _gallery_page(request: HttpRequest, images) -> keyset.KeysetPage:
+    """The page the links point at (a cursor), or a page number typed by hand; junk or a
+    number past the end shows the first page (the gallery is lenient)."""
+    try:
+        cursor = request.GET.get("cursor")
+        if cursor:
+            return keyset.page(images, GALLERY_PAGE_SIZE, cursor)
+    except keyset.BadCursor:
+        pass
+    number = parse_id(request.GET.get("page")) or 1
+    if 1 < number <= MAX_PAGE_NUMBER:
+        found = keyset.offset_page(images, GALLERY_PAGE_SIZE, number)
+        if found.object_list:
+            return found
+    return keyset.page(images, GALLERY_PAGE_SIZE)
 
 
 SEARCH_RESULTS = 240

@@ -113,3 +113,12 @@ def csrf_token(html: str) -> str:
     match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
     assert match, "no CSRF token in the page"
     return match.group(1)
+
+
+def assert_label_index_matches() -> None:
+    """Every image's ``label_ids`` (the tag filters' indexed form) equals its label rows."""
+    rows: dict[int, set[int]] = {}
+    for image_id, label_id in ImageLabel.objects.values_list("image_id", "label_id"):
+        rows.setdefault(image_id, set()).add(label_id)
+    for image_id, ids in Image.objects.values_list("pk", "label_ids"):
+        assert ids == sorted(rows.get(image_id, ())), (image_id, ids, rows.get(image_id))

@@ -110,7 +110,7 @@ def test_gallery_of_a_batch_lists_its_failures(client, pictures):
 @pytest.mark.parametrize("query", [
     "batch=abc&min_confidence=7&page=zzz", "batch=99999999999999999999999", "batch=-1",
     "page=-1", "page=99999", "min_confidence=nan", "reviewed=maybe&match=none",
-    "tags=&tag=,,", "page=1.5",
+    "tags=&tag=,,", "page=1.5", "cursor=%00", "cursor=YnwxfDI", "page=99999999999999",
 ])
 def test_gallery_ignores_junk_parameters(client, pictures, query):
     assert tile_ids(client.get(f"/gallery/?{query}")) == [pictures.c.pk, pictures.a.pk]
@@ -127,11 +127,20 @@ def test_gallery_pages_keep_the_filter(client, pictures, monkeypatch):
     monkeypatch.setattr("webapp.views.GALLERY_PAGE_SIZE", 1)
     first = client.get("/gallery/?tags=water&tags=cloudy")
     assert tile_ids(first) == [pictures.c.pk]
-    next_link = re.search(r'<a href="([^"]+)">next', first.content.decode()).group(1)
-    assert unescape(next_link) == "?tags=water&tags=cloudy&page=2"
-    second = client.get("/gallery/?tags=water&tags=cloudy&page=2")
+    html = first.content.decode()
+    assert '<span class="muted" id="result-count">2 images</span>' in html
+    next_link = unescape(re.search(r'<a href="([^"]+)" rel="next">older', html).group(1))
+    assert next_link.startswith("?tags=water&tags=cloudy&cursor=")
+    assert 'rel="prev"' not in html
+    second = client.get(f"/gallery/{next_link}")
     assert tile_ids(second) == [pictures.a.pk]
-    assert "page 2 of 2" in second.content.decode()
+    html = second.content.decode()
+    assert 'rel="next"' not in html
+    back = unescape(re.search(r'<a href="([^"]+)" rel="prev">', html).group(1))
+    assert tile_ids(client.get(f"/gallery/{back}")) == [pictures.c.pk]
+    # a page number typed by hand still works; junk cursors show the first page
+    assert tile_ids(client.get("/gallery/?tags=water&tags=cloudy&page=2")) == [pictures.a.pk]
+    assert tile_ids(client.get("/gallery/?cursor=zzz")) == [pictures.c.pk]
 
 
 def test_root_redirects_to_the_gallery(client, db):

@@ -16,6 +16,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from webapp.api import queries
+from webapp.api.pagination import KeysetPagination
 from webapp.api.permissions import CanCurate, ReadAccess
 from webapp.api.search import matches_response, parse_k, unavailable
 from webapp.api.serializers import (
@@ -219,6 +220,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     serializer_class = ImageSerializer
     permission_classes = [ReadAccess, CanCurate]
+    pagination_class = KeysetPagination
     http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self):

@@ -14,6 +14,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from webapp.models import Image, ImageLabel, Label, Prediction
+from webapp.services import label_index
 from webapp.services.jobs import encode_on_commit
 
 
@@ -58,6 +59,7 @@ def apply_model_labels_many(pairs: Sequence[tuple[Image, Prediction]]) -> None:
         for image, prediction in pairs for name in dict.fromkeys(prediction.tags)
         if name not in keep[image.pk]
     ])
+    label_index.refresh(ids)
 
 
 @transaction.atomic
@@ -76,6 +78,7 @@ def set_labels(image: Image, names: Iterable[str], user) -> list[str]:
     ImageLabel.objects.bulk_create([
         ImageLabel(image=image, label=label, source=ImageLabel.Source.PERSON, added_by=user,
                    reviewed=True) for label in new.values()])
+    label_index.refresh([image.pk])
     mark_reviewed(Image.objects.filter(pk=image.pk), user)
     encode_on_commit([image.pk], text_only=True)  # its text code follows its labels
     image.refresh_from_db()
@@ -93,10 +96,11 @@ def mark_reviewed(images: QuerySet[Image], user) -> int:
 @transaction.atomic
 def accept_predictions(images: QuerySet[Image], user) -> int:
     """Labels := the latest prediction's tags, checked by this user."""
-    count = 0
+    count, touched = 0, []
     for image in images.select_related("prediction"):
         if image.prediction is None:
             continue
+        touched.append(image.pk)
         image.labels.all().delete()
         labels = resolve_labels(image.prediction.tags, allow_inactive=True)
         ImageLabel.objects.bulk_create([
@@ -105,6 +109,7 @@ def accept_predictions(images: QuerySet[Image], user) -> int:
                        added_by=user, reviewed=True)
             for name, label in labels.items()])
         count += 1
+    label_index.refresh(touched)
     mark_reviewed(images.filter(prediction__isnull=False), user)
     encode_on_commit(images.values_list("pk", flat=True), text_only=True)
     return count
@@ -118,6 +123,7 @@ def add_label(images: QuerySet[Image], label: Label, user) -> int:
     ImageLabel.objects.bulk_create([
         ImageLabel(image_id=i, label=label, source=ImageLabel.Source.PERSON, added_by=user,
                    reviewed=True) for i in sorted(ids - have)])
+    label_index.refresh(ids - have)
     encode_on_commit(ids - have, text_only=True)
     return len(ids - have)
 
@@ -125,8 +131,10 @@ def add_label(images: QuerySet[Image], label: Label, user) -> int:
 @transaction.atomic
 def remove_label(images: QuerySet[Image], label: Label) -> int:
     entries = ImageLabel.objects.filter(image__in=images, label=label)
-    encode_on_commit(list(entries.values_list("image_id", flat=True)), text_only=True)
+    touched = list(entries.values_list("image_id", flat=True))
+    encode_on_commit(touched, text_only=True)
     deleted, _ = entries.delete()
+    label_index.refresh(touched)
     return deleted
 
 

@@ -10,7 +10,7 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from webapp.conf import app_settings
 from webapp.models import BatchItem, Image, ImageLabel
-from webapp.services import access
+from webapp.services import access, label_index
 
 if TYPE_CHECKING:  # the search engine (faiss, the hashing networks) is not needed here
     from webapp.services.search import Match
@@ -58,13 +58,8 @@ class ImageFilter:
             images = images.filter(status=Image.Status.READY)
         if not self.include_partial:
             images = images.filter(coverage__gte=app_settings.MIN_TILE_COVERAGE)
-        if self.tags and self.match == "all":
-            for tag in self.tags:
-                images = images.filter(Exists(ImageLabel.objects.filter(
-                    image=OuterRef("pk"), label__name=tag)))
-        elif self.tags:
-            images = images.filter(Exists(ImageLabel.objects.filter(
-                image=OuterRef("pk"), label__name__in=self.tags)))
+        if self.tags:
+            images = images.filter(label_index.tag_filter(self.tags, self.match))
         if self.batch is not None:
             images = images.filter(Exists(BatchItem.objects.filter(
                 image=OuterRef("pk"), batch_id=self.batch)))

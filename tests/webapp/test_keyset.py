@@ -1,0 +1,92 @@
+"""Keyset pages (webapp.services.keyset): following the links never skips or repeats an
+image while images are added, ties in time are broken by id, counts stop at the cap,
+bad cursors are refused, and the API's image list pages the same way."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from webapp.models import Image
+from webapp.services import keyset
+
+pytestmark = pytest.mark.django_db
+
+
+def add_images(count: int, start: int, when=None) -> list[int]:
+    images = Image.objects.bulk_create([
+        Image(sha256=f"{i:064x}", file=f"originals/{i}.jpg", original_name=f"k{i}.jpg",
+              format="JPEG", size_bytes=1, width=8, height=8, status=Image.Status.READY)
+        for i in range(start, start + count)])
+    ids = [image.pk for image in images] if images[0].pk else list(
+        Image.objects.filter(sha256__in=[f"{i:064x}" for i in range(start, start + count)])
+        .values_list("pk", flat=True))
+    if when is not None:  # images of one instant (a bulk upload): ties broken by id
+        Image.objects.filter(pk__in=ids).update(created_at=when)
+    return ids
+
+
+def test_walking_the_pages_while_images_arrive_sees_each_once():
+    base = timezone.now() - timedelta(days=1)
+    old = add_images(7, 0, when=base)  # seven images of the same instant
+    old += add_images(5, 100, when=base - timedelta(hours=1))
+    seen, cursor, added = [], None, 1000
+    while True:
+        page = keyset.page(Image.objects.all(), 3, cursor)
+        seen += [image.pk for image in page.object_list]
+        add_images(2, added)  # newer images arrive between page views
+        added += 2
+        if not page.has_next:
+            break
+        cursor = page.next_cursor
+    assert len(seen) == len(set(seen)) and set(seen) == set(old)
+    # and back again, from the last page to the newest
+    back = []
+    page = keyset.page(Image.objects.all(), 3, cursor)
+    while True:
+        back = [image.pk for image in page.object_list] + back
+        if not page.has_previous:
+            break
+        page = keyset.page(Image.objects.all(), 3, page.previous_cursor)
+    everything = list(Image.objects.order_by("-created_at", "-id").values_list("pk", flat=True))
+    assert back == everything
+
+
+def test_counts_stop_at_the_cap(monkeypatch):
+    add_images(6, 0)
+    assert keyset.page(Image.objects.all(), 2).count == 6
+    assert keyset.capped_count(Image.objects.all(), cap=5) is None
+    assert keyset.capped_count(Image.objects.all(), cap=6) == 6
+    monkeypatch.setattr(keyset, "COUNT_CAP", 4)
+    page = keyset.page(Image.objects.all(), 2)
+    assert page.count is None and page.count_text == "more than 4 images"
+
+
+@pytest.mark.parametrize("bad", ["zzz", "", "YXwxfDI", "YXx4fDI", "YXwyMDI2LTAxLTAxfC01"])
+def test_cursors_this_app_did_not_write_are_refused(bad):
+    if not bad:
+        assert keyset.page(Image.objects.all(), 2, bad).object_list == []
+        return
+    with pytest.raises(keyset.BadCursor):
+        keyset.page(Image.objects.all(), 2, bad)
+
+
+def test_the_image_api_pages_by_cursor(api, monkeypatch):
+    ids = add_images(5, 0)
+    first = api.get("/api/images/?page_size=2").json()
+    assert first["count"] == 5 and first["previous"] is None
+    assert "cursor=" in first["next"]
+    walked = [row["id"] for row in first["results"]]
+    url = first["next"]
+    while url:
+        add_images(1, 500 + len(walked))  # arrivals never shift a page
+        body = api.get(url).json()
+        walked += [row["id"] for row in body["results"]]
+        url = body["next"]
+    assert walked == sorted(ids, reverse=True)
+    assert api.get("/api/images/?cursor=zzz").status_code == 400
+    monkeypatch.setattr(keyset, "COUNT_CAP", 3)
+    body = api.get("/api/images/").json()
+    assert body["count"] is None and body["more_than"] == 3
