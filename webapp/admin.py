@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from webapp.models import (
@@ -19,9 +21,33 @@ from webapp.models import (
     Prediction,
     ReviewQueue,
 )
-from webapp.services import access, activation, curation, label_index, labels, splits
+from webapp.services import (
+    access,
+    activation,
+    curation,
+    keyset,
+    label_index,
+    labels,
+    splits,
+)
 from webapp.services.export import labels_csv
 from webapp.services.gallery import parse_id, without_nul
+
+
+class EstimatingPaginator(Paginator):
+    """The admin's lists without COUNT(*) over a million rows: exact up to
+    keyset.COUNT_CAP, the planner's estimate beyond (keyset.estimated_count)."""
+
+    @cached_property
+    def count(self) -> int:
+        return keyset.estimated_count(self.object_list)
+
+
+class LargeListAdmin(admin.ModelAdmin):
+    """Lists that grow with the collection: no full count, an estimating paginator."""
+
+    show_full_result_count = False
+    paginator = EstimatingPaginator
 
 
 def thumbnail(image: Image, size: int = 64) -> str:
@@ -96,7 +122,7 @@ class ImageLabelInline(admin.TabularInline):
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(LargeListAdmin):
     class Media:
         css = {"all": ["webapp/admin.css"]}
 
@@ -297,7 +323,7 @@ class BatchItemInline(admin.TabularInline):
 
 
 @admin.register(Batch)
-class BatchAdmin(admin.ModelAdmin):
+class BatchAdmin(LargeListAdmin):
     list_display = ["id", "owner", "status", "total", "done", "failed", "reused", "created_at",
                     "finished_at"]
     list_filter = ["status"]
@@ -364,7 +390,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
+class PredictionAdmin(LargeListAdmin):
     list_display = ["image", "model", "confidence", "created_at"]
     readonly_fields = ["image", "model", "probabilities", "tags", "confidence", "created_at"]
 

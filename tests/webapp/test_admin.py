@@ -338,6 +338,19 @@ def test_export_labels_command_writes_a_planet_csv(images, tmp_path):
     assert read_labels(out).names == [f"img_{images.high.pk}"]
 
 
+def test_export_streams_in_chunks_of_images_by_id(images, curator):
+    """A chunk of 1 image at a time (bounded memory at any size) gives the same rows in
+    id order, with each image's current labels sorted by name."""
+    from webapp.services.export import label_rows
+
+    add_label(Image.objects.filter(pk=images.low.pk), Label.objects.get(name="road"), curator)
+    ready = sorted([images.low, images.mid, images.high], key=lambda i: i.pk)
+    rows = list(label_rows(Image.objects.all(), chunk=1))
+    assert rows == list(label_rows(Image.objects.all(), chunk=1000))
+    assert [name for name, _ in rows] == [f"img_{i.pk}" for i in ready]
+    assert dict(rows)[f"img_{images.low.pk}"] == "primary road water"
+
+
 def test_export_labels_dataset_trains_as_is(images, tmp_path):
     out = tmp_path / "dataset"
     stdout = io.StringIO()

@@ -90,3 +90,18 @@ def test_the_image_api_pages_by_cursor(api, monkeypatch):
     monkeypatch.setattr(keyset, "COUNT_CAP", 3)
     body = api.get("/api/images/").json()
     assert body["count"] is None and body["more_than"] == 3
+
+
+def test_the_admin_paginator_counts_exactly_up_to_the_cap_then_estimates(monkeypatch,
+                                                                          admin_client):
+    from webapp.admin import EstimatingPaginator, ImageAdmin
+
+    add_images(5, 0)
+    assert EstimatingPaginator(Image.objects.all(), 2).count == 5
+    monkeypatch.setattr(keyset, "COUNT_CAP", 3)
+    estimate = EstimatingPaginator(Image.objects.all(), 2).count
+    assert estimate >= 4  # "more than 3": SQLite says 4, PostgreSQL's planner its guess
+    assert ImageAdmin.show_full_result_count is False
+    response = admin_client.get("/admin/webapp/image/")
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == estimate

@@ -12,35 +12,55 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from django.db.models import QuerySet
 
-from webapp.models import Batch, BatchItem, Image, ImageLabel
+from webapp.models import Batch, BatchItem, Image, ImageLabel, Label
 
 
-def label_rows(images: QuerySet[Image], reviewed_only: bool = False) -> Iterator[tuple[str, str]]:
-    """(image_name, space-separated tags) per image, in id order, streaming."""
+def label_rows(images: QuerySet[Image], reviewed_only: bool = False,
+               chunk: int = 5000) -> Iterator[tuple[str, str]]:
+    """(image_name, space-separated tags, sorted) per image, in id order: read ``chunk``
+    images at a time by id (keyset), their tags from the label-id column, so a million
+    images stream in bounded memory."""
     images = images.filter(status=Image.Status.READY)
     if reviewed_only:
         images = images.filter(reviewed=True)
-    ids = images.order_by("pk").values_list("pk", flat=True)
-    for start in range(0, len(ids), 2000):
-        chunk = list(ids[start:start + 2000])
-        tags: dict[int, list[str]] = {i: [] for i in chunk}
-        for image_id, name in (ImageLabel.objects.filter(image_id__in=chunk)
-                               .order_by("label__name").values_list("image_id", "label__name")):
-            tags[image_id].append(name)
-        for image_id in chunk:
-            yield f"img_{image_id}", " ".join(tags[image_id])
+    names = dict(Label.objects.values_list("pk", "name"))
+    last = 0
+    while True:
+        rows = list(images.filter(pk__gt=last).order_by("pk")
+                    .values_list("pk", "label_ids")[:chunk])
+        for image_id, label_ids in rows:
+            yield f"img_{image_id}", " ".join(sorted(names[i] for i in label_ids
+                                                     if i in names))
+        if len(rows) < chunk:
+            return
+        last = rows[-1][0]
+
+
+def write_labels_csv(images: QuerySet[Image], stream: TextIO, reviewed_only: bool = False,
+                     progress: Callable[[int], object] | None = None) -> int:
+    """The Planet CSV written to ``stream`` row by row; returns the number of images."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(["image_name", "tags"])
+    count = 0
+    for row in label_rows(images, reviewed_only):
+        writer.writerow(row)
+        count += 1
+        if progress is not None and count % 1000 == 0:
+            progress(1000)
+    if progress is not None:
+        progress(count % 1000)
+    return count
 
 
 def labels_csv(images: QuerySet[Image], reviewed_only: bool = False) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image_name", "tags"])
-    writer.writerows(label_rows(images, reviewed_only))
+    write_labels_csv(images, buffer, reviewed_only)
     return buffer.getvalue()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -131,3 +132,22 @@ def offset_page(images: QuerySet, size: int, number: int, count: bool = True) ->
         Cursor(rows[0].created_at, rows[0].pk, backwards=True).encode()
         if rows and number > 1 else None, capped_count(images) if count else None, COUNT_CAP)
 
+
+
+def estimated_count(images: QuerySet) -> int:
+    """Exact up to COUNT_CAP; beyond it PostgreSQL's planner estimate of the rows (EXPLAIN,
+    no rows read), and COUNT_CAP + 1 where there is no planner to ask (SQLite)."""
+    exact = capped_count(images)
+    if exact is not None:
+        return exact
+    from django.db import connections
+
+    connection = connections[images.db]
+    if connection.vendor != "postgresql":
+        return COUNT_CAP + 1
+    sql, params = images.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return max(COUNT_CAP + 1, int(plan[0]["Plan"]["Plan Rows"]))

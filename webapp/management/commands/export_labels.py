@@ -1,11 +1,14 @@
 """Export curated labels (and optionally the images) for `python -m classifier train`."""
 
+import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
+from django.db.models import Exists, OuterRef
+from tqdm import tqdm
 
-from webapp.models import Image
-from webapp.services.export import labels_csv, write_dataset
+from webapp.models import BatchItem, Image, SceneTile
+from webapp.services.export import write_dataset, write_labels_csv
 
 
 class Command(BaseCommand):
@@ -25,14 +28,19 @@ class Command(BaseCommand):
 
     def handle(self, out, dataset, reviewed_only, scene, batch, **options):
         images = Image.objects.all()
-        if scene:
-            images = images.filter(scene_tiles__scene_id__in=scene)
+        if scene:  # EXISTS, not a join: no DISTINCT over the whole collection
+            images = images.filter(Exists(SceneTile.objects.filter(
+                image=OuterRef("pk"), scene_id__in=scene)))
         if batch:
-            images = images.filter(batch_items__batch_id__in=batch)
-        images = images.distinct()
+            images = images.filter(Exists(BatchItem.objects.filter(
+                image=OuterRef("pk"), batch_id__in=batch)))
         if dataset:
             count = write_dataset(images, Path(out), reviewed_only)
             self.stdout.write(f"wrote {count} images and {Path(out) / 'labels.csv'}")
-        else:
-            Path(out).write_text(labels_csv(images, reviewed_only))
-            self.stdout.write(f"wrote {out}")
+            return
+        # streamed: rows go to the file as they are read, a chunk of images at a time
+        with open(out, "w", encoding="utf-8", newline="") as stream, \
+                tqdm(unit="img", desc="export", disable=options["verbosity"] < 1,
+                     file=sys.stderr) as bar:
+            count = write_labels_csv(images, stream, reviewed_only, progress=bar.update)
+        self.stdout.write(f"wrote {out}: {count} images")
