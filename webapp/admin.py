@@ -274,27 +274,31 @@ class LabelAdmin(admin.ModelAdmin):
     list_editable = ["active"]
     search_fields = ["name"]
 
-    def get_queryset(self, request):
-        return labels.label_table(super().get_queryset(request))
-
     def changelist_view(self, request, extra_context=None):
         self._readiness = labels.readiness()
+        self._table = {label.pk: label for label in labels.label_table()}
         return super().changelist_view(request, extra_context)
+
+    def _counted(self, label: Label) -> Label:
+        """The label with its counts (labels.label_table: a few queries for all)."""
+        return self._table.get(label.pk) or labels.label_table(
+            Label.objects.filter(pk=label.pk))[0]
 
     def save_model(self, request, obj: Label, form, change) -> None:
         labels.do_save_label(obj)
 
-    @admin.display(ordering="images", description="images")
-    def n_images(self, label: Label) -> int:
-        return label.images
+    @admin.display(description="images")
+    def n_images(self, label: Label) -> str:
+        counted = self._counted(label)
+        return f"{counted.images:,}" if counted.images_exact else f"~{counted.images:,}"
 
-    @admin.display(ordering="reviewed_train", description="reviewed in train")
+    @admin.display(description="reviewed in train")
     def reviewed_train(self, label: Label) -> int:
-        return label.reviewed_train
+        return self._counted(label).reviewed_train
 
-    @admin.display(ordering="reviewed_evaluation", description="reviewed in evaluation")
+    @admin.display(description="reviewed in evaluation")
     def reviewed_evaluation(self, label: Label) -> int:
-        return label.reviewed_evaluation
+        return self._counted(label).reviewed_evaluation
 
     @admin.display(boolean=True, description="active model knows it")
     def known(self, label: Label) -> bool:
@@ -302,7 +306,7 @@ class LabelAdmin(admin.ModelAdmin):
 
     @admin.display(description="reviewed train positives missing")
     def missing(self, label: Label) -> int:
-        return self._readiness.missing(label.reviewed_train)
+        return self._readiness.missing(self._counted(label).reviewed_train)
 
     def has_delete_permission(self, request, obj=None):
         # Labels in use are protected by the database; deactivate them instead.

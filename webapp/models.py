@@ -214,7 +214,10 @@ class ImageLabel(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["image", "label"], name="one_label_per_image"),
         ]
-        indexes = [models.Index(fields=["label", "image"], name="label_image")]
+        indexes = [models.Index(fields=["label", "image"], name="label_image"),
+                   # the label list's reviewed positives on images not reviewed as a whole
+                   models.Index(fields=["image"], condition=Q(reviewed=True),
+                                name="imagelabel_reviewed")]
 
     def __str__(self) -> str:
         return f"{self.label.name} ({self.source})"

@@ -113,3 +113,22 @@ def test_postgresql_filters_through_the_gin_index(three):
                        "'image_label_ids_gin'")
         assert "gin (label_ids)" in cursor.fetchone()[0]
     assert Image.objects.filter(Q(label_ids__has_all=[])).count() == 3
+
+
+def test_label_counts_are_exact_up_to_the_cap_then_estimated(three, monkeypatch, api):
+    from webapp.services import keyset, labels
+
+    table = {label.name: label for label in labels.label_table()}
+    assert (table["primary"].images, table["primary"].images_exact) == (2, True)
+    assert (table["blow_down"].images, table["blow_down"].images_exact) == (0, True)
+    body = {row["name"]: row for row in api.get("/api/labels/?page_size=100").json()["results"]}
+    assert body["primary"]["images"] == 2 and body["primary"]["images_exact"] is True
+    monkeypatch.setattr(keyset, "COUNT_CAP", 1)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE webapp_image")
+    primary = labels.label_table(Label.objects.filter(name="primary"))[0]
+    if connection.vendor == "postgresql":  # the planner's statistics: 2 of 3 images
+        assert (primary.images, primary.images_exact) == (2, False)
+    else:
+        assert (primary.images, primary.images_exact) == (2, True)

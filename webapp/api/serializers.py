@@ -254,7 +254,11 @@ class ImageUpdateSerializer(serializers.Serializer):
 class LabelSerializer(serializers.ModelSerializer):
     """A label, with how far it is from being trainable (context: ``readiness``)."""
 
-    images = serializers.IntegerField(read_only=True, help_text="images carrying the label")
+    images = serializers.IntegerField(
+        read_only=True, help_text="images carrying the label: exact up to 10,000, an "
+                                  "estimate beyond (images_exact false)")
+    images_exact = serializers.BooleanField(read_only=True,
+                                            help_text="whether images is an exact count")
     reviewed_train = serializers.IntegerField(
         read_only=True, help_text="reviewed positives in the train set")
     reviewed_evaluation = serializers.IntegerField(
@@ -266,7 +270,7 @@ class LabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Label
         fields = ["id", "name", "display_name", "description", "active", "images",
-                  "reviewed_train", "reviewed_evaluation", "known", "missing"]
+                  "images_exact", "reviewed_train", "reviewed_evaluation", "known", "missing"]
         read_only_fields = ["active"]
 
     def get_known(self, label: Label) -> bool:

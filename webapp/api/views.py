@@ -37,7 +37,7 @@ from webapp.api.serializers import (
     TrainingSerializer,
 )
 from webapp.api.throttles import ScopedThrottle
-from webapp.models import Batch, BatchItem, ModelVersion, Scene, TrainingJob
+from webapp.models import Batch, BatchItem, Label, ModelVersion, Scene, TrainingJob
 from webapp.services import (
     access,
     activation,
@@ -53,7 +53,7 @@ from webapp.services import (
     splits,
     trainings,
 )
-from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset
+from webapp.services.gallery import ImageFilter, TooManyTags, gallery_queryset, parse_id
 from webapp.services.model_registry import active_model
 
 
@@ -409,6 +409,13 @@ class LabelViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return labels.label_table()
 
+    def get_object(self):
+        found = labels.label_table(Label.objects.filter(pk=parse_id(self.kwargs["pk"])))
+        if not found:
+            raise NotFound("no such label")
+        self.check_object_permissions(self.request, found[0])
+        return found[0]
+
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "readiness": labels.readiness()}
 
@@ -423,7 +430,7 @@ class LabelViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         except labels.LabelRefused as exc:
             return Response({"name": [str(exc)]}, status=status.HTTP_403_FORBIDDEN
                             if exc.forbidden else status.HTTP_400_BAD_REQUEST)
-        label = self.get_queryset().get(pk=label.pk)
+        label = labels.label_table(Label.objects.filter(pk=label.pk))[0]
         return Response(self.get_serializer(label).data, status=status.HTTP_201_CREATED)
 
 

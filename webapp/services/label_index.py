@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q
 
 from webapp.models import Image, ImageLabel, Label
 
@@ -75,3 +75,46 @@ def tag_filter(names: Sequence[str], match: str = "any") -> Q:
                    for pk in ids.values()))
     return Q(Exists(ImageLabel.objects.filter(image=OuterRef("pk"),
                                               label_id__in=list(ids.values()))))
+
+
+def image_counts(label_ids: Sequence[int]) -> dict[int, tuple[int, bool]]:
+    """label id -> (images carrying it, exact?). SQLite: exact, one GROUP BY over the
+    label rows. PostgreSQL: the planner's statistics of the label-id column (ANALYZE,
+    which autovacuum runs) estimate every label at once; labels estimated under
+    keyset.COUNT_CAP are then counted exactly through the GIN index (cheap: few rows).
+    Without statistics yet, each label is counted up to the cap."""
+    from webapp.services.keyset import COUNT_CAP, capped_count
+
+    wanted = [int(i) for i in label_ids]
+    if connection.vendor != "postgresql":
+        exact = dict(ImageLabel.objects.filter(label_id__in=wanted).values("label_id")
+                     .annotate(n=Count("image_id", distinct=True)).values_list("label_id", "n"))
+        return {i: (exact.get(i, 0), True) for i in wanted}
+    estimates = _estimates()
+    out = {}
+    for label_id in wanted:
+        guess = estimates.get(label_id) if estimates is not None else None
+        if guess is not None and guess > COUNT_CAP:
+            out[label_id] = (guess, False)
+            continue
+        exact = capped_count(Image.objects.filter(label_ids__has_any=[label_id]))
+        out[label_id] = (exact, True) if exact is not None else (
+            guess if guess and guess > COUNT_CAP else COUNT_CAP + 1, False)
+    return out
+
+
+def _estimates() -> dict[int, int] | None:
+    """label id -> estimated images from pg_stats (None: the column has no statistics;
+    a label missing from them is rarer than the statistics can tell: 0 here)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.most_common_elems::text, s.most_common_elem_freqs, c.reltuples "
+            "FROM pg_stats s JOIN pg_class c ON c.relname = s.tablename "
+            "WHERE s.tablename = %s AND s.attname = 'label_ids'", [Image._meta.db_table])
+        row = cursor.fetchone()
+    if row is None or row[0] is None or row[2] is None or row[2] < 0:
+        return None
+    elems = [int(e) for e in row[0].strip("{}").split(",") if e]
+    total = float(row[2])
+    return {e: int(round(f * total)) for e, f in zip(elems, row[1])}
+

@@ -8,20 +8,20 @@ evaluation set's positives are counted apart, since they are never trained on.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 
 from webapp.conf import app_settings
-from webapp.models import LABEL_NAME, Image, Label
+from webapp.models import LABEL_NAME, Image, ImageLabel, Label
+from webapp.services import label_index
 from webapp.services.model_registry import active_model
 
 __all__ = ["LabelRefused", "Readiness", "check_create_label", "do_create_label",
            "do_save_label", "label_table", "readiness"]
-
-_REVIEWED = Q(image_labels__reviewed=True) | Q(image_labels__image__reviewed=True)
 
 
 class LabelRefused(Exception):
@@ -62,16 +62,29 @@ def do_save_label(label: Label, fields: list[str] | None = None) -> Label:
     return label
 
 
-def label_table(labels: QuerySet[Label] | None = None) -> QuerySet[Label]:
-    """Labels with ``images`` (all carrying it), ``reviewed_train`` and
-    ``reviewed_evaluation`` (reviewed positives per set), in name order."""
-    return (Label.objects.all() if labels is None else labels).annotate(
-        images=Count("image_labels", distinct=True),
-        reviewed_train=Count("image_labels", distinct=True, filter=_REVIEWED & Q(
-            image_labels__image__split=Image.Split.TRAIN)),
-        reviewed_evaluation=Count("image_labels", distinct=True, filter=_REVIEWED & Q(
-            image_labels__image__split=Image.Split.EVALUATION)),
-    ).order_by("name")
+def label_table(labels: QuerySet[Label] | None = None) -> list[Label]:
+    """Labels in name order, each with ``images`` (images carrying it: exact up to
+    keyset.COUNT_CAP, else an estimate, ``images_exact`` False), ``reviewed_train`` and
+    ``reviewed_evaluation`` (reviewed positives per set, exact). A few queries whatever
+    the collection's size: the reviewed positives come from the reviewed images' label-id
+    column and the reviewed label rows of the others (both small and indexed), the counts
+    from label_index.image_counts."""
+    table = list((Label.objects.all() if labels is None else labels).order_by("name"))
+    positives: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    evaluation = Image.Split.EVALUATION
+    for split, label_ids in (Image.objects.filter(reviewed=True)
+                             .values_list("split", "label_ids").iterator(chunk_size=5000)):
+        for label_id in label_ids:
+            positives[label_id][split == evaluation] += 1
+    for label_id, split in (ImageLabel.objects.filter(reviewed=True, image__reviewed=False)
+                            .values_list("label_id", "image__split")
+                            .iterator(chunk_size=5000)):
+        positives[label_id][split == evaluation] += 1
+    counts = label_index.image_counts([label.pk for label in table])
+    for label in table:
+        label.images, label.images_exact = counts[label.pk]
+        label.reviewed_train, label.reviewed_evaluation = positives[label.pk]
+    return table
 
 
 @dataclass(frozen=True)
