@@ -11,7 +11,8 @@
   a search code count as far from every pick.
 
 Either order can be restricted to one label: candidates are the images the active model
-gives that label a probability of at least LIKELY ("images likely to be water"), or, for
+gives that label a probability of at least LIKELY ("images likely to be water"; among
+the SCAN least certain, so that the scan is bounded at a million images), or, for
 a label the model does not know yet, the POOL nearest images to the label's words by
 text search (the search model's own vocabulary), so curators find its first examples.
 """
@@ -21,7 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import QuerySet
+from django.db.models import FloatField, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from webapp.conf import app_settings
 from webapp.models import Image, ImageCode, Label
@@ -32,6 +35,7 @@ __all__ = ["ORDERS", "ReviewOrderRefused", "review_queue"]
 
 ORDERS = ("informative", "uncertain")
 POOL = 2000
+SCAN = 50_000  # a label narrows the queue among this many least certain images
 LIKELY = 0.2  # a label's probability from which an image is a candidate for it (the
 # shipped model's F2-optimal thresholds lie between 0.14 and 0.44: recall comes first)
 
@@ -62,12 +66,7 @@ def _candidates(user, label: str | None) -> list[Candidate]:
     if not Label.objects.filter(name=label).exists():
         raise ReviewOrderRefused(f"no label {label!r}")
     if label in active_model().labels:
-        rows = (images.filter(prediction__isnull=False)
-                .values_list("pk", "confidence", "prediction__probabilities"))
-        scored = sorted(((probs.get(label, 0.0), pk, c) for pk, c, probs in rows.iterator()
-                         if probs.get(label, 0.0) >= LIKELY),
-                        key=lambda row: (-row[0], row[1]))[:POOL]
-        return [Candidate(pk, 1.0 - (c or 0.0)) for _, pk, c in scored]
+        return _likely(images, label)
     words = Label.objects.get(name=label).shown
     if not search.available():
         raise ReviewOrderRefused(f"the active model does not know {label!r} and search is "
@@ -82,6 +81,24 @@ def _candidates(user, label: str | None) -> list[Candidate]:
                    .values_list("pk", "confidence"))
     return [Candidate(m.image_id, 1.0 - (allowed[m.image_id] or 0.0))
             for m in matches if m.image_id in allowed]
+
+
+def _likely(images: QuerySet[Image], label: str) -> list[Candidate]:
+    """Up to POOL images the model gives ``label`` a probability of at least LIKELY,
+    most probable first, among the SCAN least certain unreviewed images: the database
+    filters on the stored probabilities and the scan stays bounded at any collection
+    size (a label rarer than POOL in SCAN images gives fewer candidates)."""
+    ordered = images.filter(prediction__isnull=False).order_by("confidence", "id")
+    bound = ordered.values_list("confidence", flat=True)[SCAN - 1:SCAN]
+    if bound:
+        ordered = ordered.filter(confidence__lte=bound[0])
+    # the key as a literal (a label name may hold "__"), compared as a number
+    probability = Cast(KeyTextTransform(label, "prediction__probabilities"), FloatField())
+    rows = (ordered.annotate(p=probability).filter(p__gte=LIKELY)
+            .values_list("pk", "confidence", "p")[:SCAN])
+    scored = sorted(((float(p), pk, c) for pk, c, p in rows),
+                    key=lambda row: (-row[0], row[1]))[:POOL]
+    return [Candidate(pk, 1.0 - (c or 0.0)) for _, pk, c in scored]
 
 
 def _codes(ids: list[int]) -> dict[int, int]:

@@ -21,7 +21,7 @@ from rasterio.crs import CRS
 
 from imagery import formats, rasters
 from webapp.conf import app_settings
-from webapp.models import Batch, BatchItem, Scene, SceneTile
+from webapp.models import Batch, BatchItem, Label, Scene, SceneTile
 from webapp.services import access
 from webapp.services.storage import delete_original, save_original, upload_sha256
 from webapp.services.upload_limits import Quota, UploadRejected, format_size
@@ -219,9 +219,8 @@ class TileRecord:
 
 def tile_records(scene: Scene) -> list[TileRecord]:
     """Every tile with its image's current prediction (tags, probabilities) and labels."""
-    tiles = list(SceneTile.objects.filter(scene=scene)
-                 .select_related("image__prediction")
-                 .prefetch_related("image__labels__label"))
+    tiles = list(SceneTile.objects.filter(scene=scene).select_related("image__prediction"))
+    names = dict(Label.objects.values_list("pk", "name"))  # labels from the id column
     out = []
     for tile in tiles:
         prediction = tile.image.prediction if tile.image.status == tile.image.Status.READY \
@@ -229,7 +228,7 @@ def tile_records(scene: Scene) -> list[TileRecord]:
         out.append(TileRecord(
             tile, list(prediction.tags) if prediction else [],
             dict(prediction.probabilities) if prediction else {},
-            sorted(lab.label.name for lab in tile.image.labels.all())))
+            sorted(names[i] for i in tile.image.label_ids if i in names)))
     return out
 
 
