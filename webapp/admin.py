@@ -36,11 +36,18 @@ from webapp.services.gallery import parse_id, without_nul
 
 class EstimatingPaginator(Paginator):
     """The admin's lists without COUNT(*) over a million rows: exact up to
-    keyset.COUNT_CAP, the planner's estimate beyond (keyset.estimated_count)."""
+    keyset.COUNT_CAP, beyond it the planner's estimate (keyset.estimated_count) for
+    those who see every batch, else "COUNT_CAP + 1": a planner's guess comes from
+    statistics over everyone's rows, so it is never shown to someone who sees a part."""
+
+    estimate = True
 
     @cached_property
     def count(self) -> int:
-        return keyset.estimated_count(self.object_list)
+        if self.estimate:
+            return keyset.estimated_count(self.object_list)
+        exact = keyset.capped_count(self.object_list)
+        return keyset.COUNT_CAP + 1 if exact is None else exact
 
 
 class LargeListAdmin(admin.ModelAdmin):
@@ -48,6 +55,13 @@ class LargeListAdmin(admin.ModelAdmin):
 
     show_full_result_count = False
     paginator = EstimatingPaginator
+
+    def get_paginator(self, request, queryset, per_page, orphans=0,
+                      allow_empty_first_page=True):
+        paginator = super().get_paginator(request, queryset, per_page, orphans,
+                                          allow_empty_first_page)
+        paginator.estimate = request.user.has_perm(access.VIEW_ALL_BATCHES)
+        return paginator
 
 
 def thumbnail(image: Image, size: int = 64) -> str:

@@ -105,3 +105,28 @@ def test_the_admin_paginator_counts_exactly_up_to_the_cap_then_estimates(monkeyp
     response = admin_client.get("/admin/webapp/image/")
     assert response.status_code == 200
     assert response.context["cl"].result_count == estimate
+
+
+def test_estimates_are_shown_only_to_those_who_see_every_batch(monkeypatch, rf):
+    """A planner estimate counts everyone's rows; a curator who sees part of them gets
+    "more than the cap", never a number that includes what is hidden from them."""
+    from django.contrib import admin
+    from django.contrib.auth.models import Group, Permission, User
+
+    from webapp.admin import ImageAdmin
+    from webapp.models import Image as ImageModel
+
+    add_images(6, 0)
+    monkeypatch.setattr(keyset, "COUNT_CAP", 2)
+    monkeypatch.setattr(keyset, "estimated_count", lambda images: 1_000_000)
+    curator = User.objects.create_user("part", password="pw-part-1", is_staff=True)
+    curator.groups.add(Group.objects.get(name="curators"))
+    boss = User.objects.create_user("all", password="pw-all-1", is_staff=True)
+    boss.groups.add(Group.objects.get(name="curators"))
+    boss.user_permissions.add(Permission.objects.get(codename="view_all_batches"))
+    admin_view = ImageAdmin(ImageModel, admin.site)
+    for person, expected in ((curator, 3), (boss, 1_000_000)):
+        request = rf.get("/admin/webapp/image/")
+        request.user = User.objects.get(pk=person.pk)
+        paginator = admin_view.get_paginator(request, ImageModel.objects.all(), 50)
+        assert paginator.count == expected, person
