@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_scene.py
 	$(PY) bench/bench_training.py
 	$(PY) bench/bench_wide_scene.py
+	DATABASE_URL=$(POSTGRES_URL) $(PY) bench/bench_scale.py --images 100000
 
 clean-venv:
 	rm -rf $(VENV)

@@ -25,6 +25,38 @@ GALLERY_LINES = [r"logged in; every answer 200 with a page",
                      "gallery, unreviewed, confidence>=0.5",
                      "api images, tags all clear,primary"))]
 
+SCALE_SIZES = (200, 400)  # bench_scale.py --smoke: the baseline, then the grown collection
+SCALE_BOTH = (
+    "gallery, no filter", "gallery, one tag", "gallery, three tags any",
+    "gallery, three tags all", "gallery, rare tag blow_down",
+    "gallery, unreviewed + min confidence", "gallery, one batch", "gallery, deep page numbers",
+    "gallery, next links from a deep page", "api images, no filter", "api images, one tag",
+    "api images, three tags any", "api images, three tags all",
+    "api images, rare tag blow_down", "api images, unreviewed + min confidence",
+    "api images, one batch", "api images, deep page numbers",
+    "api images, next links from a deep page", "api images, one tag, deep page numbers",
+    "api images, one tag, next links from a deep page", "gallery, text search + tag",
+    "gallery, similar + tag", "api search, text", "api search, image file", "api similar",
+    "api labels with counts", "batch page, 2,000 files", "api batch, 2,000 files",
+    "api batch, later item pages", "scene page, 1,600 tiles", "scene tiles.geojson")
+SCALE_CURATOR = ("admin images", "admin images, label filter", "admin review queue",
+                 "admin labels with counts", "api review queue")
+SCALE_TIMED = [(name, user) for name in SCALE_BOTH for user in ("owner-all", "owner-plain")] \
+    + [(name, "owner-all") for name in SCALE_CURATOR]
+SCALE_LINES = [
+    *(rf'^\{{"name": "seed", "n_images": {n}, "added": 200, "seconds": [\d.]+'
+      for n in SCALE_SIZES),
+    *(rf'^\{{"name": "{re.escape(name)}", "user": "{user}", "n_images": {n}, "requests": 3, '
+      r'"p50_ms": [\d.]+, "p95_ms": [\d.]+, "max_ms": [\d.]+\}$'
+      for name, user in SCALE_TIMED for n in SCALE_SIZES),
+    *(rf'^\{{"name": "{re.escape(name)}", "user": "{user}", "n_images": 400, "baseline": 200, '
+      r'"ratio_p50": [\d.]+, "ratio_p95": [\d.]+\}$' for name, user in SCALE_TIMED),
+    *(rf'^\{{"name": "export_labels", "n_images": {n}, "seconds": [\d.]+, "peak_mb": [\d.]+\}}$'
+      for n in SCALE_SIZES),
+    *(rf'^\{{"name": "search cold start", "query": "{query}", "n_images": {n}, '
+      r'"seconds": [\d.]+, "rss_mb": [\d.]+' for query in ("text", "image") for n in SCALE_SIZES),
+]
+
 
 def classifier_baseline() -> list[str]:
     """--baseline at the checked-out commit (git:REV), or the model folder without git."""
@@ -39,6 +71,7 @@ CASES = [
     ("gallery-sqlite", "bench_gallery.py", [], {}, [r"^database: sqlite;", *GALLERY_LINES]),
     ("gallery-postgresql", "bench_gallery.py", [], {"DATABASE_URL": POSTGRES_URL},
      [r"^database: postgresql;", *GALLERY_LINES]),
+    ("scale-postgresql", "bench_scale.py", [], {"DATABASE_URL": POSTGRES_URL}, SCALE_LINES),
     ("search", "bench_search.py", [], {}, [
         r"^\s+2,000\s+[\d.]+\s+[\d.]+\s+[\d.]+x$", r"^encoding with default",
         r"^  text query:", r"^  image query:", r"^live index: 5,000 64-bit codes",
