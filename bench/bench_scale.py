@@ -1442,8 +1442,9 @@ def main() -> int:
     parser.add_argument("--kind-budget", type=float, default=300,
                         help="seconds of requests per kind before it stops early")
     parser.add_argument("--max-minutes", type=float, default=360, help="wall-clock cap")
-    parser.add_argument("--max-page-number", type=int, default=10_000,
-                        help="the deepest page number the app serves (webapp.views)")
+    parser.add_argument("--max-page-number", type=int, default=100,
+                        help="the deepest page number the app serves "
+                             "(webapp.services.keyset.MAX_PAGE_NUMBER)")
     parser.add_argument("--api-page-size", type=int, default=API_PAGE,
                         help="page_size of the API's deep pages (the API's default: 50)")
     parser.add_argument("--min-coverage", type=float, default=0.5,

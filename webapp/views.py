@@ -87,9 +87,6 @@ def gallery(request: HttpRequest) -> HttpResponse:
     }, status=status)
 
 
-MAX_PAGE_NUMBER = 10_000  # deeper by number reads too much; the links go on by cursor
-
-
 def _gallery_page(request: HttpRequest, images) -> keyset.KeysetPage:
     """The page the links point at (a cursor), or a page number typed by hand; junk or a
     number past the end shows the first page (the gallery is lenient)."""
@@ -100,7 +97,7 @@ def _gallery_page(request: HttpRequest, images) -> keyset.KeysetPage:
     except keyset.BadCursor:
         pass
     number = parse_id(request.GET.get("page")) or 1
-    if 1 < number <= MAX_PAGE_NUMBER:
+    if 1 < number <= keyset.MAX_PAGE_NUMBER:
         found = keyset.offset_page(images, GALLERY_PAGE_SIZE, number)
         if found.object_list:
             return found

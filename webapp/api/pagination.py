@@ -39,15 +39,15 @@ class PageNumberPagination(pagination.PageNumberPagination):
 class KeysetPagination(pagination.BasePagination):
     """Newest-first image lists by cursor (webapp.services.keyset): every page costs the
     same, deep or not, and rows added meanwhile never shift a page. ``next`` and
-    ``previous`` are links to follow; ``?page=N`` (up to MAX_PAGE_NUMBER) still works as
-    an offset. ``count`` is exact up to keyset.COUNT_CAP, else null with ``more_than``."""
+    ``previous`` are links to follow; ``?page=N`` (up to keyset.MAX_PAGE_NUMBER) still
+    works as an offset. ``count`` is exact up to keyset.COUNT_CAP, else null with ``more_than``."""
 
     page_size = api_settings.PAGE_SIZE
     page_size_query_param = "page_size"
     cursor_query_param = "cursor"
     page_query_param = "page"
     max_page_size = PageNumberPagination.max_page_size
-    MAX_PAGE_NUMBER = 10_000
+    MAX_PAGE_NUMBER = keyset.MAX_PAGE_NUMBER
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request
@@ -60,7 +60,8 @@ class KeysetPagination(pagination.BasePagination):
             elif raw_number not in (None, "", "1"):
                 number = int(raw_number) if raw_number.isdigit() else 0
                 if not 1 < number <= self.MAX_PAGE_NUMBER:
-                    raise NotFound("no such page")
+                    raise NotFound(f"page numbers go from 1 to {self.MAX_PAGE_NUMBER}; "
+                                   "deeper pages: follow the next links")
                 self.page = keyset.offset_page(queryset, size, number)
                 if not self.page.object_list:
                     raise NotFound("no such page: past the last image")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from webapp.conf import app_settings
 from webapp.models import BatchItem, Image, ImageLabel
@@ -61,8 +61,11 @@ class ImageFilter:
         if self.tags:
             images = images.filter(label_index.tag_filter(self.tags, self.match))
         if self.batch is not None:
-            images = images.filter(Exists(BatchItem.objects.filter(
-                image=OuterRef("pk"), batch_id=self.batch)))
+            # the batch's image ids first (an index read of at most a batch's files):
+            # as a semi-join, the planner may walk the whole newest-first order looking
+            # for an old batch's images
+            images = images.filter(pk__in=list(BatchItem.objects.filter(
+                batch_id=self.batch, image__isnull=False).values_list("image_id", flat=True)))
         if self.reviewed is not None:
             images = images.filter(reviewed=self.reviewed)
         if self.min_confidence is not None:

@@ -24,6 +24,9 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 COUNT_CAP = 10_000
+#: pages a link may name by number (an OFFSET reads every row before it: bounded here);
+#: deeper pages are reached by following the cursors, which cost the same at any depth
+MAX_PAGE_NUMBER = 100
 
 
 class BadCursor(ValueError):
