@@ -98,9 +98,15 @@ def test_scene_api_list_detail_geojson_and_raster(user, api, tmp_path):
     assert api.get("/api/scenes/?batch=999999").json()["count"] == 0
     assert api.get("/api/scenes/?batch=x").status_code == 400
 
-    response = api.get(f"/api/scenes/{scene.pk}/tiles.geojson")
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(f"/api/scenes/{scene.pk}/tiles.geojson")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/geo+json"
+    # a fixed number of queries whatever the tile count (1,600-tile scenes: issue 24)
+    assert len(queries) == 3, [q["sql"][:90] for q in queries]  # scene, tiles, labels
     collection = json.loads(response.content)
     assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 5
     by_cell = {(f["properties"]["row"], f["properties"]["col"]): f

@@ -219,7 +219,8 @@ class TileRecord:
 
 def tile_records(scene: Scene) -> list[TileRecord]:
     """Every tile with its image's current prediction (tags, probabilities) and labels."""
-    tiles = list(SceneTile.objects.filter(scene=scene).select_related("image__prediction"))
+    tiles = list(SceneTile.objects.filter(scene=scene)
+                 .select_related("image__prediction", "item"))  # one query for all
     names = dict(Label.objects.values_list("pk", "name"))  # labels from the id column
     out = []
     for tile in tiles:
