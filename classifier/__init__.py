@@ -10,30 +10,37 @@ metrics that compare two models.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# eager, and needing no torch: the function must shadow its own submodule's name
 from classifier.dehaze import dehaze
-from classifier.evaluation import paired_bootstrap
-from classifier.metrics import fbeta_per_sample, per_label_scores
-from classifier.predictor import Prediction, Predictor, load_predictor
-from classifier.store import CLASSIFIER_DIRS, read_pipeline, verify_model_files
+from classifier.model_files import CLASSIFIER_DIRS, read_pipeline, verify_model_files
 
 if TYPE_CHECKING:
     from classifier.fine_tuning import FineTuneSettings, TrainingHooks, fine_tune
+    from classifier.metrics import fbeta_per_sample, paired_bootstrap, per_label_scores
+    from classifier.predictor import Prediction, Predictor, load_predictor
 
-_TRAINING = {"FineTuneSettings", "TrainingHooks", "fine_tune"}
+#: exported name -> the module that defines it, imported on first use: finding and
+#: checking a model needs no network (classifier.model_files), so the web app and its
+#: commands start without torch; the first prediction loads it, and only a training
+#: worker loads the training loop
+_LAZY = {"Prediction": "classifier.predictor", "Predictor": "classifier.predictor",
+         "load_predictor": "classifier.predictor",
+         "fbeta_per_sample": "classifier.metrics", "per_label_scores": "classifier.metrics",
+         "paired_bootstrap": "classifier.metrics",
+         "FineTuneSettings": "classifier.fine_tuning", "TrainingHooks": "classifier.fine_tuning",
+         "fine_tune": "classifier.fine_tuning"}
 
 
 def __getattr__(name: str):
-    """The training side (``fine_tune`` and its settings) is imported on first use only:
-    prediction and search never load the training loop."""
-    if name in _TRAINING:
-        from classifier import fine_tuning as module
-
-        globals().update({n: getattr(module, n) for n in _TRAINING})
-        return getattr(module, name)
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'classifier' has no attribute {name!r}")
 
 

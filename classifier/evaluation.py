@@ -18,7 +18,12 @@ from sklearn.model_selection import KFold
 from tqdm import tqdm
 
 from classifier.consistency import violations
-from classifier.metrics import f2_score, fbeta_per_sample, per_label_scores
+from classifier.metrics import (
+    f2_score,
+    fbeta_per_sample,
+    paired_bootstrap,  # noqa: F401 - re-exported
+    per_label_scores,
+)
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
 from classifier.predictor import Predictor
 from classifier.store import VAL_OUTPUTS_FILE, ValOutputs
@@ -128,25 +133,6 @@ class Evaluator:
                 "violations": violations(decided, self.predictor.labels),
                 "use_dehazed": [lab for lab, u in zip(self.predictor.labels, post.use_dehazed)
                                 if u]}
-
-
-def paired_bootstrap(scores: np.ndarray, baseline: np.ndarray, resamples: int = 2000,
-                     seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of mean(scores - baseline) over images resampled with
-    replacement, the same images for both (paired): how far a difference between two
-    settings scored on one test set could move on another draw of images."""
-    diff = np.asarray(scores, np.float64) - np.asarray(baseline, np.float64)
-    if len(diff) == 0:
-        return 0.0, 0.0
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 250):  # bounded memory: 250 x n indices at a time
-        count = min(250, resamples - start)
-        picks = rng.integers(0, len(diff), (count, len(diff)))
-        means[start:start + count] = diff[picks].mean(axis=1)
-    tail = (1.0 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def per_label_table(per_label: dict[str, dict[str, float]]) -> str:

@@ -57,3 +57,22 @@ def per_label_scores(y_true: np.ndarray, y_pred: np.ndarray,
                 "recall": float(recall[j]), "support": int(tp[j] + fn[j])}
         for j, label in enumerate(labels)
     }
+
+
+def paired_bootstrap(scores: np.ndarray, baseline: np.ndarray, resamples: int = 2000,
+                     seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of mean(scores - baseline) over images resampled with
+    replacement, the same images for both (paired): how far a difference between two
+    settings scored on one test set could move on another draw of images."""
+    diff = np.asarray(scores, np.float64) - np.asarray(baseline, np.float64)
+    if len(diff) == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 250):  # bounded memory: 250 x n indices at a time
+        count = min(250, resamples - start)
+        picks = rng.integers(0, len(diff), (count, len(diff)))
+        means[start:start + count] = diff[picks].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)

@@ -29,16 +29,20 @@ import numpy as np
 import torch
 
 from classifier.model import ModelConfig, MultiLabelNetwork, create_model
+from classifier.model_files import (  # noqa: F401 - re-exported: the store's names
+    CLASSIFIER_DIRS,
+    NETWORKS,
+    PIPELINE_FILE,
+    ModelFilesError,
+    network_members,
+    read_pipeline,
+    verify_model_files,
+    write_pipeline,
+)
 from classifier.postprocess import Postprocessor
 from imagery.datasets import read_labels
-from imagery.digests import file_sha256
-from imagery.model_dirs import ModelDirs
 
-PIPELINE_FILE = "pipeline.json"
 VAL_OUTPUTS_FILE = "val_outputs.npz"
-NETWORKS = ("original", "dehazed")
-CLASSIFIER_DIRS = ModelDirs("classifier", PIPELINE_FILE,
-                            Path(__file__).resolve().parent / "default_model", named_by="spec")
 
 
 WEIGHT_PRECISIONS = ("fp32", "fp16", "int8")
@@ -103,33 +107,6 @@ def load_network(path: Path, device: torch.device) -> MultiLabelNetwork:
     model = create_model(ModelConfig(**config))
     model.load_state_dict(state)
     return model.to(device).to(memory_format=torch.channels_last).eval()
-
-
-def network_members(model_dir: Path, spec: dict[str, Any]) -> dict[str, list[str]]:
-    """Network kind -> file stems of its ensemble members, member 0 first. Models written
-    before ensembles have one member per kind, named after the kind."""
-    if "members" in spec:
-        return {kind: list(names) for kind, names in spec["members"].items() if names}
-    return {kind: [kind] for kind in NETWORKS if (model_dir / f"{kind}.pt").exists()}
-
-
-class ModelFilesError(RuntimeError):
-    """A model directory's network files are missing or are not the ones it was
-    assembled with."""
-
-
-def verify_model_files(model_dir: Path, spec: dict[str, Any]) -> None:
-    """Every member network is there and, when the spec records its sha256 (models
-    assembled since the digests were added), has exactly those bytes."""
-    for names in network_members(model_dir, spec).values():
-        for name in names:
-            path = model_dir / f"{name}.pt"
-            if not path.is_file():
-                raise ModelFilesError(f"{path.name} is missing from {model_dir}")
-            expected = spec.get("networks", {}).get(name, {}).get("sha256")
-            if expected and file_sha256(path) != expected:
-                raise ModelFilesError(f"{path.name} in {model_dir} is damaged or was "
-                                      "replaced: its sha256 is not the one assembled")
 
 
 def member_name(kind: str, member: int) -> str:
@@ -259,14 +236,6 @@ class ValOutputs:
         with np.load(path, allow_pickle=False) as data:
             probs = {k: data[k] for k in data.files if k not in ("names", "targets")}
             return cls([str(n) for n in data["names"]], data["targets"], probs)
-
-
-def write_pipeline(model_dir: Path, spec: dict[str, Any]) -> None:
-    (model_dir / PIPELINE_FILE).write_text(json.dumps(spec, indent=1))
-
-
-def read_pipeline(model_dir: Path) -> dict[str, Any]:
-    return json.loads((model_dir / PIPELINE_FILE).read_text())
 
 
 def load_postprocessor(spec: dict[str, Any]) -> Postprocessor:

@@ -8,14 +8,31 @@ texts and images, describe), a live Hamming index, and codes stored as integers.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retrieval.codes import from_int, to_int
 from retrieval.cutoffs import Cutoffs, read_cutoffs
-from retrieval.index import LiveHammingIndex, set_search_threads
-from retrieval.retriever import Retriever
-from retrieval.store import RETRIEVAL_DIRS
+from retrieval.model_dirs import RETRIEVAL_DIRS
 from retrieval.text import UnknownQuery
+
+if TYPE_CHECKING:
+    from retrieval.index import LiveHammingIndex, set_search_threads
+    from retrieval.retriever import Retriever
+
+#: names whose modules load torch or faiss, imported on first use (the first search)
+_LAZY = {"Retriever": "retrieval.retriever", "LiveHammingIndex": "retrieval.index",
+         "set_search_threads": "retrieval.index"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'retrieval' has no attribute {name!r}")
+
 
 __all__ = ["Cutoffs", "LiveHammingIndex", "Retriever", "UnknownQuery", "find_model",
            "from_int", "read_cutoffs", "set_search_threads", "to_int"]

@@ -10,13 +10,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # the int and packed forms need no torch (the web app's start-up)
+    import torch
 
 
 def signs(outputs: torch.Tensor) -> torch.Tensor:
     """Continuous hash outputs -> {-1, +1} of the same dtype (an output of 0 gives +1)."""
+    import torch
+
     codes = torch.sign(outputs)
     codes[codes == 0] = 1
     return codes

@@ -22,13 +22,9 @@ import numpy as np
 import torch
 
 from imagery.digests import file_sha256
-from imagery.model_dirs import ModelDirs
+from retrieval.model_dirs import RETRIEVAL_DIRS, SPEC_FILE  # noqa: F401 - re-exported
 from retrieval.networks import HashConfig, HashModel, img_net, lab_net, txt_net
 from retrieval.text import Wording
-
-SPEC_FILE = "retrieval.json"
-RETRIEVAL_DIRS = ModelDirs("retrieval", SPEC_FILE,
-                           Path(__file__).resolve().parent / "default_model", named_by="folder")
 
 
 def save_hash_model(model: HashModel, path: Path) -> None:

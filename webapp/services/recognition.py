@@ -25,12 +25,12 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.db import DatabaseError, transaction
 
-from classifier import Prediction as ModelOutput
-from classifier import Predictor, load_predictor, verify_model
+from classifier import verify_model
 from imagery import partial
 from imagery.decode import ImageDecodeError, decode_image, resize_square
 from webapp.conf import app_settings
@@ -41,6 +41,10 @@ from webapp.services.leases import Lease, LeaseLost
 from webapp.services.model_registry import active_model
 from webapp.services.process_cache import ProcessCache
 from webapp.services.storage import display_array, save_display_copies
+
+if TYPE_CHECKING:  # torch loads with the first prediction, not at start-up
+    from classifier import Prediction as ModelOutput
+    from classifier import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ class ModelUnavailable(RuntimeError):
 
 def _load_predictor(model: ModelVersion) -> Predictor:
     try:
+        from classifier import load_predictor  # torch loads with the first prediction
+
         predictor = load_predictor(model.path, threads=app_settings.TORCH_THREADS,
                                    device=app_settings.CLASSIFIER_DEVICE,
                                    batch_size=app_settings.PREDICT_CHUNK_SIZE)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.db import transaction
@@ -26,20 +27,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from imagery.decode import ImageDecodeError, decode_image, resize_square
-from retrieval import (
-    LiveHammingIndex,
-    Retriever,
-    UnknownQuery,
-    find_model,
-    from_int,
-    read_cutoffs,
-    set_search_threads,
-    to_int,
-)
+from retrieval import UnknownQuery, find_model, from_int, read_cutoffs, to_int
 from webapp.conf import app_settings
 from webapp.models import Image, ImageCode, ImageLabel, RemovedImageCode
 from webapp.services.dbclock import Now, database_now
 from webapp.services.process_cache import ProcessCache
+
+if TYPE_CHECKING:  # torch and faiss load with the first search, not at start-up
+    from retrieval import LiveHammingIndex, Retriever
 
 log = logging.getLogger(__name__)
 _lock = threading.RLock()  # re-entered: _search_images -> _collection_index
@@ -68,6 +63,8 @@ def model_version() -> str:
 def retriever() -> Retriever:
     """Loaded once per process."""
     model = app_settings.RETRIEVAL_MODEL
+    from retrieval import Retriever  # torch loads with the first search, not at start-up
+
     return _retrievers.get(str(model), lambda: Retriever(model))
 
 
@@ -206,6 +203,8 @@ class _Collection:
 
     def __init__(self, version: str, bits: int) -> None:
         self.version, self.bits = version, bits
+        from retrieval import LiveHammingIndex  # faiss: loaded by the first search
+
         self.by_image = LiveHammingIndex(bits)
         self.synced_to: datetime | None = None  # changes from here (minus overlap) on
         self.checked = 0.0
@@ -248,6 +247,8 @@ def _collection_index() -> LiveHammingIndex:
     with _lock:
         collection = _indexes.get(key)
         if collection is None:
+            from retrieval import set_search_threads
+
             set_search_threads(app_settings.SEARCH_THREADS)  # bench/bench_search.py
             _indexes.clear()
             collection = _indexes[key] = _Collection(*key)
