@@ -130,3 +130,29 @@ def test_estimates_are_shown_only_to_those_who_see_every_batch(monkeypatch, rf):
         request.user = User.objects.get(pk=person.pk)
         paginator = admin_view.get_paginator(request, ImageModel.objects.all(), 50)
         assert paginator.count == expected, person
+
+
+def test_one_batch_pages_in_the_same_order_with_its_expression_ordering(user):
+    """A batch's images are ordered by expressions (no index walk); pages by cursor,
+    forwards and back, give the same newest-first order as the plain ordering."""
+    from tests.webapp.conftest import make_image
+    from tests.webapp.helpers import upload
+    from webapp.services.gallery import ImageFilter, gallery_queryset
+
+    batch, items = upload(user, [(f"b{i}.jpg", make_image(seed=70 + i)) for i in range(5)])
+    Image.objects.filter(pk__in=[i.image_id for i in items[:3]]).update(
+        created_at=timezone.now() - timedelta(hours=1))  # ties broken by id
+    images = gallery_queryset(ImageFilter(batch=batch.pk, include_pending=True), user)
+    expected = list(Image.objects.filter(pk__in=[i.image_id for i in items])
+                    .order_by("-created_at", "-id").values_list("pk", flat=True))
+    seen, cursor = [], None
+    while True:
+        page = keyset.page(images, 2, cursor)
+        seen += [image.pk for image in page.object_list]
+        if not page.has_next:
+            break
+        cursor = page.next_cursor
+    assert seen == expected
+    back = keyset.page(images, 2, page.previous_cursor)
+    assert [image.pk for image in back.object_list] == expected[2:4]
+    assert [image.pk for image in keyset.offset_page(images, 2, 2).object_list] == expected[2:4]

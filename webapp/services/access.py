@@ -50,7 +50,9 @@ def _collection(user) -> Q:
     own = SceneTile.objects.filter(scene__batch__owner=user)
     if not own.exists():
         return public
-    return public | Q(Exists(own.filter(image=OuterRef("pk"))))
+    # IN (subquery), run once and hashed, not an EXISTS probed per image: beside the OR,
+    # a correlated probe made tag-filtered pages 2-4x slower at a million images
+    return public | Q(pk__in=own.values("image_id"))
 
 
 def collection_images(user, images: QuerySet) -> QuerySet:

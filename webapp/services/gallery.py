@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, OrderBy, Prefetch, QuerySet, Value
+from django.db.models.functions import Coalesce
 
 from webapp.conf import app_settings
 from webapp.models import BatchItem, Image, ImageLabel
@@ -107,9 +108,18 @@ def with_labels(images: QuerySet[Image]) -> QuerySet[Image]:
         Prefetch("labels", queryset=ImageLabel.objects.select_related("label", "added_by")))
 
 
+# Newest first, the keys written as expressions: the same order, but no index provides
+# it, so for one batch's images (a few thousand ids) the planner sorts them instead of
+# walking the whole collection's order index looking for an old batch (0.4 s at 1M).
+_SMALL_SET_ORDER = (OrderBy(Coalesce("created_at", "created_at"), descending=True),
+                    OrderBy(F("id") + Value(0), descending=True))
+
+
 def gallery_queryset(image_filter: ImageFilter, user) -> QuerySet[Image]:
     """Filtered images this user may see, with what a gallery card needs, newest first."""
     images = access.collection_images(user, image_filter.apply(Image.objects.all()))
+    if image_filter.batch is not None:
+        return with_labels(images).order_by(*_SMALL_SET_ORDER)
     return with_labels(images).order_by("-created_at", "-id")
 
 

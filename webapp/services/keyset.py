@@ -103,17 +103,24 @@ def _after(cursor: Cursor) -> Q:
         Q(created_at__gt=cursor.created_at) | Q(pk__gt=cursor.pk))
 
 
+def newest_first(images: QuerySet) -> QuerySet:
+    """``images`` in the pages' order: their own explicit ordering when they have one (a
+    caller may order by the same keys written as expressions, to keep the planner off
+    the order index for a small set such as one batch), else created_at, id descending."""
+    return images if images.query.order_by else images.order_by("-created_at", "-id")
+
+
 def page(images: QuerySet, size: int, cursor: str | None = None,
          count: bool = True) -> KeysetPage:
     """The page of ``images`` (any filter; newest first) that ``cursor`` points at (None:
     the first page). Raises BadCursor for a cursor this app did not write."""
     at = Cursor.decode(cursor) if cursor else None
     if at is not None and at.backwards:  # the page before: the next newer images
-        rows = list(images.filter(_after(at)).order_by("created_at", "id")[:size + 1])
+        rows = list(newest_first(images).filter(_after(at)).reverse()[:size + 1])
         newer, older = len(rows) > size, bool(rows)  # older: the page we came from
         rows = rows[:size][::-1]
     else:
-        ordered = images.order_by("-created_at", "-id")
+        ordered = newest_first(images)
         rows = list((ordered.filter(_before(at)) if at else ordered)[:size + 1])
         newer, older = at is not None and bool(rows), len(rows) > size
         rows = rows[:size]
@@ -128,7 +135,7 @@ def offset_page(images: QuerySet, size: int, number: int, count: bool = True) ->
     """Page ``number`` (1-based) by offset, for links that name a page number; its
     next/previous cursors continue by keyset. Empty beyond the last image."""
     start = (number - 1) * size
-    rows = list(images.order_by("-created_at", "-id")[start:start + size + 1])
+    rows = list(newest_first(images)[start:start + size + 1])
     older, rows = len(rows) > size, rows[:size]
     return KeysetPage(
         rows, Cursor(rows[-1].created_at, rows[-1].pk).encode() if older else None,

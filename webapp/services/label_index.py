@@ -79,33 +79,41 @@ def tag_filter(names: Sequence[str], match: str = "any") -> Q:
 
 def image_counts(label_ids: Sequence[int]) -> dict[int, tuple[int, bool]]:
     """label id -> (images carrying it, exact?). SQLite: exact, one GROUP BY over the
-    label rows. PostgreSQL: the planner's statistics of the label-id column (ANALYZE,
-    which autovacuum runs) estimate every label at once; labels estimated under
-    keyset.COUNT_CAP are then counted exactly through the GIN index (cheap: few rows).
-    Without statistics yet, each label is counted up to the cap."""
-    from webapp.services.keyset import COUNT_CAP, capped_count
+    label rows. PostgreSQL: up to keyset.COUNT_CAP images in all, exact (each label
+    counted up to the cap through the GIN index); beyond that the planner's statistics
+    of the label-id column (ANALYZE, which autovacuum runs) estimate every label at
+    once, and only labels estimated under EXACT_BELOW are counted exactly (a few rows
+    each). Without statistics yet, each label is counted up to the cap."""
+    from webapp.services import keyset
 
     wanted = [int(i) for i in label_ids]
     if connection.vendor != "postgresql":
         exact = dict(ImageLabel.objects.filter(label_id__in=wanted).values("label_id")
                      .annotate(n=Count("image_id", distinct=True)).values_list("label_id", "n"))
         return {i: (exact.get(i, 0), True) for i in wanted}
-    estimates = _estimates()
+    statistics = _estimates()
+    cap = keyset.COUNT_CAP
+    exact_below = min(EXACT_BELOW, cap)
     out = {}
     for label_id in wanted:
-        guess = estimates.get(label_id) if estimates is not None else None
-        if guess is not None and guess > COUNT_CAP:
+        guess = None
+        if statistics is not None and statistics[1] > cap:
+            guess = statistics[0].get(label_id, 0)
+        if guess is not None and guess >= exact_below:
             out[label_id] = (guess, False)
             continue
-        exact = capped_count(Image.objects.filter(label_ids__has_any=[label_id]))
-        out[label_id] = (exact, True) if exact is not None else (
-            guess if guess and guess > COUNT_CAP else COUNT_CAP + 1, False)
+        exact = keyset.capped_count(Image.objects.filter(label_ids__has_any=[label_id]))
+        out[label_id] = (exact, True) if exact is not None else (cap + 1, False)
     return out
 
 
-def _estimates() -> dict[int, int] | None:
-    """label id -> estimated images from pg_stats (None: the column has no statistics;
-    a label missing from them is rarer than the statistics can tell: 0 here)."""
+#: labels the statistics put under this many images are counted exactly at any size
+EXACT_BELOW = 1_000
+
+
+def _estimates() -> tuple[dict[int, int], float] | None:
+    """(label id -> estimated images, estimated rows of the table) from pg_stats; None:
+    no statistics yet. A label missing from them is rarer than they can tell: 0."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT s.most_common_elems::text, s.most_common_elem_freqs, c.reltuples "
@@ -116,5 +124,4 @@ def _estimates() -> dict[int, int] | None:
         return None
     elems = [int(e) for e in row[0].strip("{}").split(",") if e]
     total = float(row[2])
-    return {e: int(round(f * total)) for e, f in zip(elems, row[1])}
-
+    return {e: int(round(f * total)) for e, f in zip(elems, row[1])}, total

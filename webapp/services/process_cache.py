@@ -8,6 +8,7 @@ wait for the one load instead of making their own; a load that raises caches not
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -26,6 +27,12 @@ class ProcessCache(Generic[V]):
         with self._lock:
             if key not in self._values:
                 self._values[key] = load()
+                # what a process loads once (a model: torch's ~500,000 objects on the
+                # first one) lives as long as the process: out of the garbage
+                # collector's reach, or each full collection walks it all (a 160-300 ms
+                # pause of some request every few dozen; bench/bench_scale.py)
+                gc.collect()
+                gc.freeze()
             return self._values[key]
 
     def clear(self) -> None:
