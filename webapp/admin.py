@@ -44,10 +44,7 @@ class EstimatingPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        if self.estimate:
-            return keyset.estimated_count(self.object_list)
-        exact = keyset.capped_count(self.object_list)
-        return keyset.COUNT_CAP + 1 if exact is None else exact
+        return keyset.estimated_count(self.object_list, planner=self.estimate)
 
 
 class LargeListAdmin(admin.ModelAdmin):

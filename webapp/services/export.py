@@ -21,14 +21,18 @@ from django.db.models import QuerySet
 from webapp.models import Batch, BatchItem, Image, ImageLabel, Label
 
 
+def _exported(images: QuerySet[Image], reviewed_only: bool) -> QuerySet[Image]:
+    """The images an export writes: tagged ones (reviewed ones only, if asked)."""
+    images = images.filter(status=Image.Status.READY)
+    return images.filter(reviewed=True) if reviewed_only else images
+
+
 def label_rows(images: QuerySet[Image], reviewed_only: bool = False,
                chunk: int = 5000) -> Iterator[tuple[str, str]]:
     """(image_name, space-separated tags, sorted) per image, in id order: read ``chunk``
     images at a time by id (keyset), their tags from the label-id column, so a million
     images stream in bounded memory."""
-    images = images.filter(status=Image.Status.READY)
-    if reviewed_only:
-        images = images.filter(reviewed=True)
+    images = _exported(images, reviewed_only)
     names = dict(Label.objects.values_list("pk", "name"))
     last = 0
     while True:
@@ -68,10 +72,10 @@ def write_dataset(images: QuerySet[Image], out: Path, reviewed_only: bool = Fals
     """out/labels.csv and out/images/<image_name>.<ext>; returns the number of images."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
-    (out / "labels.csv").write_text(labels_csv(images, reviewed_only))
+    with open(out / "labels.csv", "w", encoding="utf-8", newline="") as stream:
+        write_labels_csv(images, stream, reviewed_only)
     count = 0
-    names = {name for name, _ in label_rows(images, reviewed_only)}
-    for image in images.filter(pk__in=[int(n[4:]) for n in names]).iterator():
+    for image in _exported(images, reviewed_only).order_by("pk").iterator(chunk_size=2000):
         suffix = Path(image.file.name).suffix
         with image.file.open("rb") as src, open(out / "images" / f"{image.name}{suffix}",
                                                 "wb") as dst:

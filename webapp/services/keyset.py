@@ -144,16 +144,17 @@ def offset_page(images: QuerySet, size: int, number: int, count: bool = True) ->
 
 
 
-def estimated_count(images: QuerySet) -> int:
+def estimated_count(images: QuerySet, planner: bool = True) -> int:
     """Exact up to COUNT_CAP; beyond it PostgreSQL's planner estimate of the rows (EXPLAIN,
-    no rows read), and COUNT_CAP + 1 where there is no planner to ask (SQLite)."""
+    no rows read), and COUNT_CAP + 1 where there is no planner to ask (SQLite) or where
+    ``planner`` is False."""
     exact = capped_count(images)
     if exact is not None:
         return exact
     from django.db import connections
 
     connection = connections[images.db]
-    if connection.vendor != "postgresql":
+    if not planner or connection.vendor != "postgresql":
         return COUNT_CAP + 1
     sql, params = images.order_by().values("pk").query.sql_with_params()
     with connection.cursor() as cursor:
