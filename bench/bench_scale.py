@@ -3,7 +3,7 @@ same requests against 10,000 in the same run.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/webapp \\
         python bench/bench_scale.py [--images 1000000] [--baseline 10000] [--requests 30]
-                                    [--workers 4] [--keep] [--smoke]
+                                    [--workers 4] [--keep] [--seed-only] [--smoke]
 
 1. Database: DATABASE_URL's PostgreSQL server gets a database ``bench_scale`` (dropped
    first if it exists, and at the end unless ``--keep``), migrated like any installation;
@@ -48,7 +48,8 @@ Output (stdout), one JSON line each: ``seed`` per size, every request kind per s
 (``{"name", "user", "n_images", "requests", "p50_ms", "p95_ms", "max_ms"}``),
 ``export_labels``, ``search cold start``, then per request kind the ratio of the two
 sizes (``{"name", "user", "ratio_p50", "ratio_p95"}``); with ``--keep`` the database URL,
-the users' passwords and tokens. Progress goes to stderr. Exit status 1 when a kind
+the users' passwords and tokens (``--seed-only``: seed ``--images``, keep the database,
+time nothing). Progress goes to stderr. Exit status 1 when a kind
 failed or the run was cut short (``--max-minutes``).
 
 ``--smoke`` (the test suite's run): 400 images over a baseline of 200, scenes of 16 tiles,
@@ -1474,9 +1475,13 @@ def main() -> int:
                         help="MIN_TILE_COVERAGE of the app (tiles below are hidden)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the database and print its URL and the users' tokens")
+    parser.add_argument("--seed-only", action="store_true",
+                        help="seed --images and keep the database (implies --keep); "
+                             "time nothing: for timing requests of one's own on it")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny run for the test suite: 400 images over 200, 3 requests")
     args = parser.parse_args()
+    args.keep = args.keep or args.seed_only
     if args.smoke:
         args.images, args.baseline, args.requests, args.warmup = 400, 200, 3, 1
         args.workers, args.owners, args.scenes, args.scene_tiles = 2, 6, 2, 16
@@ -1532,13 +1537,13 @@ def main() -> int:
             seeder = Seeder(bench_url, plan, users, args, rng)
             base_units = plan.units[:plan.baseline_units]
             seed_units(seeder, base_units, args.baseline, "baseline")
-            small = measure("baseline", env, tmp, plan, users, args.baseline, args,
-                            deadline, failures)
+            small = {} if args.seed_only else measure(
+                "baseline", env, tmp, plan, users, args.baseline, args, deadline, failures)
             seed_units(seeder, plan.units[plan.baseline_units:], args.images, "full")
             seeder.close()
             seeder = None
-            big = measure("full", env, tmp, plan, users, args.images, args, deadline,
-                          failures)
+            big = {} if args.seed_only else measure(
+                "full", env, tmp, plan, users, args.images, args, deadline, failures)
             for key, record in big.items():
                 if key in small:
                     emit({"name": key[0], "user": key[1], "n_images": args.images,

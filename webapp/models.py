@@ -146,7 +146,11 @@ class Image(models.Model):
         permissions = [("curate_image", "Can edit an image's labels and review it"),
                        ("move_split", "Can move an image between the train and evaluation "
                                       "sets")]
-        indexes = [models.Index(fields=["status", "-created_at", "-id"], name="gallery_order")]
+        indexes = [models.Index(fields=["status", "-created_at", "-id"], name="gallery_order"),
+                   # the label list's reviewed positives in the evaluation set: the
+                   # evaluation images' ids without a heap visit (services/labels.py)
+                   models.Index(fields=["id"], condition=Q(split="evaluation"),
+                                name="image_evaluation")]
 
     def __str__(self) -> str:
         return self.name
@@ -215,8 +219,9 @@ class ImageLabel(models.Model):
             models.UniqueConstraint(fields=["image", "label"], name="one_label_per_image"),
         ]
         indexes = [models.Index(fields=["label", "image"], name="label_image"),
-                   # the label list's reviewed positives on images not reviewed as a whole
-                   models.Index(fields=["image"], condition=Q(reviewed=True),
+                   # the label list's reviewed positives, counted from the index alone
+                   # (services/labels.py); a reviewed row is a reviewed positive
+                   models.Index(fields=["image", "label"], condition=Q(reviewed=True),
                                 name="imagelabel_reviewed")]
 
     def __str__(self) -> str:

@@ -225,16 +225,14 @@ def scene_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The scene's overview with the tile grid coloured by a label's probability, counts
     per label, and a map when the scene is georeferenced (data: the scene API)."""
     scene = get_object_or_404(scenes.with_progress(scenes.visible_scenes(request.user)), pk=pk)
-    records = scenes.tile_records(scene)
-    labels = sorted({name for r in records for name in r.probabilities}) or \
-        list(active_model().labels)
-    counts = scenes.label_counts(records)
+    figures = scenes.overview(scene)
+    labels = figures.labels or list(active_model().labels)
     min_coverage = app_settings.MIN_TILE_COVERAGE
     return render(request, "webapp/scene_detail.html", {
-        "scene": scene, "labels": labels, "counts": counts,
+        "scene": scene, "labels": labels, "counts": figures.counts,
         "min_coverage": min_coverage, "min_coverage_percent": round(min_coverage * 100),
-        "partial_tiles": sum(1 for r in records if r.tile.image.coverage < min_coverage),
-        "default_label": next(iter(counts), labels[0] if labels else ""),
+        "partial_tiles": figures.partial_tiles,
+        "default_label": next(iter(figures.counts), labels[0] if labels else ""),
         "basemap_url": app_settings.SCENE_BASEMAP_URL,
         "basemap_attribution": app_settings.SCENE_BASEMAP_ATTRIBUTION,
     })

@@ -23,7 +23,7 @@ from tests.scene_files import ORIGIN, PIXEL, geotiff
 from tests.webapp.conftest import make_image
 from tests.webapp.helpers import upload
 from webapp.conf import app_settings
-from webapp.models import Batch, BatchItem, Image, Scene, SceneTile
+from webapp.models import Batch, BatchItem, Image, ImageLabel, Scene, SceneTile
 from webapp.services import curation, recognition, tiling
 from webapp.services.batches import do_submit_batch
 from webapp.services.model_registry import active_model
@@ -106,7 +106,7 @@ def test_scene_api_list_detail_geojson_and_raster(user, api, tmp_path):
     assert response.status_code == 200
     assert response["Content-Type"] == "application/geo+json"
     # a fixed number of queries whatever the tile count (1,600-tile scenes: issue 24)
-    assert len(queries) == 3, [q["sql"][:90] for q in queries]  # scene, tiles, labels
+    assert len(queries) == 3, [q["sql"][:90] for q in queries]  # scene, labels, tiles
     collection = json.loads(response.content)
     assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 5
     by_cell = {(f["properties"]["row"], f["properties"]["col"]): f
@@ -121,6 +121,25 @@ def test_scene_api_list_detail_geojson_and_raster(user, api, tmp_path):
     assert props["tags"] == tile.image.prediction.tags
     assert props["probabilities"] == tile.image.prediction.probabilities
     assert props["labels"] == sorted(props["tags"])
+    # every feature as the tile rows say, read the slow way (the GeoJSON splices the
+    # stored JSON in as text: issue 24)
+    for tile in SceneTile.objects.filter(scene=scene).select_related(
+            "image__prediction", "item"):
+        image = tile.image
+        ready = image.status == image.Status.READY
+        assert by_cell[tile.row, tile.col] == {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [tile.ring]},
+            "properties": {
+                "image": image.pk, "row": tile.row, "col": tile.col,
+                "tags": image.prediction.tags if ready else [],
+                "probabilities": image.prediction.probabilities if ready else {},
+                "labels": sorted(image.labels.values_list("label__name", flat=True)),
+                "status": tile.item.status, "coverage": round(tile.coverage, 4),
+                "bounds": tile.bounds, "pixels": [tile.x, tile.y, tile.width, tile.height]}}
+    assert {k: v for k, v in collection.items() if k != "features"} == {
+        "type": "FeatureCollection", "scene": scene.pk, "epsg": 32633, "rows": 2, "cols": 3,
+        "footprint": scene.footprint}
 
     response = api.get(f"/api/scenes/{scene.pk}/probabilities.tif?label=primary")
     assert response.status_code == 200 and response["Content-Type"] == "image/tiff"
@@ -343,6 +362,17 @@ def test_partial_edge_tiles_are_hidden_unless_asked_for(user, api, client):
     assert f"/images/{edge.pk}/" not in page and f"/images/{tiles[(0, 0)].pk}/" in page
     assert f"/images/{edge.pk}/" in client.get("/gallery/", {"partial": "true"}).content.decode()
     assert api.get(f"/api/images/{edge.pk}/").status_code == 200  # its own page stays
+    # the scene page counts it as hidden, and tiles per label from the label rows
+    scene_page = client.get(f"/scenes/{scene.pk}/")
+    assert scene_page.context["partial_tiles"] == 1
+    expected: dict[str, int] = {}
+    for name in ImageLabel.objects.filter(image__scene_tiles__scene=scene).values_list(
+            "label__name", flat=True):
+        expected[name] = expected.get(name, 0) + 1
+    assert scene_page.context["counts"] == expected and expected
+    assert list(scene_page.context["counts"].values()) == sorted(expected.values(),
+                                                                  reverse=True)
+    assert scene_page.context["labels"] == sorted(edge.prediction.probabilities)
 
 
 def test_partial_tiles_are_predicted_from_their_real_pixels(user, settings):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -374,7 +372,7 @@ class SceneViewSet(viewsets.ReadOnlyModelViewSet):
     def tiles_geojson(self, request, pk=None):
         check_format(request)
         scene = self.get_object()
-        response = HttpResponse(json.dumps(scenes.tiles_geojson(scene)),
+        response = HttpResponse(scenes.tiles_geojson(scene),
                                 content_type="application/geo+json")
         response["Content-Disposition"] = f'inline; filename="scene_{scene.pk}_tiles.geojson"'
         return response

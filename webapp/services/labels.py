@@ -8,7 +8,6 @@ evaluation set's positives are counted apart, since they are never trained on.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -69,20 +68,23 @@ def label_table(labels: QuerySet[Label] | None = None) -> list[Label]:
     the collection's size: the reviewed positives from the reviewed label rows (small,
     indexed), the counts from label_index.image_counts."""
     table = list((Label.objects.all() if labels is None else labels).order_by("name"))
-    positives: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    evaluation = Image.Split.EVALUATION
     # A reviewed positive is a reviewed label row: reviewing an image marks every label
     # row of it reviewed (curation.mark_reviewed), and people's labels are born
-    # reviewed. One grouped read of the reviewed rows (a partial index) per set.
-    for label_id, split, count in (ImageLabel.objects.filter(reviewed=True)
-                                   .values("label_id", "image__split")
-                                   .annotate(n=Count("id"))
-                                   .values_list("label_id", "image__split", "n")):
-        positives[label_id][split == evaluation] += count
+    # reviewed. Two grouped reads, each from partial indexes alone: all reviewed rows
+    # per label, and those on evaluation images (their ids: a partial index of the
+    # image table); the train set's are the difference. Joining every reviewed row to
+    # its image's split instead read the whole image table (250 ms at 1M images).
+    reviewed = ImageLabel.objects.filter(reviewed=True).order_by()
+    total = dict(reviewed.values("label_id").annotate(n=Count("*"))
+                 .values_list("label_id", "n"))
+    evaluation = dict(reviewed.filter(image__split=Image.Split.EVALUATION)
+                      .values("label_id").annotate(n=Count("*"))
+                      .values_list("label_id", "n"))
     counts = label_index.image_counts([label.pk for label in table])
     for label in table:
         label.images, label.images_exact = counts[label.pk]
-        label.reviewed_train, label.reviewed_evaluation = positives[label.pk]
+        label.reviewed_evaluation = evaluation.get(label.pk, 0)
+        label.reviewed_train = total.get(label.pk, 0) - label.reviewed_evaluation
     return table
 
 
