@@ -29,20 +29,23 @@ same requests against 10,000 in the same run.
    here and the sequences moved past them; then VACUUM ANALYZE. The first
    ``--baseline`` images (the 2,000-file batch and the first scene among them) are
    seeded first; the rest grows the same database to ``--images``.
-3. At each size: gunicorn (``--workers`` sync processes, DEBUG off, throttles out of the
-   way, a Redis of its own) is started, every worker's search index is warmed, and each
-   request kind is sent once to every worker at once (per-process first-use costs stay
-   out of the figures), then timed over ``--requests`` requests (after ``--warmup``
-   untimed ones), one at a time, as ``owner-all`` and as ``owner-plain`` (pages and the
-   admin through the login form, the API with the user's token). Every answer is
-   checked: status 200, a body, the content the request must show (images on a gallery
-   page, results in a list, rows in an admin list, every tile in the GeoJSON); a wrong
-   answer fails that kind and the run. Deep pages: page numbers in the second half of
-   the pages the app numbers (at most ``--max-page-number``), and ``next`` links
-   followed on from there.
+3. At each size: gunicorn (gunicorn.conf.py, ``--workers`` sync processes, DEBUG off,
+   throttles out of the way, a Redis of its own) is started, every worker's search index
+   is warmed, and each request kind is sent once to every worker at once (per-process
+   first-use costs stay out of the figures), then timed over ``--requests`` requests
+   (after ``--warmup`` untimed ones), one at a time, as ``owner-all`` and as
+   ``owner-plain`` (pages and the admin through the login form, the API with the user's
+   token). Every answer is checked: status 200, a body, the content the request must
+   show (images on a gallery page, results in a list, rows in an admin list, every tile
+   in the GeoJSON); a wrong answer fails that kind and the run. Deep pages: page numbers
+   in the second half of the pages the app numbers (at most ``--max-page-number``), and
+   ``next`` links followed on from there.
    Then ``export_labels`` of the whole collection (wall time, peak RSS of the process),
    and the search cold start: a fresh one-worker gunicorn, its first text search (and
-   in another fresh one its first image search), time and the worker's RSS before/after.
+   in another fresh one its first image search): seconds until the server answers,
+   seconds of the first search, the worker's RSS/USS/PSS and the master's; as shipped
+   (the master preloads the search model and index: gunicorn.conf.py, SEARCH_PRELOAD)
+   and with SEARCH_PRELOAD=0 (the worker loads them in its first search).
 
 Output (stdout), one JSON line each: ``seed`` per size, every request kind per size
 (``{"name", "user", "n_images", "requests", "p50_ms", "p95_ms", "max_ms"}``),
@@ -741,7 +744,8 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "ab")
         self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "webapp.wsgi:application", "-w", str(workers),
+            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"),
+             "webapp.wsgi:application", "-w", str(workers),
              "-b", f"127.0.0.1:{self.port}", "--timeout", "300", "--graceful-timeout", "5",
              "--no-control-socket", "--error-logfile", "-", "--access-logfile", "-",
              "--access-logformat", "ACCESS %(m)s %(U)s %(s)s %(L)s"],
@@ -1254,36 +1258,50 @@ def warm_search(server: Server, token: str, args, rounds: int = 3) -> None:
 def cold_start(env: dict[str, str], tmp: Path, token: str, chip: tuple[str, bytes],
                n_images: int, args) -> list[dict]:
     """The first text search, and the first image search, each in a fresh one-worker
-    gunicorn: seconds and the worker's RSS before and after."""
-    out = []
-    for query in ("text", "image"):
-        server = Server(env, 1, tmp / f"gunicorn-cold-{n_images}-{query}.log")
-        try:
-            s = token_session(token)
-            s.get(server.base + "/healthz", timeout=args.timeout)
-            worker = server.worker_pids()[0]
-            before = rss_mb(worker)
-            begin = time.perf_counter()
-            if query == "text":
-                answer = s.get(f"{server.base}/api/search/?q=river", timeout=args.timeout)
-            else:
-                answer = s.post(f"{server.base}/api/search/", timeout=args.timeout,
-                                files={"file": (chip[0], chip[1], "image/jpeg")})
-            seconds = time.perf_counter() - begin
-            if answer.status_code != 200 or "results" not in answer.json():
-                raise WrongAnswer(f"cold {query} search: {answer.status_code} "
-                                  f"{answer.text[:300]}")
-            after = rss_mb(worker)
-            import psutil
+    gunicorn (gunicorn.conf.py): as shipped, the master loads the search model and index
+    before it forks (SEARCH_PRELOAD), and without that (SEARCH_PRELOAD=0: the worker
+    loads them in its first search). Seconds until the server answers, seconds of the
+    first search, the worker's memory (RSS; USS, its own pages; PSS, shared pages split
+    among their sharers) and the master's."""
+    import psutil
 
-            unique = psutil.Process(worker).memory_full_info().uss / 2**20
-        finally:
-            server.stop()
-        out.append({"name": "search cold start", "query": query, "n_images": n_images,
-                    "seconds": round(seconds, 2), "rss_mb": round(after, 1),
-                    "rss_before_mb": round(before, 1), "rss_added_mb": round(after - before, 1),
-                    # its own pages alone (RSS also counts shared libraries' pages)
-                    "uss_mb": round(unique, 1)})
+    def memory(pid: int) -> dict[str, float]:
+        info = psutil.Process(pid).memory_full_info()
+        return {"rss": info.rss / 2**20, "uss": info.uss / 2**20, "pss": info.pss / 2**20}
+
+    out = []
+    for preload in (True, False):
+        for query in ("text", "image"):
+            begin = time.perf_counter()
+            server = Server({**env, "SEARCH_PRELOAD": "1" if preload else "0"}, 1,
+                            tmp / f"gunicorn-cold-{n_images}-{query}-{preload}.log")
+            up = time.perf_counter() - begin
+            try:
+                s = token_session(token)
+                s.get(server.base + "/healthz", timeout=args.timeout)
+                worker = server.worker_pids()[0]
+                before = memory(worker)
+                begin = time.perf_counter()
+                if query == "text":
+                    answer = s.get(f"{server.base}/api/search/?q=river", timeout=args.timeout)
+                else:
+                    answer = s.post(f"{server.base}/api/search/", timeout=args.timeout,
+                                    files={"file": (chip[0], chip[1], "image/jpeg")})
+                seconds = time.perf_counter() - begin
+                if answer.status_code != 200 or "results" not in answer.json():
+                    raise WrongAnswer(f"cold {query} search: {answer.status_code} "
+                                      f"{answer.text[:300]}")
+                after, master = memory(worker), memory(server.process.pid)
+            finally:
+                server.stop()
+            out.append({"name": "search cold start", "query": query, "preload": preload,
+                        "n_images": n_images, "server_up_seconds": round(up, 2),
+                        "seconds": round(seconds, 2), "rss_mb": round(after["rss"], 1),
+                        "rss_before_mb": round(before["rss"], 1),
+                        "rss_added_mb": round(after["rss"] - before["rss"], 1),
+                        "uss_mb": round(after["uss"], 1), "pss_mb": round(after["pss"], 1),
+                        "master_rss_mb": round(master["rss"], 1),
+                        "master_uss_mb": round(master["uss"], 1)})
     return out
 
 

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LassoCV, RidgeCV
-from sklearn.model_selection import KFold
 
 KINDS = ("none", "ridge", "lasso")
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
@@ -45,6 +42,12 @@ class Calibrator:
 
 
 def fit_calibrator(kind: str, probs: np.ndarray, y_true: np.ndarray, seed: int = 0) -> Calibrator:
+    # scikit-learn (1 s to import) fits; applying a Calibrator needs numpy alone, so a
+    # process that only predicts or searches never loads it
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LassoCV, RidgeCV
+    from sklearn.model_selection import KFold
+
     """Fit one linear model per label on all label probabilities (the columns of ``probs``
     may also hold several networks' probabilities side by side: stacking)."""
     n_inputs, n_labels = probs.shape[1], y_true.shape[1]
@@ -82,6 +85,8 @@ def cross_fitted_scores(kind: str, probs: np.ndarray, y_true: np.ndarray, folds:
     thresholds tuned on them are not fooled by the layer's in-sample fit."""
     if kind == "none":
         return probs
+    from sklearn.model_selection import KFold
+
     out = np.zeros((len(probs), y_true.shape[1]), dtype=np.float64)
     for fit_idx, apply_idx in KFold(folds, shuffle=True, random_state=seed).split(probs):
         layer = fit_calibrator(kind, probs[fit_idx], y_true[fit_idx], seed)

@@ -12,17 +12,18 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from retrieval.codes import from_int, to_int
+from retrieval.codes import from_int, packed_from_int, to_int
 from retrieval.cutoffs import Cutoffs, read_cutoffs
 from retrieval.model_dirs import RETRIEVAL_DIRS
 from retrieval.text import UnknownQuery
 
 if TYPE_CHECKING:
     from retrieval.index import LiveHammingIndex, set_search_threads
-    from retrieval.retriever import Retriever
+    from retrieval.retriever import Retriever, loading_before_fork
 
 #: names whose modules load torch or faiss, imported on first use (the first search)
-_LAZY = {"Retriever": "retrieval.retriever", "LiveHammingIndex": "retrieval.index",
+_LAZY = {"Retriever": "retrieval.retriever", "loading_before_fork": "retrieval.retriever",
+         "LiveHammingIndex": "retrieval.index",
          "set_search_threads": "retrieval.index"}
 
 
@@ -35,7 +36,8 @@ def __getattr__(name: str):
 
 
 __all__ = ["Cutoffs", "LiveHammingIndex", "Retriever", "UnknownQuery", "find_model",
-           "from_int", "read_cutoffs", "set_search_threads", "to_int"]
+           "from_int", "loading_before_fork", "packed_from_int", "read_cutoffs",
+           "set_search_threads", "to_int"]
 
 
 def find_model(name_or_path: str | Path) -> Path:

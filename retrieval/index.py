@@ -212,15 +212,14 @@ class LiveHammingIndex:
 
     # -- changes -----------------------------------------------------------------------
 
-    def _prepare(self, ids: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _prepare(self, ids: np.ndarray, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Validated ids sorted and unique (a repeated id keeps its last code), packed codes."""
         ids = np.array(ids, dtype=np.int64).ravel()  # a copy: the base keeps it
-        codes = np.asarray(codes)
-        if codes.ndim != 2 or len(ids) != len(codes):
+        packed = np.asarray(packed)
+        if packed.ndim != 2 or len(ids) != len(packed):
             raise ValueError("one id per code (codes: N x bits)")
-        if codes.shape[1] != self.bits:
-            raise ValueError(f"codes have {codes.shape[1]} bits, the index {self.bits}")
-        packed = pack(codes)
+        if packed.shape[1] != self.code_size or packed.dtype != np.uint8:
+            raise ValueError(f"packed codes must be N x {self.code_size} uint8")
         if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
             order = np.argsort(ids, kind="stable")
             ids, packed = ids[order], packed[order]
@@ -254,8 +253,17 @@ class LiveHammingIndex:
         return dropped
 
     def upsert(self, ids: np.ndarray, codes: np.ndarray) -> None:
-        """Add new items and replace the codes of known ids."""
-        ids, packed = self._prepare(ids, codes)
+        """Add new items and replace the codes of known ids ({-1, +1} N x bits)."""
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or len(np.ravel(ids)) != len(codes):
+            raise ValueError("one id per code (codes: N x bits)")
+        if codes.shape[1] != self.bits:
+            raise ValueError(f"codes have {codes.shape[1]} bits, the index {self.bits}")
+        self.upsert_packed(ids, pack(codes))
+
+    def upsert_packed(self, ids: np.ndarray, packed: np.ndarray) -> None:
+        """``upsert`` of codes already packed (N x bits/8 uint8, codes.packed_from_int)."""
+        ids, packed = self._prepare(ids, packed)
         if not len(ids):
             return
         if not len(self):  # bulk load (or reload of an emptied index): straight into the base

@@ -4,7 +4,8 @@ and searches its stored database (text -> image, image -> image, image -> text).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,20 @@ from retrieval.features import backbone_file, describe
 from retrieval.index import HammingIndex
 from retrieval.store import RETRIEVAL_DIRS, SPEC_FILE, Database, load_hash_model, read_wording
 from retrieval.text import TextEncoder, Vocabulary, encoder_from_dict
+
+
+@contextmanager
+def loading_before_fork() -> Iterator[None]:
+    """Torch single-threaded for the duration (a Retriever loaded in a process that
+    forks workers afterwards: gunicorn's preload_app). An OpenMP thread pool started
+    before a fork hangs the child's first parallel loop; with one thread none is
+    started, and the children start their own with the thread count restored here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass

@@ -96,6 +96,10 @@ DEFAULTS: dict[str, Any] = {
     "SEARCH_SYNC_SECONDS": 0.5,
     "SEARCH_SYNC_OVERLAP": 5.0,
     "SEARCH_THREADS": 1,  # faiss threads per web process
+    # Load the search model and the collection's index when the WSGI app loads (with
+    # gunicorn.conf.py's preload_app: once, in the master, shared by every worker),
+    # instead of in each process's first search (webapp.services.search.preload).
+    "SEARCH_PRELOAD": True,
     # Seconds a worker sleeps between chunks: leaves CPU to the web server on a shared box.
     "WORKER_CHUNK_PAUSE": 0.0,
     # Long work heals itself: work whose worker has shown no sign of life (and that no

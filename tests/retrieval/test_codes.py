@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from retrieval.codes import from_int, pack, signs, to_int
+from retrieval.codes import from_int, pack, packed_from_int, signs, to_int
 
 
 def test_signs_count_zero_as_plus_one_and_keep_the_dtype():
@@ -21,6 +22,10 @@ def test_codes_round_trip_through_64_bit_integers():
         values = to_int(codes)
         assert all(-(2**63) <= v < 2**63 for v in values)
         assert (from_int(values, bits) == codes).all()
+        packed = packed_from_int(np.array(values), bits)  # the search index's load
+        assert packed.dtype == np.uint8 and (packed == pack(codes)).all()
+    with pytest.raises(ValueError):
+        packed_from_int([1], 12)
 
 
 def test_packed_bytes_and_integers_put_bit_0_first():

@@ -59,6 +59,7 @@ WEB_APP_MAY_IMPORT = {
                    "dehaze", "FineTuneSettings", "TrainingHooks", "fine_tune",
                    "fbeta_per_sample", "per_label_scores", "paired_bootstrap"},
     "retrieval": {"Retriever", "LiveHammingIndex", "UnknownQuery", "find_model", "from_int",
+                  "packed_from_int", "loading_before_fork",
                   "read_cutoffs",
                   "to_int", "set_search_threads"},
 }

@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from imagery.decode import ImageDecodeError, decode_image, resize_square
-from retrieval import UnknownQuery, find_model, from_int, read_cutoffs, to_int
+from retrieval import UnknownQuery, find_model, from_int, packed_from_int, read_cutoffs, to_int
 from webapp.conf import app_settings
 from webapp.models import Image, ImageCode, ImageLabel, RemovedImageCode
 from webapp.services.dbclock import Now, database_now
@@ -230,7 +230,7 @@ class _Collection:
             drop = np.array(removed, dtype=np.int64)
             self.by_image.remove(drop)
         if len(table):
-            self.by_image.upsert(table["id"], from_int(table["image"], self.bits))
+            self.by_image.upsert_packed(table["id"], packed_from_int(table["image"], self.bits))
         self.synced_to, self.checked = started, time.monotonic()
 
 
@@ -256,6 +256,37 @@ def _collection_index() -> LiveHammingIndex:
         elif time.monotonic() - collection.checked >= app_settings.SEARCH_SYNC_SECONDS:
             collection.sync()
         return collection.by_image
+
+
+def preload() -> bool:
+    """Load the search model and the collection's index now, before any request; True
+    when they were loaded.
+
+    The WSGI entry point calls it (SEARCH_PRELOAD). Under gunicorn's ``preload_app``
+    (gunicorn.conf.py) that is the master, before it forks: every worker starts with
+    both in pages it shares with the others (torch alone is ~450 MB of a process's
+    own memory), and a worker's first search only reads the codes changed since
+    (bench/bench_scale.py measures both). Made fork-safe here: torch runs single-threaded
+    while loading (an OpenMP thread pool made before a fork hangs the child's first
+    parallel loop), and the database connection it used is closed (a child must open
+    its own). A database not migrated yet or unreachable leaves the loading to the
+    first search, as without preloading.
+    """
+    if not available():
+        return False
+    from django.db import DatabaseError, connections
+
+    from retrieval import loading_before_fork
+
+    try:
+        with loading_before_fork():
+            _collection_index()
+    except DatabaseError as exc:
+        log.warning("search index not preloaded (the first search loads it): %s", exc)
+        return False
+    finally:
+        connections.close_all()
+    return True
 
 
 def _search_images(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
