@@ -218,8 +218,8 @@ def test_indexes_apply_only_what_changed_since_their_last_version(collection, us
     by_image = search._collection_index()  # loaded once
     assert len(by_image) == 12
     applied = []
-    real_upsert = type(by_image).upsert
-    monkeypatch.setattr(type(by_image), "upsert",
+    real_upsert = type(by_image).upsert_packed
+    monkeypatch.setattr(type(by_image), "upsert_packed",
                         lambda self, ids, codes: applied.append(list(ids))
                         or real_upsert(self, ids, codes))
     newcomer = predicted_image_with_pixels(user, "water", 77)
@@ -234,6 +234,33 @@ def test_indexes_apply_only_what_changed_since_their_last_version(collection, us
     gone.delete()  # its code row goes with it; the tombstone tells every process
     found = [m.image_id for m in search.similar_images(anchor, k=20)]
     assert gone.pk not in found and len(by_image) == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_preload_loads_the_model_and_index_single_threaded_and_lets_go_of_the_database(
+        collection, settings, monkeypatch):
+    """What the gunicorn master runs before it forks (webapp.wsgi, SEARCH_PRELOAD): the
+    index of every code, loaded with torch on one thread (no OpenMP pool to inherit),
+    the thread count restored, and no database connection left for a child to share."""
+    import torch
+    from django.db import DatabaseError, connection
+
+    threads = torch.get_num_threads()
+    seen = []
+    real = search._collection_index
+    monkeypatch.setattr(search, "_collection_index",
+                        lambda: seen.append(torch.get_num_threads()) or real())
+    assert search.preload() is True
+    assert seen == [1] and torch.get_num_threads() == threads
+    assert connection.connection is None  # closed: a forked worker opens its own
+    key = (search.model_version(), search.code_bits())
+    assert len(search._indexes[key].by_image) == 12
+    # a database not migrated yet: the first search loads the index instead
+    monkeypatch.setattr(search, "_collection_index",
+                        lambda: (_ for _ in ()).throw(DatabaseError("no such table")))
+    assert search.preload() is False and torch.get_num_threads() == threads
+    settings.RETRIEVAL_MODEL = "/nonexistent/model"
+    assert search.preload() is False
 
 
 def test_index_sync_goes_by_the_database_clock_not_the_writers(collection, user, settings,
