@@ -48,12 +48,12 @@ same requests against 10,000 in the same run.
    and with SEARCH_PRELOAD=0 (the worker loads them in its first search).
 
 Output (stdout), one JSON line each: ``seed`` per size, every request kind per size
-(``{"name", "user", "n_images", "requests", "p50_ms", "p95_ms", "max_ms"}``),
-``export_labels``, ``search cold start``, then per request kind the ratio of the two
-sizes (``{"name", "user", "ratio_p50", "ratio_p95"}``); with ``--keep`` the database URL,
-the users' passwords and tokens (``--seed-only``: seed ``--images``, keep the database,
-time nothing). Progress goes to stderr. Exit status 1 when a kind
-failed or the run was cut short (``--max-minutes``).
+(``{"name", "user", "n_images", "requests", "p50_ms", "p95_ms", "max_ms"}``), ``web
+processes`` (memory per size), ``export_labels``, ``search cold start``, then per
+request kind the ratio of the two sizes (``{"name", "user", "ratio_p50",
+"ratio_p95"}``); with ``--keep`` the database URL, the users' passwords and tokens
+(``--seed-only``: seed ``--images``, keep the database, time nothing). Progress goes to
+stderr. Exit status 1 when a kind failed or the run was cut short (``--max-minutes``).
 
 ``--smoke`` (the test suite's run): 400 images over a baseline of 200, scenes of 16 tiles,
 a 40-file batch, 2 workers, 3 requests per kind, database ``bench_scale_smoke``.
@@ -1255,6 +1255,27 @@ def warm_search(server: Server, token: str, args, rounds: int = 3) -> None:
         raise BenchError(f"search warm-up failed: {errors[:3]}")
 
 
+def process_memory(pid: int) -> dict[str, float]:
+    """RSS; USS (the process's own pages); PSS (shared pages split among their sharers)."""
+    import psutil
+
+    info = psutil.Process(pid).memory_full_info()
+    return {"rss": info.rss / 2**20, "uss": info.uss / 2**20, "pss": info.pss / 2**20}
+
+
+def web_memory(server: Server, n_images: int) -> dict:
+    """The gunicorn master's and its workers' memory once every worker has served every
+    request kind (search included): what each web process costs in steady use."""
+    workers = [process_memory(pid) for pid in server.worker_pids()]
+    master = process_memory(server.process.pid)
+    return {"name": "web processes", "n_images": n_images, "workers": len(workers),
+            "worker_uss_mb_max": round(max(w["uss"] for w in workers), 1),
+            "worker_pss_mb_max": round(max(w["pss"] for w in workers), 1),
+            "worker_rss_mb_max": round(max(w["rss"] for w in workers), 1),
+            "master_pss_mb": round(master["pss"], 1), "master_rss_mb": round(master["rss"], 1),
+            "total_pss_mb": round(master["pss"] + sum(w["pss"] for w in workers), 1)}
+
+
 def cold_start(env: dict[str, str], tmp: Path, token: str, chip: tuple[str, bytes],
                n_images: int, args) -> list[dict]:
     """The first text search, and the first image search, each in a fresh one-worker
@@ -1263,12 +1284,7 @@ def cold_start(env: dict[str, str], tmp: Path, token: str, chip: tuple[str, byte
     loads them in its first search). Seconds until the server answers, seconds of the
     first search, the worker's memory (RSS; USS, its own pages; PSS, shared pages split
     among their sharers) and the master's."""
-    import psutil
-
-    def memory(pid: int) -> dict[str, float]:
-        info = psutil.Process(pid).memory_full_info()
-        return {"rss": info.rss / 2**20, "uss": info.uss / 2**20, "pss": info.pss / 2**20}
-
+    memory = process_memory
     out = []
     for preload in (True, False):
         for query in ("text", "image"):
@@ -1405,6 +1421,7 @@ def measure(label: str, env: dict[str, str], tmp: Path, plan: Plan, users: Users
                 record = timing.record()
                 timings[(kind.name, user)] = record
                 emit(record)
+        emit(web_memory(server, n_images))
     finally:
         server.stop()
     log = server.text()

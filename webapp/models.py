@@ -150,7 +150,13 @@ class Image(models.Model):
                    # the label list's reviewed positives in the evaluation set: the
                    # evaluation images' ids without a heap visit (services/labels.py)
                    models.Index(fields=["id"], condition=Q(split="evaluation"),
-                                name="image_evaluation")]
+                                name="image_evaluation"),
+                   # reviewed images (2% of a collection) newest first, with what their
+                   # filters read: the gallery's and the API's reviewed=true pages and
+                   # counts from the index alone (PostgreSQL; SQLite has no INCLUDE)
+                   models.Index(fields=["-created_at", "-id"], condition=Q(reviewed=True),
+                                include=["status", "coverage", "label_ids", "confidence"],
+                                name="reviewed_order")]
 
     def __str__(self) -> str:
         return self.name

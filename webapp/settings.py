@@ -112,6 +112,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not :memory:, so that a Celery worker process can see the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # No JIT compilation: it is made for long analytic queries. On this app's page
+    # queries (a million images make their cost estimates large) compiling took 40-270
+    # ms of queries that run in 10-300 ms (bench/bench_scale.py). Kept options from
+    # DATABASE_URL (?options=...) come first; a later -c wins, so one can turn it on.
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["options"] = ("-c jit=off " + options.get("options", "")).strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

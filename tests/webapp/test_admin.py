@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 
 from imagery.datasets import iter_image_bytes, load_images, read_labels
@@ -103,6 +104,24 @@ def test_batch_filter(admin_client, images):
     assert shown(admin_client, f"{CHANGELIST}?batch={high_batch.pk}") == [images.high.pk]
     html = admin_client.get(CHANGELIST).content.decode()
     assert f"?batch={high_batch.pk}" in html  # offered in the filter panel
+
+
+def test_search_by_name_part_id_and_digest_prefix(admin_client, images):
+    """Each on an index at scale (ImageAdmin.get_search_results; the name's trigram index
+    on PostgreSQL, migration 0017)."""
+    images.mid.original_name = "Scene_B12_north.TIF"
+    images.mid.save(update_fields=["original_name"])
+    assert shown(admin_client, f"{CHANGELIST}?q=b12_NOR") == [images.mid.pk]
+    assert shown(admin_client, f"{CHANGELIST}?q=img_{images.high.pk}") == [images.high.pk]
+    assert images.low.pk in shown(admin_client, f"{CHANGELIST}?q={images.low.pk}")
+    prefix = images.pending.sha256[:10].upper()
+    assert shown(admin_client, f"{CHANGELIST}?q={prefix}") == [images.pending.pk]
+    assert shown(admin_client, f"{CHANGELIST}?q=nothing-like-this") == []
+    assert len(shown(admin_client, f"{CHANGELIST}?q=%20")) == 4  # blank: everything
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'image_name_trigram'")
+            assert cursor.fetchone()
 
 
 @pytest.mark.parametrize(("query", "count"), [

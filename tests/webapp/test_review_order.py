@@ -69,6 +69,22 @@ def test_a_label_narrows_the_queue_to_images_likely_to_carry_it(user, media):
 
 
 @pytest.mark.django_db
+def test_a_label_looks_among_the_scan_least_certain_unreviewed_images(user, media,
+                                                                     monkeypatch):
+    """The label's candidates come from the SCAN least certain unreviewed images (bounded
+    work at a million images)."""
+    found = clusters(user)  # water likely on C only, the most certain kind (0.50)
+    monkeypatch.setattr(review_order, "SCAN", 8)  # A (5) and B (3): no C among them
+    assert review_order.review_queue(user, "uncertain", label="water") == []
+    monkeypatch.setattr(review_order, "SCAN", 9)  # the least certain C comes in
+    assert [i.pk for i in review_order.review_queue(user, "uncertain", label="water")] == \
+        [found["C"][0]]
+    Image.objects.filter(pk=found["A"][0]).update(reviewed=True)  # reviewed: out of SCAN
+    assert [i.pk for i in review_order.review_queue(user, "uncertain", label="water")] == \
+        found["C"][:2]
+
+
+@pytest.mark.django_db
 def test_the_review_endpoint(user, media):
     found = clusters(user)
     api = APIClient()
