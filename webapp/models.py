@@ -155,7 +155,8 @@ class Image(models.Model):
                    # filters read: the gallery's and the API's reviewed=true pages and
                    # counts from the index alone (PostgreSQL; SQLite has no INCLUDE)
                    models.Index(fields=["-created_at", "-id"], condition=Q(reviewed=True),
-                                include=["status", "coverage", "label_ids", "confidence"],
+                                include=["status", "coverage", "label_ids", "confidence",
+                                         "scene_only"],
                                 name="reviewed_order")]
 
     def __str__(self) -> str:

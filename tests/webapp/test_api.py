@@ -338,8 +338,13 @@ def test_image_detail(client, gallery):
     assert body["urls"]["original"].endswith(f"/images/{gallery.a.pk}/original")
     assert body["urls"]["display"].endswith(f"/images/{gallery.a.pk}/display")
     assert body["urls"]["dehazed"].endswith(f"/images/{gallery.a.pk}/dehazed")
+    assert body["urls"]["page"].startswith("http") and f"/{gallery.a.pk}/" in body["urls"]["page"]
     pending = client.get(f"/api/images/{gallery.pending.pk}/").json()
     assert (pending["status"], pending["tags"], pending["probabilities"]) == ("pending", [], {})
+    # a list resolves its URLs once: each image's own id, never the one before
+    for row in client.get("/api/images/").json()["results"]:
+        assert row["urls"]["original"].endswith(f"/images/{row['id']}/original")
+        assert f"/{row['id']}/" in row["urls"]["page"]
     assert "display" not in pending["urls"]
     assert client.get("/api/images/999999/").status_code == 404
 

@@ -229,18 +229,32 @@ class ImageSerializer(serializers.ModelSerializer):
         return image.prediction.model.version if image.prediction else None
 
     def get_urls(self, image: Image) -> dict[str, str]:
-        request = self.context.get("request")
+        templates = self._url_templates()
+        mark, pk = str(_URL_MARK), str(image.pk)
+        kinds = ("page", "original", "display", "dehazed") if image.display else \
+            ("page", "original")
+        return {kind: templates[kind].replace(mark, pk) for kind in kinds}
 
-        def url(name: str, **kwargs) -> str:
-            path = reverse(name, kwargs=kwargs)
-            return request.build_absolute_uri(path) if request else path
+    def _url_templates(self) -> dict[str, str]:
+        """The image URLs with a marker for the id, resolved once per serializer (a
+        page of 200 images resolved 800 URLs: ~30 ms)."""
+        templates = getattr(self, "_templates", None)
+        if templates is None:
+            request = self.context.get("request")
 
-        urls = {"page": url("image-detail-page", pk=image.pk),
-                "original": url("image-file", pk=image.pk, kind="original")}
-        if image.display:
-            urls["display"] = url("image-file", pk=image.pk, kind="display")
-            urls["dehazed"] = url("image-file", pk=image.pk, kind="dehazed")
-        return urls
+            def url(name: str, **kwargs) -> str:
+                path = reverse(name, kwargs=kwargs)
+                return request.build_absolute_uri(path) if request else path
+
+            templates = self._templates = {
+                "page": url("image-detail-page", pk=_URL_MARK),
+                **{kind: url("image-file", pk=_URL_MARK, kind=kind)
+                   for kind in ("original", "display", "dehazed")}}
+        return templates
+
+
+#: an id in no URL but a template's (ImageSerializer.get_urls), replaced by the real one
+_URL_MARK = 918_273_645_546_372_819
 
 
 class ImageUpdateSerializer(serializers.Serializer):

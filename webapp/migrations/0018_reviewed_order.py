@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='image',
-            index=models.Index(condition=models.Q(('reviewed', True)), fields=['-created_at', '-id'], include=('status', 'coverage', 'label_ids', 'confidence'), name='reviewed_order'),
+            index=models.Index(condition=models.Q(('reviewed', True)), fields=['-created_at', '-id'], include=('status', 'coverage', 'label_ids', 'confidence', 'scene_only'), name='reviewed_order'),
         ),
     ]
