@@ -38,9 +38,11 @@ SCALE_BOTH = (
     "api images, one tag, next links from a deep page", "gallery, text search + tag",
     "gallery, similar + tag", "api search, text", "api search, image file", "api similar",
     "api labels with counts", "batch page, 2,000 files", "api batch, 2,000 files",
-    "api batch, later item pages", "scene page, 1,600 tiles", "scene tiles.geojson")
+    "api batch, later item pages", "scene page, 1,600 tiles", "scene tiles.geojson",
+    "gallery, reviewed + tag", "api images, reviewed + tag", "api review queue, label filter")
 SCALE_CURATOR = ("admin images", "admin images, label filter", "admin review queue",
-                 "admin labels with counts", "api review queue")
+                 "admin labels with counts", "api review queue", "admin images, name search",
+                 "admin images, id search", "admin predictions")
 SCALE_TIMED = [(name, user) for name in SCALE_BOTH for user in ("owner-all", "owner-plain")] \
     + [(name, "owner-all") for name in SCALE_CURATOR]
 SCALE_LINES = [
@@ -53,8 +55,11 @@ SCALE_LINES = [
       r'"ratio_p50": [\d.]+, "ratio_p95": [\d.]+\}$' for name, user in SCALE_TIMED),
     *(rf'^\{{"name": "export_labels", "n_images": {n}, "seconds": [\d.]+, "peak_mb": [\d.]+\}}$'
       for n in SCALE_SIZES),
-    *(rf'^\{{"name": "search cold start", "query": "{query}", "n_images": {n}, '
-      r'"seconds": [\d.]+, "rss_mb": [\d.]+' for query in ("text", "image") for n in SCALE_SIZES),
+    *(rf'^\{{"name": "search cold start", "query": "{query}", "preload": {preload}, '
+      rf'"n_images": {n}, "server_up_seconds": [\d.]+, "seconds": [\d.]+, "rss_mb": [\d.]+'
+      for query in ("text", "image") for preload in ("true", "false") for n in SCALE_SIZES),
+    *(rf'^\{{"name": "web processes", "n_images": {n}, "workers": 2, '
+      r'"worker_uss_mb_max": [\d.]+' for n in SCALE_SIZES),
 ]
 
 
