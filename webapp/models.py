@@ -146,7 +146,10 @@ class Image(models.Model):
         permissions = [("curate_image", "Can edit an image's labels and review it"),
                        ("move_split", "Can move an image between the train and evaluation "
                                       "sets")]
-        indexes = [models.Index(fields=["status", "-created_at", "-id"], name="gallery_order"),
+        indexes = [# newest first, with what the tag filters and counts read (PostgreSQL
+                   # INCLUDE): a tag's page and its capped count from the index alone
+                   models.Index(fields=["status", "-created_at", "-id"], name="gallery_order",
+                                include=["coverage", "label_ids", "scene_only"]),
                    # the label list's reviewed positives in the evaluation set: the
                    # evaluation images' ids without a heap visit (services/labels.py)
                    models.Index(fields=["id"], condition=Q(split="evaluation"),
