@@ -259,6 +259,10 @@ def test_preload_loads_the_model_and_index_single_threaded_and_lets_go_of_the_da
     monkeypatch.setattr(search, "_collection_index",
                         lambda: (_ for _ in ()).throw(DatabaseError("no such table")))
     assert search.preload() is False and torch.get_num_threads() == threads
+    # nor does a model that fails to load keep the web server from starting
+    monkeypatch.setattr(search, "_collection_index",
+                        lambda: (_ for _ in ()).throw(RuntimeError("corrupt weights")))
+    assert search.preload() is False
     settings.RETRIEVAL_MODEL = "/nonexistent/model"
     assert search.preload() is False
 

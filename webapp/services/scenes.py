@@ -211,48 +211,6 @@ def _crs(scene: Scene):
     return CRS.from_wkt(scene.crs_wkt) if scene.crs_wkt else None
 
 
-@dataclass(slots=True)
-class TileRecord:
-    """A tile of a scene with its image's current prediction (tags, probabilities), the
-    image's current labels and its batch item's status."""
-
-    image_id: int
-    row: int
-    col: int
-    pixels: list[int]  # x, y, width, height in the scene
-    coverage: float  # the tile's share of pixels holding data
-    bounds: list[float]
-    ring: list[list[float]] | None
-    status: str | None
-    tags: list[str]
-    probabilities: dict[str, float]
-    labels: list[str]
-
-
-_TILE_FIELDS = ("image_id", "row", "col", "x", "y", "width", "height", "coverage",
-                "bounds", "ring", "item__status", "image__status", "image__label_ids",
-                "image__prediction__tags", "image__prediction__probabilities")
-
-
-def tile_records(scene: Scene) -> list[TileRecord]:
-    """Every tile with its image's current prediction and labels: one query of plain
-    values (no model instances: a 1,600-tile scene built 6,400 of them in ~90 ms), the
-    labels' names from the label-id column."""
-    names = dict(Label.objects.values_list("pk", "name"))
-    ready = Image.Status.READY
-    out = []
-    for (image_id, row, col, x, y, width, height, coverage, bounds, ring, item_status,
-         image_status, label_ids, tags, probabilities) in (
-            SceneTile.objects.filter(scene=scene).order_by().values_list(*_TILE_FIELDS)):
-        if image_status != ready:
-            tags, probabilities = None, None
-        out.append(TileRecord(
-            image_id, row, col, [x, y, width, height], coverage, bounds, ring, item_status,
-            list(tags or ()), dict(probabilities or {}),
-            sorted(names[i] for i in label_ids if i in names)))
-    return out
-
-
 def tiles_geojson(scene: Scene) -> str:
     """A FeatureCollection as JSON text: one Polygon per tile in WGS84 (null geometry for
     a scene without a CRS), with the tile's image, grid cell, tags, probabilities and
@@ -329,7 +287,9 @@ def probability_tif(scene: Scene, label: str) -> bytes:
     prediction or a skipped nodata tile), in the scene's CRS, origin and tile grid."""
     grid = grid_of(scene)
     values = np.full((1, grid.rows, grid.cols), np.nan, np.float32)
-    for record in tile_records(scene):
-        if label in record.probabilities:
-            values[0, record.row, record.col] = record.probabilities[label]
+    for row, col, probabilities in (
+            SceneTile.objects.filter(scene=scene, image__status=Image.Status.READY)
+            .order_by().values_list("row", "col", "image__prediction__probabilities")):
+        if probabilities and label in probabilities:
+            values[0, row, col] = probabilities[label]
     return rasters.probability_raster(grid, values, _affine(scene), _crs(scene), [label])

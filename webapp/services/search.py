@@ -264,13 +264,14 @@ def preload() -> bool:
 
     The WSGI entry point calls it (SEARCH_PRELOAD). Under gunicorn's ``preload_app``
     (gunicorn.conf.py) that is the master, before it forks: every worker starts with
-    both in pages it shares with the others (torch alone is ~450 MB of a process's
-    own memory), and a worker's first search only reads the codes changed since
+    both in pages it shares with the others (torch and the model were ~450 MB of each
+    process's own memory), and a worker's first search only reads the codes changed since
     (bench/bench_scale.py measures both). Made fork-safe here: torch runs single-threaded
     while loading (an OpenMP thread pool made before a fork hangs the child's first
     parallel loop), and the database connection it used is closed (a child must open
-    its own). A database not migrated yet or unreachable leaves the loading to the
-    first search, as without preloading.
+    its own). A database not migrated yet or unreachable, or a model that fails to
+    load, leaves the loading to the first search, as without preloading: the web
+    server starts either way.
     """
     if not available():
         return False
@@ -283,6 +284,9 @@ def preload() -> bool:
             _collection_index()
     except DatabaseError as exc:
         log.warning("search index not preloaded (the first search loads it): %s", exc)
+        return False
+    except Exception:  # noqa: BLE001 - search is optional; the site starts without it
+        log.exception("search model not preloaded (the first search tries again)")
         return False
     finally:
         connections.close_all()
