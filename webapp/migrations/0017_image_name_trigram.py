@@ -25,6 +25,11 @@ def create(apps, schema_editor):
             return
         cursor.execute(f"CREATE INDEX IF NOT EXISTS {INDEX} ON webapp_image USING gin "
                        "(UPPER(original_name::text) gin_trgm_ops)")
+        # The planner estimates "contains" from the expression's histogram: with the
+        # default 101 bounds, a part found in 3% of a million names matched none of them
+        # now and then, was taken for 100 rows, and 27,000 were sorted (230 ms instead
+        # of 30). 301 bounds; ANALYZE of the table then takes 1.9 s instead of 0.6 at 1M.
+        cursor.execute(f"ALTER INDEX {INDEX} ALTER COLUMN 1 SET STATISTICS 300")
 
 
 def drop(apps, schema_editor):
