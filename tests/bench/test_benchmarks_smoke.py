@@ -5,6 +5,7 @@ Django settings, database or PUBLIC_READS), one thread per library."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -134,3 +135,37 @@ def test_make_bench_runs_every_speed_benchmark():
     listed = set(re.findall(r"bench/(bench_\w+\.py)", recipe.group(1)))
     scripts = {path.name for path in (ROOT / "bench").glob("bench_*.py")}
     assert listed == scripts - {"bench_faults.py"}
+
+
+def test_scale_requests_times_paths_on_a_database_bench_scale_kept(tmp_path):
+    """bench/scale_requests.py, the reviewers' tool: on what bench_scale.py --seed-only
+    kept, each path answers 200 for each user (admin pages for owner-all only)."""
+    import psycopg
+
+    seeded = subprocess.run(
+        [sys.executable, "bench/bench_scale.py", "--smoke", "--seed-only"], cwd=ROOT,
+        env=environment({"DATABASE_URL": POSTGRES_URL}), capture_output=True, text=True,
+        timeout=TIMEOUT)
+    try:
+        assert seeded.returncode == 0, seeded.stderr[-4000:]
+        output = tmp_path / "scale.jsonl"
+        output.write_text(seeded.stdout)
+        assert '"name": "kept"' in seeded.stdout and '"p95_ms"' not in seeded.stdout
+        paths = ["/api/images/?tags=water&reviewed=true", "/gallery/?tags=water",
+                 "/admin/webapp/prediction/", "/api/images/?batch={batch}"]
+        done = subprocess.run(
+            [sys.executable, "bench/scale_requests.py", str(output), *paths, "--requests", "1",
+             "--workers", "1"], cwd=ROOT, env=environment({}), capture_output=True, text=True,
+            timeout=TIMEOUT)
+        assert done.returncode == 0, done.stderr[-4000:]
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert [(r["path"].split("?")[0], r["user"], r["status"]) for r in lines] == [
+            ("/api/images/", "owner-all", 200), ("/api/images/", "owner-plain", 200),
+            ("/gallery/", "owner-all", 200), ("/gallery/", "owner-plain", 200),
+            ("/admin/webapp/prediction/", "owner-all", 200),
+            ("/api/images/", "owner-all", 200), ("/api/images/", "owner-plain", 200)]
+        assert "{batch}" not in lines[-1]["path"] and all(r["p95_ms"] > 0 for r in lines)
+    finally:
+        with psycopg.connect(POSTGRES_URL.rsplit("/", 1)[0] + "/postgres",
+                             autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS bench_scale_smoke WITH (FORCE)")
