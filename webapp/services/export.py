@@ -18,7 +18,8 @@ from typing import TextIO
 
 from django.db.models import QuerySet
 
-from webapp.models import Batch, BatchItem, Image, ImageLabel, Label
+from webapp.models import Batch, BatchItem, Image, ImageLabel
+from webapp.services import label_index
 
 
 def _exported(images: QuerySet[Image], reviewed_only: bool) -> QuerySet[Image]:
@@ -33,14 +34,13 @@ def label_rows(images: QuerySet[Image], reviewed_only: bool = False,
     images at a time by id (keyset), their tags from the label-id column, so a million
     images stream in bounded memory."""
     images = _exported(images, reviewed_only)
-    names = dict(Label.objects.values_list("pk", "name"))
+    names = label_index.label_names()
     last = 0
     while True:
         rows = list(images.filter(pk__gt=last).order_by("pk")
                     .values_list("pk", "label_ids")[:chunk])
         for image_id, label_ids in rows:
-            yield f"img_{image_id}", " ".join(sorted(names[i] for i in label_ids
-                                                     if i in names))
+            yield f"img_{image_id}", " ".join(label_index.named(label_ids, names))
         if len(rows) < chunk:
             return
         last = rows[-1][0]

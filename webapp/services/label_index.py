@@ -59,6 +59,16 @@ def refresh_all() -> None:
         last = ids[-1]
 
 
+def label_names() -> dict[int, str]:
+    """label id -> name (one query), to read ``label_ids`` back with ``named``."""
+    return dict(Label.objects.values_list("pk", "name"))
+
+
+def named(label_ids: Iterable[int], names: dict[int, str]) -> list[str]:
+    """The names of these label ids, sorted (an id no label has any more is skipped)."""
+    return sorted(names[i] for i in label_ids if i in names)
+
+
 def tag_filter(names: Sequence[str], match: str = "any") -> Q:
     """Images carrying any (or all) of the labels ``names``; a name that is no label
     matches nothing."""

@@ -23,8 +23,8 @@ from rasterio.crs import CRS
 
 from imagery import formats, rasters
 from webapp.conf import app_settings
-from webapp.models import Batch, BatchItem, Image, Label, ModelVersion, Scene, SceneTile
-from webapp.services import access
+from webapp.models import Batch, BatchItem, Image, ModelVersion, Scene, SceneTile
+from webapp.services import access, label_index
 from webapp.services.storage import delete_original, save_original, upload_sha256
 from webapp.services.upload_limits import Quota, UploadRejected, format_size
 
@@ -217,7 +217,7 @@ def tiles_geojson(scene: Scene) -> str:
     labels. The stored JSON of each tile (ring, bounds) and prediction (tags,
     probabilities) is read as text and spliced in as it is: decoding and re-encoding
     them took most of the ~200 ms of a 1,600-tile scene (bench/bench_scale.py)."""
-    names = dict(Label.objects.values_list("pk", "name"))
+    names = label_index.label_names()
     ready = Image.Status.READY
     rows = (SceneTile.objects.filter(scene=scene).order_by("row", "col")
             .annotate(**{f"{key}_text": Cast(source, TextField())
@@ -232,7 +232,7 @@ def tiles_geojson(scene: Scene) -> str:
             tags, probabilities = "[]", "{}"
         geometry = "null" if ring is None or ring == "null" else \
             f'{{"type": "Polygon", "coordinates": [{ring}]}}'
-        labels = json.dumps(sorted(names[i] for i in label_ids if i in names))
+        labels = json.dumps(label_index.named(label_ids, names))
         features.append(
             f'{{"type": "Feature", "geometry": {geometry}, "properties": {{'
             f'"image": {image_id}, "row": {row}, "col": {col}, "tags": {tags}, '
@@ -263,7 +263,7 @@ class Overview:
 def overview(scene: Scene) -> Overview:
     """The scene page's figures from the tiles' image rows alone (label ids, coverage,
     the predicting model): no prediction is decoded, whatever the tile count."""
-    names = dict(Label.objects.values_list("pk", "name"))
+    names = label_index.label_names()
     counts: dict[str, int] = {}
     models, partial = set(), 0
     min_coverage = app_settings.MIN_TILE_COVERAGE
