@@ -1317,7 +1317,6 @@ def cold_start(env: dict[str, str], tmp: Path, token: str, chip: tuple[str, byte
     loads them in its first search). Seconds until the server answers, seconds of the
     first search, the worker's memory (RSS; USS, its own pages; PSS, shared pages split
     among their sharers) and the master's."""
-    memory = process_memory
     out = []
     for preload in (True, False):
         for query in ("text", "image"):
@@ -1329,7 +1328,7 @@ def cold_start(env: dict[str, str], tmp: Path, token: str, chip: tuple[str, byte
                 s = token_session(token)
                 s.get(server.base + "/healthz", timeout=args.timeout)
                 worker = server.worker_pids()[0]
-                before = memory(worker)
+                before = process_memory(worker)
                 begin = time.perf_counter()
                 if query == "text":
                     answer = s.get(f"{server.base}/api/search/?q=river", timeout=args.timeout)
@@ -1340,7 +1339,7 @@ def cold_start(env: dict[str, str], tmp: Path, token: str, chip: tuple[str, byte
                 if answer.status_code != 200 or "results" not in answer.json():
                     raise WrongAnswer(f"cold {query} search: {answer.status_code} "
                                       f"{answer.text[:300]}")
-                after, master = memory(worker), memory(server.process.pid)
+                after, master = process_memory(worker), process_memory(server.process.pid)
             finally:
                 server.stop()
             out.append({"name": "search cold start", "query": query, "preload": preload,
