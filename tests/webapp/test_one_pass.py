@@ -193,3 +193,27 @@ def test_a_worker_commits_nothing_once_another_took_its_batch(user, settings, qu
         first.beat(force=True)
     second.release()
     assert Batch.objects.get(pk=batch.pk).worker == ""
+
+
+def test_work_under_claims_runs_and_releases_whatever_happens(user, quiet_queue):
+    from webapp.models import Batch
+    from webapp.services.leases import work_under
+
+    batch = _submitted(user, [("a.jpg", make_image(seed=42))])
+    ran = []
+
+    def held_by_another(lease):
+        ran.append(lease.pk)
+        assert not work_under(batches.lease(batch.pk), ran.append)  # taken: not run
+        raise LeaseLost("taken over")  # ends the work quietly
+
+    assert work_under(batches.lease(batch.pk), held_by_another)
+    assert ran == [batch.pk]
+    assert Batch.objects.get(pk=batch.pk).worker == ""  # released after LeaseLost
+
+    def broken(lease):
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError):
+        work_under(batches.lease(batch.pk), broken)
+    assert Batch.objects.get(pk=batch.pk).worker == ""  # released after any error

@@ -25,7 +25,7 @@ from django.utils import timezone
 from webapp.conf import app_settings
 from webapp.models import Image, ModelVersion, RetagJob
 from webapp.services import jobs, recognition
-from webapp.services.leases import Lease, LeaseLost, long_work_kind, resend_stalled
+from webapp.services.leases import Lease, long_work_kind, resend_stalled, work_under
 from webapp.services.model_registry import activate_model
 
 log = logging.getLogger(__name__)
@@ -92,15 +92,9 @@ def run_retag(job_id: int, chunk_size: int | None = None) -> RetagJob | None:
     job = RetagJob.objects.filter(pk=job_id).first()
     if job is None or job.status not in RetagJob.UNFINISHED:
         return job
-    lease = Lease(RETAGS, job_id)
-    if not lease.claim():
+    size = chunk_size or app_settings.RETAG_CHUNK_SIZE
+    if not work_under(Lease(RETAGS, job_id), lambda lease: _retag(lease, size)):
         return job
-    try:
-        _retag(lease, chunk_size or app_settings.RETAG_CHUNK_SIZE)
-    except LeaseLost as exc:
-        log.warning("%s; this worker stops working on it", exc)
-    finally:
-        lease.release()
     return RetagJob.objects.get(pk=job_id)
 
 

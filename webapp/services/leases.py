@@ -38,7 +38,7 @@ from webapp.conf import app_settings
 log = logging.getLogger(__name__)
 
 __all__ = ["Heartbeat", "Lease", "LeaseLost", "WorkKind", "long_work_kind", "resend_stalled",
-           "stalled"]
+           "stalled", "work_under"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,21 @@ class Lease:
             self._rows.filter(worker=self.token).update(worker="")
         except DatabaseError:  # the heartbeat goes stale and the lease with it
             log.warning("could not release the lease on %s %s", self.kind.name, self.pk)
+
+
+def work_under(lease: Lease, work: Callable[[Lease], None]) -> bool:
+    """Claim ``lease``'s row, run ``work`` under it and release it whatever happens: the
+    one life of every kind of long work. False when another worker holds the row (or it
+    is finished). A lease lost midway ends the work quietly: its new holder carries on."""
+    if not lease.claim():
+        return False
+    try:
+        work(lease)
+    except LeaseLost as exc:
+        log.warning("%s; this worker stops working on it", exc)
+    finally:
+        lease.release()
+    return True
 
 
 class Heartbeat:

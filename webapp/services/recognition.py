@@ -37,7 +37,7 @@ from webapp.conf import app_settings
 from webapp.models import Batch, BatchItem, Image, ModelVersion, Prediction
 from webapp.services import batches, search, threads, tiling
 from webapp.services.curation import apply_model_labels_many
-from webapp.services.leases import Lease, LeaseLost
+from webapp.services.leases import Lease, LeaseLost, work_under
 from webapp.services.model_registry import active_model
 from webapp.services.process_cache import ProcessCache
 from webapp.services.storage import display_array, save_display_copies
@@ -117,16 +117,10 @@ def process_batch(batch_id: int, chunk_size: int | None = None) -> Batch | None:
     batch = Batch.objects.filter(pk=batch_id).first()
     if batch is None or batch.status == Batch.Status.DONE:
         return batch
-    lease = batches.lease(batch_id)
-    if not lease.claim():
+    size = chunk_size or app_settings.PREDICT_CHUNK_SIZE
+    if not work_under(batches.lease(batch_id), lambda lease: _run(lease, size)):
         log.info("batch %s: not taken (not submitted, or another worker runs it)", batch_id)
         return batch
-    try:
-        _run(lease, chunk_size or app_settings.PREDICT_CHUNK_SIZE)
-    except LeaseLost as exc:
-        log.warning("%s; this worker stops working on it", exc)
-    finally:
-        lease.release()
     return Batch.objects.get(pk=batch_id)
 
 

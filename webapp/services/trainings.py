@@ -42,6 +42,7 @@ from webapp.services.leases import (
     LeaseLost,
     long_work_kind,
     resend_stalled,
+    work_under,
 )
 from webapp.services.model_registry import active_model, register_model
 
@@ -175,24 +176,24 @@ def run(job_id: int) -> TrainingJob | None:
     job = TrainingJob.objects.filter(pk=job_id).first()
     if job is None or job.status not in TrainingJob.UNFINISHED:
         return job
-    lease = Lease(TRAININGS, job_id)
-    if not lease.claim():
+    if not work_under(Lease(TRAININGS, job_id), _train):
         log.info("training %s: not taken (another worker runs it)", job_id)
         return job
+    return TrainingJob.objects.get(pk=job_id)
+
+
+def _train(lease: Lease) -> None:
+    """The training under its lease; how it ends is written on the job."""
     try:
         _Run(lease).run()
-    except LeaseLost as exc:
-        log.warning("%s; this worker stops working on it", exc)
+    except (LeaseLost, DatabaseError):
+        raise  # lost: the new holder goes on; database: the task retries, the heal
+        # job resends, the checkpoints stay
     except Cancelled:
         _finish(lease, TrainingJob.Status.CANCELLED, "cancelled by a curator")
-    except DatabaseError:
-        raise  # the task retries; the heal job resends; the checkpoints stay
     except Exception as exc:  # noqa: BLE001 - bad data or a bug: the job fails with it
-        log.exception("training %s failed", job_id)
+        log.exception("training %s failed", lease.pk)
         _finish(lease, TrainingJob.Status.FAILED, _message(exc))
-    finally:
-        lease.release()
-    return TrainingJob.objects.get(pk=job_id)
 
 
 def _message(exc: BaseException) -> str:
