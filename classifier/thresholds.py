@@ -64,7 +64,7 @@ def best_label_f2(y_true: np.ndarray, scores: np.ndarray, grid: np.ndarray = GRI
     return best
 
 
-def _poisson_binomial(probs: np.ndarray) -> np.ndarray:
+def poisson_binomial(probs: np.ndarray) -> np.ndarray:
     """Distribution of the number of successes of independent Bernoullis, per row:
     (n, m) probabilities -> (n, m + 1) probabilities of 0..m successes."""
     n, m = probs.shape
@@ -89,8 +89,8 @@ def expected_f2_decision(probs: np.ndarray) -> np.ndarray:
     best_value = np.full(n, -1.0)
     best_k = np.zeros(n, dtype=int)
     for k in range(labels + 1):
-        inside = _poisson_binomial(ranked[:, :k])
-        outside = _poisson_binomial(ranked[:, k:])
+        inside = poisson_binomial(ranked[:, :k])
+        outside = poisson_binomial(ranked[:, k:])
         h = np.arange(k + 1)[:, None]
         r = np.arange(labels - k + 1)[None, :]
         denom = 4 * (h + r) + k

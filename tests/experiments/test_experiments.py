@@ -117,3 +117,85 @@ def test_partial_tiles_scores_every_view_on_validation_cuts(ensemble: Path,
     with pytest.raises(SystemExit, match="validation"):
         partial_tiles.main(["--model", str(ensemble), "--chips", str(dataset[1]),
                             "--split", "test"])
+
+
+def test_land_sets_by_expected_f2_match_brute_force() -> None:
+    """The best top-k of the land labels is the best of all their subsets, and its value
+    is the expected F2 computed by enumerating every outcome."""
+    from itertools import product
+
+    from experiments.rule_decoding import expected_land_f2
+
+    rng = np.random.default_rng(3)
+    land = rng.uniform(0, 1, (12, 4))
+    hit = rng.dirichlet([1, 1, 1], 12)[:, :2]  # weather right, wrong (rest: cloudy)
+    chosen, value = expected_land_f2(land, hit)
+    for row in range(len(land)):
+        best = -1.0
+        for subset in product([0, 1], repeat=4):
+            expected = 0.0
+            for truth in product([0, 1], repeat=4):
+                chance = np.prod([p if t else 1 - p for p, t in zip(land[row], truth)])
+                h = sum(s and t for s, t in zip(subset, truth))
+                r = sum(t and not s for s, t in zip(subset, truth))
+                k = 1 + sum(subset)
+                for right, share in ((1, hit[row, 0]), (0, hit[row, 1])):
+                    expected += chance * share * 5 * (right + h) / (4 * (1 + h + r) + k)
+            if subset == tuple(chosen[row].astype(int)):
+                assert expected == pytest.approx(value[row])
+            best = max(best, expected)
+        assert value[row] == pytest.approx(best)
+
+
+def _planet_like_model(folder: Path, n: int = 400) -> Path:
+    """A model directory holding only labels and validation outputs with Planet's
+    structure: one weather label per chip, nothing else when cloudy."""
+    from classifier.store import ValOutputs
+
+    labels = ["agriculture", "clear", "cloudy", "haze", "partly_cloudy", "primary", "road",
+              "water"]
+    rng = np.random.default_rng(0)
+    y = np.zeros((n, len(labels)), np.float32)
+    weather = rng.choice([1, 2, 3, 4], n, p=[0.6, 0.1, 0.1, 0.2])
+    y[np.arange(n), weather] = 1
+    land = [0, 5, 6, 7]
+    y[:, land] = rng.uniform(0, 1, (n, 4)) < [0.3, 0.9, 0.2, 0.2]
+    y[np.ix_(weather == 2, land)] = 0
+    probs = np.clip(0.7 * y + rng.normal(0.15, 0.2, y.shape), 0.01, 0.99).astype(np.float32)
+    folder.mkdir()
+    (folder / "pipeline.json").write_text(json.dumps({"labels": labels}))
+    ValOutputs([f"c{i}" for i in range(n)], y,
+               {"original_tta8": probs}).save(folder / "val_outputs.npz")
+    return folder
+
+
+def test_rule_decoding_scores_each_decision_against_the_shipped_rule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments import rule_decoding
+
+    table = rule_decoding.main(["--model", str(_planet_like_model(tmp_path / "m"))])
+    shipped = table.pop("shipped (thresholds, then the rule)")
+    assert shipped["diff"] == 0 and 0.5 < shipped["f2"] <= 1
+    assert len(table) == 11 and all(0.3 < row["f2"] <= 1 for row in table.values())
+    assert "land thresholds per chosen weather" in capsys.readouterr().out
+
+
+def test_scale_tta_scores_stored_outputs_as_the_shipped_ones(ensemble: Path,
+                                                             tmp_path: Path) -> None:
+    """Outputs at the trained side itself (the stored ones, in another order) score
+    exactly as the shipped model; other outputs do not."""
+    from classifier.store import MEMBER_PREFIX, ValOutputs
+    from experiments import scale_tta
+
+    val = ValOutputs.load(ensemble / "val_outputs.npz")
+    members = val.member_names("original")
+    order = np.random.default_rng(0).permutation(len(val.names))
+    np.savez_compressed(tmp_path / "val_32.npz", names=np.array(val.names)[order],
+                        **{m: val.probs[f"{MEMBER_PREFIX}{m}_tta8"][order] for m in members})
+    np.savez_compressed(tmp_path / "val_64.npz", names=np.array(val.names),
+                        **{m: np.full_like(val.probs[f"{MEMBER_PREFIX}{m}_tta8"], 0.5)
+                           for m in members})
+    table = scale_tta.main(["--model", str(ensemble), "--score", str(tmp_path)])
+    assert table["32 alone"]["diff"] == pytest.approx(0, abs=1e-6)
+    assert table["32 averaged"]["diff"] == pytest.approx(0, abs=1e-6)
+    assert table["64 alone"]["diff"] < 0
