@@ -199,3 +199,14 @@ def test_scale_tta_scores_stored_outputs_as_the_shipped_ones(ensemble: Path,
     assert table["32 alone"]["diff"] == pytest.approx(0, abs=1e-6)
     assert table["32 averaged"]["diff"] == pytest.approx(0, abs=1e-6)
     assert table["64 alone"]["diff"] < 0
+
+
+def test_knn_votes_are_the_labels_of_the_nearest_training_chips() -> None:
+    from experiments.knn_votes import votes
+
+    train = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [0.2, 1.0]], np.float16)
+    targets = np.array([[1, 0], [1, 1], [0, 1], [0, 1], [0, 0]], np.float32)
+    queries = np.array([[5, 0.1], [0, 3]], np.float32)  # cosine: the length does not count
+    np.testing.assert_allclose(votes(train, targets, queries, k=2), [[1, 0.5], [0, 1]])
+    np.testing.assert_allclose(votes(train, targets, queries, k=3, batch=1),
+                               [[2 / 3, 1 / 3], [0, 2 / 3]])
