@@ -210,3 +210,18 @@ def test_knn_votes_are_the_labels_of_the_nearest_training_chips() -> None:
     np.testing.assert_allclose(votes(train, targets, queries, k=2), [[1, 0.5], [0, 1]])
     np.testing.assert_allclose(votes(train, targets, queries, k=3, batch=1),
                                [[2 / 3, 1 / 3], [0, 2 / 3]])
+
+
+def test_other_networks_scores_another_models_outputs_beside_these(ensemble: Path,
+                                                                   tmp_path: Path) -> None:
+    from classifier.store import ValOutputs
+    from experiments import other_networks
+
+    table = other_networks.main(["--model", str(ensemble),
+                                 "--other", str(ensemble / "val_outputs.npz")])
+    assert table["this model as shipped"]["diff"] == 0
+    assert len(table) == 7 and all(0 <= row["f2"] <= 1 for row in table.values())
+    val = ValOutputs.load(ensemble / "val_outputs.npz")
+    ValOutputs(val.names[::-1], val.targets[::-1], val.probs).save(tmp_path / "other.npz")
+    with pytest.raises(SystemExit, match="same chips"):
+        other_networks.main(["--model", str(ensemble), "--other", str(tmp_path / "other.npz")])
