@@ -186,7 +186,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         low, high = r["diff_interval"]
         lines.append(f"| {r['setting']} | {r['f2']:.4f} | {r['diff']:+.4f} | "
                      f"[{low:+.4f}, {high:+.4f}] |")
-    if predictor.postprocessor.config.dehaze == "stack":
+    if "dehazed" not in predictor.networks:
+        combined = "This model has no dehazed network: nothing is dehazed."
+    elif predictor.postprocessor.config.dehaze == "stack":
         combined = "Both networks' probabilities feed the recalibration layer (stacking)."
     else:
         combined = ("Labels taken from the dehazed network: "
@@ -216,7 +218,8 @@ def _ablations(predictor: Predictor) -> list[Setting]:
              for kind, names in predictor.member_names.items() if len(names) > 1
              for name, net in zip(names, predictor.networks[kind])]
     return ablations(predictor.postprocessor.config, predictor.is_ensemble,
-                     predictor.postprocessor.consistent, alone)
+                     predictor.postprocessor.consistent, alone,
+                     dehazed="dehazed" in predictor.networks)
 
 
 def _violations_table(results: list[dict]) -> list[str]:

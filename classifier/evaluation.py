@@ -46,11 +46,14 @@ _COMBINE = {"per-label": "per-label choice", "stack": "both networks stacked",
 
 
 def ablations(shipped: PostprocessConfig, ensemble: bool = False,
-              consistent: bool = False, alone: Sequence[tuple[str, str]] = ()) -> list[Setting]:
+              consistent: bool = False, alone: Sequence[tuple[str, str]] = (),
+              dehazed: bool = True) -> list[Setting]:
     """The full pipeline as shipped, then each stage switched off or swapped on its own
     (``ensemble``: the model has several members of a network, so also one of each;
     ``consistent``: its tag sets follow a rule, so also without it; ``alone``: (member,
-    description) pairs, each member scored alone in place of its kind's ensemble)."""
+    description) pairs, each member scored alone in place of its kind's ensemble;
+    ``dehazed``: the model has a dehazed network; without one, the rows that drop, keep
+    or stack it are left out: there is nothing to switch)."""
     if shipped.dehaze == "stack":
         swap = Setting("per-label model choice instead of stacking (the paper)",
                        post=replace(shipped, dehaze="per-label"))
@@ -66,9 +69,10 @@ def ablations(shipped: PostprocessConfig, ensemble: bool = False,
                 post=shipped),
         Setting("no TTA", views=1, post=shipped),
         *(single if ensemble else []),
-        Setting("no dehazed model (original only)", post=replace(shipped, dehaze="original")),
-        Setting("dehazed model only", post=replace(shipped, dehaze="dehazed")),
-        swap,
+        *([Setting("no dehazed model (original only)",
+                   post=replace(shipped, dehaze="original")),
+           Setting("dehazed model only", post=replace(shipped, dehaze="dehazed")),
+           swap] if dehazed else []),
         Setting("no recalibration layer", post=replace(shipped, calibration="none")),
         Setting("lasso instead of ridge", post=replace(shipped, calibration="lasso")),
         Setting("fixed threshold 0.2", post=replace(shipped, thresholds=0.2)),
