@@ -113,6 +113,44 @@ def test_a_damaged_network_file_is_refused_by_its_digest(tmp_path, settings):
         recognition.check_model()
 
 
+@pytest.mark.django_db
+def test_the_shipped_model_replaced_by_an_upgrade_becomes_active(tmp_path):
+    """``make run`` after an upgrade that ships another default model: the active model's
+    directory holds the new version, so the new one is activated (else every worker
+    refuses to start); a model an operator activated from elsewhere stays active."""
+    from classifier.store import CLASSIFIER_DIRS
+    from webapp.models import ModelVersion
+    from webapp.services.model_registry import (
+        activate_model,
+        register_model,
+        register_shipped_model,
+    )
+
+    shipped, curated = tmp_path / "shipped", tmp_path / "curated"
+    for folder in (shipped, curated):
+        folder.mkdir()
+        shutil.copy(CLASSIFIER_DIRS.resolve("default") / "pipeline.json", folder)
+    first = register_shipped_model(str(shipped))
+    assert first.is_active and register_shipped_model(str(shipped)).pk == first.pk
+
+    spec = json.loads((shipped / "pipeline.json").read_text())
+    spec["postprocess"]["thresholds"][0] = 0.123  # the upgrade's model: another version
+    (shipped / "pipeline.json").write_text(json.dumps(spec))
+    upgraded = register_shipped_model(str(shipped))
+    assert upgraded.version != first.version and upgraded.is_active
+    assert list(ModelVersion.objects.filter(is_active=True)) == [upgraded]
+    assert CLASSIFIER_DIRS.version(shipped) == upgraded.version  # what workers check
+
+    curated_spec = json.loads((curated / "pipeline.json").read_text())
+    curated_spec["name"] = "curated"
+    (curated / "pipeline.json").write_text(json.dumps(curated_spec))
+    other = activate_model(register_model(str(curated)))  # an operator's choice
+    spec["postprocess"]["thresholds"][0] = 0.456
+    (shipped / "pipeline.json").write_text(json.dumps(spec))
+    again = register_shipped_model(str(shipped))
+    assert not again.is_active and ModelVersion.objects.get(is_active=True).pk == other.pk
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_refuses_to_start_without_its_model(start_worker, tmp_path):
     from webapp.services.model_registry import register_model

@@ -31,6 +31,19 @@ def register_model(path: str, activate: bool = False) -> ModelVersion:
     return model
 
 
+def register_shipped_model(path: str) -> ModelVersion:
+    """Register the model the app ships with (``make run``), active when none is, or when
+    the active model was read from this same directory and the directory now holds
+    another version: an upgrade of the code replaced its files, so the old model can no
+    longer run and every worker would refuse to start ("register it again"). Images it
+    tagged keep their predictions and the version that made them."""
+    model = register_model(path)
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is None or (active.path == model.path and active.version != model.version):
+        model = activate_model(model)
+    return model
+
+
 @transaction.atomic
 def activate_model(model: ModelVersion) -> ModelVersion:
     """Make this model the one that tags new uploads (exactly one is active)."""

@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from webapp.conf import app_settings
-from webapp.services.model_registry import register_model
+from webapp.services.model_registry import register_shipped_model
 
 
 class Command(BaseCommand):
@@ -32,7 +32,7 @@ class Command(BaseCommand):
     def handle(self, addr: str, concurrency: int, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("ensure_admin")
-        model = register_model(app_settings.CLASSIFIER_MODEL, activate=not _has_active_model())
+        model = register_shipped_model(app_settings.CLASSIFIER_MODEL)
         self.stdout.write(f"model {model.version}{' (active)' if model.is_active else ''}")
         env = dict(os.environ)
         redis_server = None
@@ -81,11 +81,6 @@ class Command(BaseCommand):
                 redis_server.shutdown()
             self.stdout.write("stopped")
 
-
-def _has_active_model() -> bool:
-    from webapp.models import ModelVersion
-
-    return ModelVersion.objects.filter(is_active=True).exists()
 
 
 def _embedded_redis(folder: Path):
