@@ -26,7 +26,7 @@ from classifier.metrics import (
 )
 from classifier.postprocess import PostprocessConfig, Postprocessor, fit_postprocessor
 from classifier.predictor import Predictor
-from classifier.store import VAL_OUTPUTS_FILE, ValOutputs
+from classifier.store import CLASSIFIER_DIRS, VAL_OUTPUTS_FILE, ValOutputs, read_pipeline
 from imagery.datasets import load_images, read_labels
 
 
@@ -145,6 +145,27 @@ def per_label_table(per_label: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {label} | {s['f2']:.3f} | {s['precision']:.3f} | {s['recall']:.3f} "
                      f"| {s['support']} |")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """What a validation-CV experiment starts from: a model's stored validation outputs,
+    its own post-processing as a ``Setting`` (the default stages for a spec without one)
+    and its labels (which give the tag-set rule)."""
+
+    val: ValOutputs
+    shipped: Setting
+    labels: list[str]
+
+    @classmethod
+    def load(cls, model: str | Path) -> StoredModel:
+        model_dir = CLASSIFIER_DIRS.resolve(model)
+        spec = read_pipeline(model_dir)
+        config = spec.get("postprocess", {}).get("config")
+        post = Postprocessor.from_dict(spec["postprocess"]).config if config else \
+            PostprocessConfig()
+        return cls(ValOutputs.load(model_dir / VAL_OUTPUTS_FILE), Setting("shipped", post=post),
+                   list(spec["labels"]))
 
 
 def cv_splits(n: int, folds: int = 5, repeats: int = 2,

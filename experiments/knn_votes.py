@@ -8,24 +8,24 @@ validation CV against the shipped post-processing.
     python -m experiments.knn_votes --score runs/knn
 
 The votes go in as the layer's second block of inputs (``dehaze="stack"``, the stacking
-path's 2 x L inputs per label), so the layer, the thresholds and the consistent sets are
+path's 2 x L inputs per label; averaged with the probabilities for a model without a
+layer), so the layer, the thresholds and the consistent sets are
 fitted per fold exactly as shipped. Nothing here touches the test split.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from classifier.evaluation import Setting, cv_scores, paired
+from classifier.evaluation import Setting, StoredModel, cv_scores, paired
 from classifier.inference import predict_with_embeddings
-from classifier.postprocess import PostprocessConfig
 from classifier.predictor import load_predictor
-from classifier.store import VAL_OUTPUTS_FILE, ValOutputs
+from classifier.store import ValOutputs
 from imagery.datasets import load_images, read_labels
 
 
@@ -64,19 +64,18 @@ def votes(train: np.ndarray, targets: np.ndarray, queries: np.ndarray, k: int,
 
 
 def score(model: str, out: Path, ks: list[int]) -> dict[str, dict[str, float]]:
-    model_dir = Path("classifier/default_model") if model == "default" else Path(model)
-    labels = json.loads((model_dir / "pipeline.json").read_text())["labels"]
-    val = ValOutputs.load(model_dir / VAL_OUTPUTS_FILE)
+    stored = StoredModel.load(model)
+    val, labels = stored.val, stored.labels
     with np.load(out / "train.npz") as t, np.load(out / "val.npz") as v:
         train, targets = t["features"], t["targets"].astype(np.float32)
         index = {str(n): i for i, n in enumerate(v["names"])}
         queries = v["features"][[index[n] for n in val.names]]
-    baseline = cv_scores(val, Setting("shipped"), labels=labels)
+    baseline = cv_scores(val, stored.shipped, labels=labels)
     table = {}
     print("| layer inputs | F2 | vs shipped |\n|---|---:|---:|")
     for k in ks:
         probs = {**val.probs, "dehazed_tta8": votes(train, targets, queries, k)}
-        stacked = Setting("votes", post=PostprocessConfig(dehaze="stack"))
+        stacked = Setting("votes", post=replace(stored.shipped.post, dehaze="stack"))
         scores = cv_scores(ValOutputs(val.names, val.targets, probs), stacked, labels=labels)
         row = table[f"k={k}"] = paired(scores, baseline)
         print(f"| ensemble + votes of {k} neighbours | {row['f2']:.4f} | "

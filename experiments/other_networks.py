@@ -13,30 +13,29 @@ paired with this model as shipped. Nothing here touches the test split.
 from __future__ import annotations
 
 import argparse
-import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from classifier.evaluation import Setting, cv_scores, paired
-from classifier.postprocess import PostprocessConfig
-from classifier.store import VAL_OUTPUTS_FILE, ValOutputs
+from classifier.evaluation import Setting, StoredModel, cv_scores, paired
+from classifier.store import ValOutputs
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path("classifier/default_model"))
+    parser.add_argument("--model", default="default", help="model directory, or 'default'")
     parser.add_argument("--other", type=Path, required=True, help="another val_outputs.npz")
     args = parser.parse_args(argv)
-    labels = json.loads((args.model / "pipeline.json").read_text())["labels"]
-    own = ValOutputs.load(args.model / VAL_OUTPUTS_FILE)
+    stored = StoredModel.load(args.model)
+    own, labels = stored.val, stored.labels
     other = ValOutputs.load(args.other)
     if other.names != own.names or not np.array_equal(other.targets, own.targets):
         raise SystemExit("the two models were not validated on the same chips")
     ours = own.get("original", 8)
     members = own.member_outputs("original", 8) or [ours]
     theirs = {kind: other.get(kind, 8) for kind in ("original", "dehazed")}
-    baseline = cv_scores(own, Setting("shipped"), labels=labels)
+    baseline = cv_scores(own, stored.shipped, labels=labels)
 
     def score(original: np.ndarray, second: np.ndarray | None = None,
               dehaze: str = "per-label") -> np.ndarray:
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         if second is not None:
             probs["dehazed_tta8"] = second
         return cv_scores(ValOutputs(own.names, own.targets, probs),
-                         Setting("variant", post=PostprocessConfig(dehaze=dehaze)),
+                         Setting("variant", post=replace(stored.shipped.post, dehaze=dehaze)),
                          labels=labels)
 
     rows = {"this model as shipped": baseline}

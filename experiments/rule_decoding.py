@@ -31,19 +31,16 @@ more than its standard error; see the model card.
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from classifier.calibration import cross_fitted_scores
 from classifier.consistency import TagRule
-from classifier.evaluation import Setting, cv_scores, cv_splits, paired
+from classifier.evaluation import StoredModel, cv_scores, cv_splits, paired
 from classifier.metrics import f2_score
 from classifier.postprocess import fit_postprocessor, layer_inputs
-from classifier.store import VAL_OUTPUTS_FILE, ValOutputs
 from classifier.thresholds import poisson_binomial
 
 GROUPS = [["clear"], ["partly_cloudy"], ["haze"]]
@@ -142,10 +139,11 @@ class RuleDecoder:
         return out
 
 
-def shipped_folds(val: ValOutputs, labels: list[str]):
+def shipped_folds(model: StoredModel):
     """Per split of ``cv_scores``: the shipped post-processing fitted on the fit part, the
     ridge layer's cross-fitted scores there (what thresholds are tuned on), the held
     part's scores and its targets."""
+    val, labels = model.val, model.labels
     y = val.targets
     p_original, p_dehazed = val.get("original", 8), val.get("dehazed", 8)
 
@@ -153,7 +151,7 @@ def shipped_folds(val: ValOutputs, labels: list[str]):
         return None if p is None else p[rows]
 
     for fit, held in cv_splits(len(y)):
-        post = fit_postprocessor(Setting("shipped").post, y[fit], p_original[fit],
+        post = fit_postprocessor(model.shipped.post, y[fit], p_original[fit],
                                  part(p_dehazed, fit), 0, labels)
         inputs = layer_inputs(post.config, p_original[fit], part(p_dehazed, fit),
                               post.use_dehazed)
@@ -162,13 +160,12 @@ def shipped_folds(val: ValOutputs, labels: list[str]):
             y[held]
 
 
-def decoder_cv(val: ValOutputs, labels: list[str], make, mix_thresholds: bool = False
-               ) -> np.ndarray:
+def decoder_cv(model: StoredModel, make, mix_thresholds: bool = False) -> np.ndarray:
     """``make(rule)``'s decoder fitted per split on the cross-fitted ridge scores;
     ``mix_thresholds``: land labels by the shipped thresholds, the weather (and cloudy)
     by the decoder."""
     out = []
-    for post, y_fit, crossed, held_scores, y_held in shipped_folds(val, labels):
+    for post, y_fit, crossed, held_scores, y_held in shipped_folds(model):
         decoder = make(post.rule).fit(y_fit, crossed)
         decided = decoder.decide(held_scores)
         if mix_thresholds:
@@ -181,19 +178,19 @@ def decoder_cv(val: ValOutputs, labels: list[str], make, mix_thresholds: bool = 
     return np.asarray(out)
 
 
-def weather_group_cv(val: ValOutputs, labels: list[str], groups: list[list[str]]) -> np.ndarray:
+def weather_group_cv(model: StoredModel, groups: list[list[str]]) -> np.ndarray:
     """Land thresholds refitted separately on the chips of each group of chosen weather
     labels (sample-averaged F2 adds up over chips, so each group's fit is exact); chips
     outside every group keep the shipped thresholds."""
     out = []
-    for post, y_fit, crossed, held_scores, y_held in shipped_folds(val, labels):
+    for post, y_fit, crossed, held_scores, y_held in shipped_folds(model):
         rule = post.rule
         weather = np.asarray(rule.weather)
         decided = post.decide(held_scores)
         chosen_fit = weather[np.argmax(crossed[:, weather], axis=1)]
         chosen_held = weather[np.argmax(held_scores[:, weather], axis=1)]
         for group in groups:
-            ids = [labels.index(g) for g in group]
+            ids = [model.labels.index(g) for g in group]
             fit_rows, held_rows = np.isin(chosen_fit, ids), np.isin(chosen_held, ids)
             thresholds = rule.fit_thresholds_under_rule(y_fit[fit_rows], crossed[fit_rows],
                                                         post.thresholds)
@@ -205,29 +202,28 @@ def weather_group_cv(val: ValOutputs, labels: list[str], groups: list[list[str]]
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="classifier/default_model")
+    parser.add_argument("--model", default="default", help="model directory, or 'default'")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    model = Path(args.model)
-    labels = json.loads((model / "pipeline.json").read_text())["labels"]
-    val = ValOutputs.load(model / VAL_OUTPUTS_FILE)
-    baseline = cv_scores(val, Setting("shipped"), labels=labels)
+    model = StoredModel.load(args.model)
+    baseline = cv_scores(model.val, model.shipped, labels=model.labels)
     rows = {"shipped (thresholds, then the rule)": baseline}
     for c in (0.1, 1.0, 10.0):
         for inputs in ("all", "weather"):
             rows[f"expected F2 under the rule, weather C={c} on {inputs} scores"] = decoder_cv(
-                val, labels, lambda rule, c=c, i=inputs: RuleDecoder(rule, c, i))
+                model, lambda rule, c=c, i=inputs: RuleDecoder(rule, c, i))
     rows["expected F2, land not conditioned on clear"] = decoder_cv(
-        val, labels, lambda rule: RuleDecoder(rule, 1.0, "all", land_given_clear=False))
+        model, lambda rule: RuleDecoder(rule, 1.0, "all", land_given_clear=False))
     for inputs in ("all", "weather"):
         rows[f"weather by the multinomial model on {inputs} scores, land by thresholds"] = (
-            decoder_cv(val, labels, lambda rule, i=inputs: RuleDecoder(rule, 1.0, i),
+            decoder_cv(model, lambda rule, i=inputs: RuleDecoder(rule, 1.0, i),
                        mix_thresholds=True))
     for groups in (GROUPS, [["clear"], ["partly_cloudy", "haze"]]):
         name = " / ".join("+".join(g) for g in groups)
         rows[f"land thresholds per chosen weather ({name})"] = weather_group_cv(
-            val, labels, groups)
-    print(f"validation CV of {model} ({len(val.targets)} images, 5 folds x 2 shuffles)")
+            model, groups)
+    print(f"validation CV of {args.model} ({len(model.val.targets)} images, 5 folds x 2 "
+          "shuffles)")
     print("| decision | F2 | vs shipped |\n|---|---:|---:|")
     table = {name: paired(scores, baseline) for name, scores in rows.items()}
     for name, row in table.items():

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from classifier.evaluation import Setting, cv_scores, paired
+from classifier.evaluation import StoredModel, cv_scores, paired
 from classifier.predictor import load_predictor
-from classifier.store import MEMBER_PREFIX, VAL_OUTPUTS_FILE, ValOutputs
+from classifier.store import MEMBER_PREFIX, ValOutputs
 from imagery.datasets import load_images, read_labels
 
 
@@ -49,11 +48,9 @@ def compute(model: str, images: str, sizes: list[int], out: Path, threads: int) 
 
 
 def score(model: str, out: Path) -> dict[str, dict[str, float]]:
-    model_dir = Path("classifier/default_model") if model == "default" else Path(model)
-    labels = json.loads((model_dir / "pipeline.json").read_text())["labels"]
-    val = ValOutputs.load(model_dir / VAL_OUTPUTS_FILE)
+    stored = StoredModel.load(model)
+    val, shipped, labels = stored.val, stored.shipped, stored.labels
     index = {name: i for i, name in enumerate(val.names)}
-    shipped = Setting("shipped")
     baseline = cv_scores(val, shipped, labels=labels)
     print("| test-time sides | F2 | vs shipped |\n|---|---:|---:|")
     print(f"| trained side only (shipped) | {baseline.mean():.4f} | |")

@@ -55,6 +55,12 @@ def test_default_model_decides_consistent_sets() -> None:
 
 
 def test_stored_validation_outputs_are_the_networks() -> None:
+    from classifier.evaluation import StoredModel
+    from classifier.store import load_postprocessor
+
+    stored = StoredModel.load("default")  # what the validation-CV experiments start from
+    assert stored.shipped.post == load_postprocessor(spec()).config
+    assert stored.labels == spec()["labels"]
     val = ValOutputs.load(DEFAULT_MODEL_DIR / "val_outputs.npz")
     assert val.get("original", 8).shape == (3238, 17)
     assert val.member_names("original") == ["original-1", "original-3"]
