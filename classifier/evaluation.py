@@ -73,8 +73,7 @@ def ablations(shipped: PostprocessConfig, ensemble: bool = False,
                    post=replace(shipped, dehaze="original")),
            Setting("dehazed model only", post=replace(shipped, dehaze="dehazed")),
            swap] if dehazed else []),
-        Setting("no recalibration layer", post=replace(shipped, calibration="none")),
-        Setting("lasso instead of ridge", post=replace(shipped, calibration="lasso")),
+        *_layer_swaps(shipped),
         Setting("fixed threshold 0.2", post=replace(shipped, thresholds=0.2)),
         Setting("expected-F2 decision instead of thresholds",
                 post=replace(shipped, decision="expected-f2")),
@@ -85,6 +84,19 @@ def ablations(shipped: PostprocessConfig, ensemble: bool = False,
                                        consistent=False),
                 members=1),
     ]
+
+
+def _layer_swaps(shipped: PostprocessConfig) -> list[Setting]:
+    """The recalibration layer switched off and swapped, or, for a model shipped without
+    one, each layer switched on."""
+    if shipped.calibration == "none":
+        return [Setting("with the ridge layer (the paper's)",
+                        post=replace(shipped, calibration="ridge")),
+                Setting("with a lasso layer", post=replace(shipped, calibration="lasso"))]
+    other = "lasso" if shipped.calibration == "ridge" else "ridge"
+    return [Setting("no recalibration layer", post=replace(shipped, calibration="none")),
+            Setting(f"{other} instead of {shipped.calibration}",
+                    post=replace(shipped, calibration=other))]
 
 
 class Evaluator:

@@ -165,17 +165,20 @@ def test_report_writes_ablation_table_and_charts(model_dir: Path, dataset: tuple
 def test_report_of_a_model_without_a_dehazed_network(run_dir: Path, dataset: tuple[Path, Path],
                                                       tmp_path: Path) -> None:
     """The shipped default has no dehazed network: its report leaves out the rows that
-    drop, keep or stack one (they failed: "this model has no dehazed network")."""
+    drop, keep or stack one (they failed: "this model has no dehazed network"). Nor has
+    it a recalibration layer: the rows switch each layer on."""
     _, images = dataset
     model = tmp_path / "model"
     assert main(["assemble", str(run_dir / "original.pt"), "--images", str(images),
-                 "--out", str(model)]) == 0
+                 "--out", str(model), "--calibration", "none"]) == 0
     assert main(["report", "--model", str(model), "--labels", str(model / "test.csv"),
                  "--images", str(images), "--out", str(tmp_path / "report"),
                  "--validation-cv"]) == 0
     table = (tmp_path / "report" / "report.md").read_text()
     assert "no dehazed network" in table and "no TTA" in table
     assert "dehazed model only" not in table and "stacking" not in table
+    assert "with the ridge layer (the paper's)" in table and "with a lasso layer" in table
+    assert "no recalibration layer" not in table
     cv = table[table.index("## Cross-validation on the validation outputs"):]
     assert len([line for line in cv.splitlines()
                 if line.startswith("| ") and "CV F2" not in line]) == 7
