@@ -40,6 +40,7 @@ def test_default_model_is_the_documented_model() -> None:
 def test_default_model_decides_consistent_sets() -> None:
     model = spec()
     assert model["postprocess"]["config"]["consistent"] and model["postprocess"]["rule"]
+    assert model["postprocess"]["config"]["calibration"] == "none"  # chosen on validation
     assert model["metrics"]["val"]["violations"] == {
         "two_or_more_weather": 0.0, "no_weather": 0.0, "cloudy_with_land": 0.0}
     predictor = load_predictor("default", device="cpu")

@@ -447,4 +447,4 @@ def test_the_model_page_shows_its_figures_per_label_weakest_first(admin_client):
     assert len(rows) == len(model.metrics["per_label_test"]) == 17
     f2s = [float(f2) for _name, f2 in rows]
     assert f2s == sorted(f2s)  # the weakest label first
-    assert "F2 (sample-averaged)" in html and "test: 0.9094" in html  # the shipped model
+    assert "F2 (sample-averaged)" in html and "test: 0.9089" in html  # the shipped model
